@@ -1,0 +1,358 @@
+"""Every configuration key, declared once, and how a configuration is resolved.
+
+`KEYS` is the single declaration of each key: its type, default, allowed values and a one-line
+description. Validation, the command-line flags and the comments in `config.txt` all follow from it.
+
+Values are taken from, highest precedence first:
+
+1. a command-line flag (`--epochs 5`),
+2. an environment variable (`SEQUENCER_EPOCHS=5`),
+3. the `.env` file beside the config file (`SEQUENCER_EPOCHS=5` lines),
+4. the config file (`config.txt`, or `--config FILE`), `KEY=VALUE` lines read with python-dotenv,
+5. the defaults below.
+
+Relative paths in the config file and `.env` are relative to the config file's folder, so the scripts
+work from any working directory; relative paths given on the command line or in the environment are
+relative to the working directory, as a shell user expects.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dotenv import dotenv_values
+from dotenv.parser import parse_stream
+
+from sequencer.errors import ConfigError
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_CONFIG_FILE = REPO_ROOT / "config.txt"
+ENV_PREFIX = "SEQUENCER_"
+# Configs from the original sequencer group their keys under `[Files]`-style headers: ignored.
+_SECTION_HEADER = re.compile(r"^\[[^\]]*\]$")
+
+
+@dataclass(frozen=True)
+class Key:
+    """One configuration key. `kind` is int, float, str, path, choice or list (comma-separated)."""
+
+    name: str
+    kind: str
+    default: Any
+    help: str
+    section: str
+    choices: tuple[str, ...] = ()
+    low: float | None = None
+    high: float | None = None
+    high_open: bool = False  # True when `high` itself is not allowed
+
+    def allowed(self) -> str:
+        """What a valid value looks like, for error messages and `config.txt` comments."""
+        if self.kind == "choice":
+            return "one of " + ", ".join(self.choices)
+        if self.kind == "list":
+            return "comma-separated, from " + ", ".join(self.choices) + "; empty for none"
+        if self.kind == "path":
+            return "a path"
+        if self.kind == "str":
+            return "text"
+        noun = "an integer" if self.kind == "int" else "a number"
+        if self.low is not None and self.high is not None:
+            closing = ")" if self.high_open else "]"
+            return f"{noun} in [{_fmt(self.low)}, {_fmt(self.high)}{closing}"
+        if self.low is not None:
+            return f"{noun} >= {_fmt(self.low)}"
+        return noun
+
+    def parse(self, text: str) -> Any:
+        """Turn the text of a value into its typed value; ValueError if it is not allowed."""
+        text = text.strip()
+        if self.kind in ("str", "path"):
+            return text
+        if self.kind == "choice":
+            if text not in self.choices:
+                raise ValueError
+            return text
+        if self.kind == "list":
+            items = [item.strip() for item in text.split(",") if item.strip()]
+            if any(item not in self.choices for item in items):
+                raise ValueError
+            return items
+        value = int(text) if self.kind == "int" else float(text)
+        if not math.isfinite(value):
+            raise ValueError
+        if self.low is not None and value < self.low:
+            raise ValueError
+        if self.high is not None and (value > self.high or (self.high_open and value == self.high)):
+            raise ValueError
+        return value
+
+    def format(self, value: Any) -> str:
+        """The text of a value as it is written in `config.txt`."""
+        if self.kind == "list":
+            return ",".join(value)
+        return str(value)
+
+
+def _fmt(number: float) -> str:
+    return str(int(number)) if float(number).is_integer() else str(number)
+
+
+OPTIMIZERS = ("adadelta", "adafactor", "adagrad", "adam", "adamax", "adamw", "ftrl", "lion", "nadam", "rmsprop", "sgd")
+
+KEYS: tuple[Key, ...] = (
+    # Files
+    Key(
+        "train_dir",
+        "path",
+        "./training_files",
+        "folder of training files: *.txt, one source<TAB>target pair per line",
+        "Files",
+    ),
+    Key(
+        "model_dir",
+        "path",
+        "./models",
+        "folder that receives one folder per training run, and the file `latest` naming the newest",
+        "Files",
+    ),
+    Key("predict_in", "path", "./predict_input", "folder of *.txt files to translate, one sentence per line", "Files"),
+    Key(
+        "predict_out",
+        "path",
+        "./predict_output",
+        "folder the translations are written to, one file per input file, same name",
+        "Files",
+    ),
+    Key("run", "path", "", "run folder that predict.py uses; empty means the newest run in model_dir", "Files"),
+    # Data
+    Key(
+        "num_samples",
+        "int",
+        10000,
+        "number of pairs read from train_dir, in file order; 0 reads them all",
+        "Data",
+        low=0,
+    ),
+    Key(
+        "val_split",
+        "float",
+        0.2,
+        "fraction of the pairs held out for validation, drawn at random with seed",
+        "Data",
+        low=0,
+        high=1,
+        high_open=True,
+    ),
+    Key(
+        "on_bad_line",
+        "choice",
+        "error",
+        "a malformed training line stops with its file:line (error) or is skipped and counted (skip)",
+        "Data",
+        choices=("error", "skip"),
+    ),
+    Key("seed", "int", 1, "random seed for the validation split, weight initialisation and shuffling", "Data", low=0),
+    # Model
+    Key("latent_dim", "int", 256, "number of units in the encoder and the decoder LSTM", "Model", low=1),
+    # Training
+    Key("optimizer", "choice", "rmsprop", "Keras optimizer, with its default settings", "Training", choices=OPTIMIZERS),
+    Key(
+        "loss",
+        "choice",
+        "categorical_crossentropy",
+        "training loss; both names mean cross-entropy on integer targets (the sparse form), padding excluded",
+        "Training",
+        choices=("categorical_crossentropy", "sparse_categorical_crossentropy"),
+    ),
+    Key(
+        "metrics",
+        "list",
+        ["accuracy"],
+        "metrics reported each epoch, padding excluded",
+        "Training",
+        choices=("accuracy",),
+    ),
+    Key("batch_size", "int", 64, "pairs per training batch", "Training", low=1),
+    Key("epochs", "int", 100, "passes over the training pairs", "Training", low=1),
+    # Prediction
+    Key("decode_batch_size", "int", 256, "sentences translated together in one batch", "Prediction", low=1),
+    Key(
+        "max_output_len",
+        "int",
+        0,
+        "longest translation in characters; 0 means twice the longest target seen in training",
+        "Prediction",
+        low=0,
+    ),
+)
+KEYS_BY_NAME = {key.name: key for key in KEYS}
+
+
+class Config:
+    """A resolved configuration: every key has a typed value; paths are absolute `Path`s."""
+
+    def __init__(self, values: dict[str, Any], config_file: Path | None):
+        self._values = values
+        self.config_file = config_file
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._values[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def replace(self, **changes: Any) -> Config:
+        """A copy with some values changed (already typed), e.g. for tests and tools."""
+        unknown = set(changes) - set(KEYS_BY_NAME)
+        if unknown:
+            raise ConfigError(f"unknown key {sorted(unknown)[0]!r}")
+        return Config({**self._values, **changes}, self.config_file)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready values (paths as strings), in declaration order."""
+        return {name: (str(value) if isinstance(value, Path) else value) for name, value in self._values.items()}
+
+
+@dataclass(frozen=True)
+class _Setting:
+    """A value's text and where it came from: the place for error messages, the folder for paths."""
+
+    text: str
+    where: str
+    base_dir: Path
+
+
+def load_config(
+    config_file: str | Path | None = None,
+    flags: dict[str, str] | None = None,
+    environ: dict[str, str] | None = None,
+) -> Config:
+    """Resolve the configuration from flags, environment, `.env`, the config file and defaults.
+
+    `config_file` None means `config.txt` at the repository root, which may be absent (defaults
+    apply); a file named explicitly must exist. Raises ConfigError naming the key, the value and
+    where it was set.
+    """
+    environ = dict(os.environ if environ is None else environ)
+    cwd = Path.cwd()
+    if config_file is None:
+        path = DEFAULT_CONFIG_FILE
+        if not path.is_file():
+            path = None
+    else:
+        path = Path(config_file).expanduser().absolute()
+        if not path.is_file():
+            raise ConfigError(f"config file {config_file} does not exist")
+    base_dir = path.parent if path else REPO_ROOT
+
+    settings: dict[str, _Setting] = {}
+    if path:
+        settings.update(_read_config_file(path))
+    dotenv_file = base_dir / ".env"
+    if dotenv_file.is_file():
+        settings.update(_read_environment(dotenv_values(dotenv_file), f"{_display(dotenv_file)}: ", base_dir))
+    settings.update(_read_environment(environ, "environment variable ", cwd))
+    for name, text in (flags or {}).items():
+        if name not in KEYS_BY_NAME:
+            raise ConfigError(f"unknown key {name!r}")
+        settings[name] = _Setting(text, f"--{name}", cwd)
+
+    values = {}
+    for key in KEYS:
+        setting = settings.get(key.name)
+        if setting is None:
+            value = key.default
+            base = base_dir
+        else:
+            try:
+                value = key.parse(setting.text)
+            except ValueError:
+                raise ConfigError(
+                    f"{setting.where}: {key.name}={setting.text!r} is not allowed; expected {key.allowed()}"
+                ) from None
+            base = setting.base_dir
+        if key.kind == "path" and value != "":
+            value = (base / Path(value).expanduser()).resolve()
+        values[key.name] = value
+    return Config(values, path)
+
+
+def _read_config_file(path: Path) -> dict[str, _Setting]:
+    """`KEY=VALUE` lines read with python-dotenv; every key must be declared."""
+    try:
+        with open(path, encoding="utf-8-sig") as stream:
+            bindings = list(parse_stream(stream))
+        values = dotenv_values(path, encoding="utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{_display(path)}: not valid UTF-8 ({error.reason} at byte {error.start})") from None
+    settings = {}
+    for binding in bindings:
+        text = binding.original.string
+        # dotenv starts a binding at the blank lines before it; the key's own line comes after them.
+        line = binding.original.line + text[: len(text) - len(text.lstrip())].count("\n")
+        where = f"{_display(path)}:{line}"
+        if binding.error:
+            raise ConfigError(f"{where}: cannot read {text.strip()!r}; expected KEY=VALUE")
+        if binding.key is None or (binding.value is None and _SECTION_HEADER.match(binding.key)):
+            continue
+        if binding.key not in KEYS_BY_NAME:
+            raise ConfigError(f"{where}: unknown key {binding.key!r}{_suggest(binding.key)}")
+        if binding.value is None:
+            raise ConfigError(f"{where}: key {binding.key!r} has no value; expected {binding.key}=VALUE")
+        settings[binding.key] = _Setting(values[binding.key], where, path.parent)
+    return settings
+
+
+def _read_environment(variables: dict[str, str | None], where: str, base_dir: Path) -> dict[str, _Setting]:
+    """The `SEQUENCER_<KEY>` variables among `variables`; other variables are not ours to judge."""
+    settings = {}
+    for variable, text in variables.items():
+        if not variable.startswith(ENV_PREFIX) or text is None:
+            continue
+        name = variable[len(ENV_PREFIX) :].lower()
+        if name not in KEYS_BY_NAME:
+            raise ConfigError(f"{where}{variable}: unknown key {name!r}{_suggest(name)}")
+        settings[name] = _Setting(text, f"{where}{variable}", base_dir)
+    return settings
+
+
+def _suggest(name: str) -> str:
+    close = difflib.get_close_matches(name.lower(), KEYS_BY_NAME, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else f" (valid keys: {', '.join(KEYS_BY_NAME)})"
+
+
+def _display(path: Path) -> str:
+    """A path as the user would type it: relative to the working directory where possible."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def render_config(config: Config | None = None) -> str:
+    """The text of a config file holding `config`'s values (the defaults if None), every key commented.
+
+    The shipped `config.txt` is this text for the defaults; a test keeps the two identical.
+    """
+    lines = [
+        "# sequencer configuration: KEY=VALUE lines; `#` starts a comment.",
+        "# Relative paths are relative to this file's folder. A command-line flag (--epochs 5) or an",
+        "# environment variable (SEQUENCER_EPOCHS=5, also read from a .env file beside this one) overrides",
+        "# a value here. The keys and comments below come from the declarations in sequencer/config.py.",
+    ]
+    section = None
+    for key in KEYS:
+        if key.section != section:
+            section = key.section
+            lines += ["", f"# ---- {section} ----"]
+        value = key.default if config is None else config.to_dict()[key.name]
+        lines.append(f"# {key.help} ({key.allowed()})")
+        lines.append(f"{key.name}={key.format(value)}")
+    return "\n".join(lines) + "\n"

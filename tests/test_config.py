@@ -1,0 +1,195 @@
+from pathlib import Path
+
+import pytest
+
+from sequencer.cli import make_parser
+from sequencer.config import DEFAULT_CONFIG_FILE, KEYS, load_config, render_config
+from sequencer.errors import ConfigError
+
+LEGACY_CONFIG = """\
+[Files]
+train_dir=./training_files
+model_dir=./models
+predict_in=./predict_input
+predict_out=./predict_output
+
+[Parameters]
+latent_dim=256
+num_samples=10000
+
+[Training]
+optimizer=rmsprop
+loss=categorical_crossentropy
+metrics=accuracy
+batch_size=64
+epochs=100
+val_split=0.2
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "config.txt") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_defaults_keep_the_original_names_and_values(tmp_path):
+    config = load_config(write(tmp_path, ""), environ={})
+    assert config.train_dir == tmp_path / "training_files"
+    assert config.model_dir == tmp_path / "models"
+    assert config.predict_in == tmp_path / "predict_input"
+    assert config.predict_out == tmp_path / "predict_output"
+    assert (config.latent_dim, config.num_samples, config.batch_size, config.epochs) == (256, 10000, 64, 100)
+    assert (config.optimizer, config.loss, config.metrics, config.val_split) == (
+        "rmsprop",
+        "categorical_crossentropy",
+        ["accuracy"],
+        0.2,
+    )
+
+
+def test_legacy_config_with_section_headers_loads(tmp_path):
+    config = load_config(write(tmp_path, LEGACY_CONFIG.replace("epochs=100", "epochs=7")), environ={})
+    assert config.epochs == 7
+    assert config.train_dir == tmp_path / "training_files"
+
+
+def test_spaces_around_equals_and_comments(tmp_path):
+    config = load_config(write(tmp_path, "# a comment\nepochs = 3  # inline comment\n"), environ={})
+    assert config.epochs == 3
+
+
+def test_precedence_flag_environment_dotenv_file_default(tmp_path):
+    path = write(tmp_path, "epochs=2\nbatch_size=8\nlatent_dim=16\nseed=5\n")
+    write(tmp_path, "SEQUENCER_EPOCHS=3\nSEQUENCER_BATCH_SIZE=9\nSEQUENCER_LATENT_DIM=17\nOTHER_TOOL=x\n", ".env")
+    environ = {"SEQUENCER_EPOCHS": "4", "SEQUENCER_BATCH_SIZE": "10", "PATH": "/bin"}
+    config = load_config(path, {"epochs": "5"}, environ=environ)
+    assert config.epochs == 5  # flag
+    assert config.batch_size == 10  # environment
+    assert config.latent_dim == 17  # .env
+    assert config.seed == 5  # config file
+    assert config.val_split == 0.2  # default
+
+
+def test_relative_paths_follow_their_source(tmp_path, monkeypatch):
+    (tmp_path / "project").mkdir()
+    path = write(tmp_path / "project", "train_dir=data/pairs\n")
+    monkeypatch.chdir(tmp_path)
+    config = load_config(path, {"model_dir": "here/models"}, environ={"SEQUENCER_PREDICT_IN": "in"})
+    assert config.train_dir == tmp_path / "project" / "data" / "pairs"  # config file: its folder
+    assert config.predict_out == tmp_path / "project" / "predict_output"  # default: the config's folder
+    assert config.model_dir == tmp_path / "here" / "models"  # flag: working directory
+    assert config.predict_in == tmp_path / "in"  # environment: working directory
+
+
+def test_unknown_key_names_file_line_and_closest_key(tmp_path):
+    path = write(tmp_path, "latent_dim=8\n\nepoch=5\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, environ={})
+    message = str(caught.value)
+    assert "config.txt:3" in message
+    assert "'epoch'" in message
+    assert "did you mean 'epochs'" in message
+
+
+def test_bad_value_names_key_value_and_what_is_allowed(tmp_path):
+    path = write(tmp_path, "val_split=1.5\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, environ={})
+    message = str(caught.value)
+    assert "config.txt:1" in message
+    assert "val_split='1.5'" in message
+    assert "a number in [0, 1)" in message
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("epochs=many\n", "an integer >= 1"),
+        ("epochs=0\n", "an integer >= 1"),
+        ("latent_dim=2.5\n", "an integer >= 1"),
+        ("val_split=nan\n", "a number in [0, 1)"),
+        ("optimizer=adamm\n", "one of adadelta"),
+        ("metrics=accuracy,f1\n", "comma-separated, from accuracy"),
+        ("on_bad_line=ignore\n", "one of error, skip"),
+    ],
+)
+def test_each_kind_of_bad_value(tmp_path, text, expected):
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, text), environ={})
+    assert expected in str(caught.value)
+
+
+def test_bad_values_from_flags_and_environment_say_where(tmp_path):
+    path = write(tmp_path, "")
+    with pytest.raises(ConfigError) as from_flag:
+        load_config(path, {"batch_size": "-1"}, environ={})
+    with pytest.raises(ConfigError) as from_environment:
+        load_config(path, environ={"SEQUENCER_BATCH_SIZE": "x"})
+    assert str(from_flag.value).startswith("--batch_size: batch_size='-1'")
+    assert str(from_environment.value).startswith("environment variable SEQUENCER_BATCH_SIZE: batch_size='x'")
+
+
+def test_unknown_environment_key_is_an_error(tmp_path):
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, ""), environ={"SEQUENCER_LATENT_DIMS": "3"})
+    assert "SEQUENCER_LATENT_DIMS" in str(caught.value)
+    assert "did you mean 'latent_dim'" in str(caught.value)
+
+
+def test_unreadable_line_and_key_without_value(tmp_path):
+    with pytest.raises(ConfigError) as unreadable:
+        load_config(write(tmp_path, "epochs=2\nnot a key value line\n"), environ={})
+    with pytest.raises(ConfigError) as no_value:
+        load_config(write(tmp_path, "epochs\n"), environ={})
+    assert "config.txt:2: cannot read 'not a key value line'" in str(unreadable.value)
+    assert "config.txt:1: key 'epochs' has no value" in str(no_value.value)
+
+
+def test_named_config_file_must_exist(tmp_path):
+    with pytest.raises(ConfigError) as caught:
+        load_config(tmp_path / "missing.txt", environ={})
+    assert "missing.txt does not exist" in str(caught.value)
+
+
+def test_errors_are_value_errors(tmp_path):
+    with pytest.raises(ValueError):
+        load_config(write(tmp_path, "epochs=x\n"), environ={})
+
+
+def test_shipped_config_is_the_rendered_declaration():
+    # If this fails after changing KEYS, regenerate config.txt:
+    # python -c "from sequencer.config import render_config; print(render_config(), end='')" > config.txt
+    assert DEFAULT_CONFIG_FILE.read_text(encoding="utf-8") == render_config()
+
+
+def test_config_text_comments_every_key():
+    lines = render_config().splitlines()
+    for key in KEYS:
+        index = lines.index(f"{key.name}={key.format(key.default)}")
+        assert lines[index - 1] == f"# {key.help} ({key.allowed()})"
+
+
+def test_rendered_config_round_trips(tmp_path):
+    config = load_config(write(tmp_path, "epochs=3\nmetrics=\n"), environ={})
+    again = load_config(write(tmp_path, render_config(config), "again.txt"), environ={})
+    assert again.to_dict() == config.to_dict()
+
+
+def test_every_key_has_a_flag():
+    parser = make_parser("test")
+    args = parser.parse_args([f"--{key.name}=1" for key in KEYS])
+    assert {key.name for key in KEYS} <= set(vars(args))
+
+
+def test_line_numbers_count_blank_lines_and_comments(tmp_path):
+    path = write(tmp_path, "# header\n\n\nepochs=2\n\n# note\n\nlearning=1\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, environ={})
+    assert "config.txt:8: unknown key 'learning'" in str(caught.value)
+
+
+def test_readme_documents_every_key():
+    readme = (DEFAULT_CONFIG_FILE.parent / "README.md").read_text(encoding="utf-8")
+    for key in KEYS:
+        assert f"| `{key.name}` | `{key.format(key.default)}` |" in readme or f"| `{key.name}` | empty |" in readme
