@@ -1,0 +1,199 @@
+"""Training data: reading pair files, building vocabularies, encoding to integer ids, splitting.
+
+Sentences are kept as integer ids in one flat array per side (`Sequences`), never as one-hot
+arrays: memory grows with the number of characters, not with characters x vocabulary size.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from sequencer.config import Config
+from sequencer.errors import DataError
+from sequencer.vocabulary import Vocabulary
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Sequences:
+    """Variable-length id sequences stored flat: sequence i is `values[offsets[i]:offsets[i + 1]]`."""
+
+    values: np.ndarray
+    lengths: np.ndarray
+
+    @classmethod
+    def encode(cls, texts: list[str], vocabulary: Vocabulary) -> Sequences:
+        lengths = np.fromiter((len(text) for text in texts), dtype=np.int64, count=len(texts))
+        values = vocabulary.encode("".join(texts))
+        return cls(values, lengths)
+
+    @property
+    def offsets(self) -> np.ndarray:
+        return np.concatenate([[0], np.cumsum(self.lengths)])
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return iter(np.split(self.values, self.offsets[1:-1]))
+
+    def select(self, indices: np.ndarray) -> Sequences:
+        """The sequences at `indices`, in that order."""
+        offsets = self.offsets
+        lengths = self.lengths[indices]
+        if len(indices) == 0:
+            return Sequences(self.values[:0], lengths)
+        values = np.concatenate([self.values[offsets[i] : offsets[i + 1]] for i in indices])
+        return Sequences(values, lengths)
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """Encoded training and validation pairs with the vocabularies that encode them."""
+
+    source_vocab: Vocabulary
+    target_vocab: Vocabulary
+    train_source: Sequences
+    train_target: Sequences
+    val_source: Sequences
+    val_target: Sequences
+
+    @property
+    def max_source_len(self) -> int:
+        return int(max(self.train_source.lengths.max(initial=0), self.val_source.lengths.max(initial=0)))
+
+    @property
+    def max_target_len(self) -> int:
+        return int(max(self.train_target.lengths.max(initial=0), self.val_target.lengths.max(initial=0)))
+
+
+def read_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """Yield (line number, text) for each line of a UTF-8 file, without its line ending or a BOM.
+
+    Raises DataError naming the file and line of invalid UTF-8.
+    """
+    with open(path, "rb") as stream:
+        for number, raw in enumerate(stream, start=1):
+            yield number, decode_line(raw, path, number)
+
+
+def decode_line(raw: bytes, path: Path, number: int) -> str:
+    """One line's text; DataError with file:line if it is not UTF-8."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise DataError(f"{path}:{number}: not valid UTF-8 (byte {error.start + 1} of the line)") from None
+    if number == 1:
+        text = text.removeprefix("\ufeff")
+    return text.rstrip("\r\n")
+
+
+def parse_pair(text: str) -> tuple[str, str]:
+    """The source and target of one `source<TAB>target[<TAB>more columns]` line.
+
+    Raises ValueError saying what is wrong with the line.
+    """
+    columns = text.split("\t")
+    if len(columns) < 2:
+        raise ValueError("no tab between source and target")
+    source, target = columns[0].strip(), columns[1].strip()
+    if not source:
+        raise ValueError("the source side is empty")
+    if not target:
+        raise ValueError("the target side is empty")
+    return source, target
+
+
+def read_pairs(path: Path, on_bad_line: str = "error", limit: int = 0) -> tuple[list[tuple[str, str]], int]:
+    """The pairs of one training file (at most `limit` unless it is 0) and how many bad lines were skipped.
+
+    Blank lines are skipped silently. A malformed line (no tab, an empty side, invalid UTF-8)
+    raises DataError with its file:line, or is skipped and counted when `on_bad_line` is "skip".
+    """
+    pairs: list[tuple[str, str]] = []
+    skipped = 0
+    with open(path, "rb") as stream:
+        for number, raw in enumerate(stream, start=1):
+            if limit and len(pairs) >= limit:
+                break
+            try:
+                text = decode_line(raw, path, number)
+                if not text.strip():
+                    continue
+                pairs.append(parse_pair(text))
+            except (DataError, ValueError) as error:
+                if on_bad_line != "skip":
+                    if isinstance(error, DataError):
+                        raise
+                    raise DataError(f"{path}:{number}: {error}; expected source<TAB>target") from None
+                skipped += 1
+    return pairs, skipped
+
+
+class Preprocessor:
+    """Reads the training files named by the config into an encoded, split `Corpus`."""
+
+    def __init__(self, config: Config):
+        self.config = config
+
+    def read(self) -> list[tuple[str, str]]:
+        """The first `num_samples` pairs (all if 0) of the `*.txt` files in `train_dir`, in name order."""
+        train_dir = self.config.train_dir
+        if not train_dir.is_dir():
+            raise DataError(f"train_dir {train_dir} is not a folder")
+        files = sorted(train_dir.glob("*.txt"))
+        if not files:
+            raise DataError(f"train_dir {train_dir} has no *.txt files")
+        limit = self.config.num_samples
+        pairs: list[tuple[str, str]] = []
+        skipped = 0
+        for path in files:
+            if limit and len(pairs) >= limit:
+                break
+            file_pairs, file_skipped = read_pairs(path, self.config.on_bad_line, limit - len(pairs) if limit else 0)
+            pairs += file_pairs
+            skipped += file_skipped
+        if skipped:
+            log.warning("skipped %d malformed line%s in %s (on_bad_line=skip)", skipped, "s"[: skipped != 1], train_dir)
+        if len(pairs) < 2:
+            raise DataError(f"train_dir {train_dir} holds {len(pairs)} pair(s); training needs at least 2")
+        return pairs
+
+    def build(self, pairs: list[tuple[str, str]]) -> Corpus:
+        """Vocabularies over all `pairs`, their ids, and a validation split drawn with `seed`."""
+        sources = [source for source, _ in pairs]
+        targets = [target for _, target in pairs]
+        source_vocab, target_vocab = Vocabulary.build(sources), Vocabulary.build(targets)
+        source_ids, target_ids = Sequences.encode(sources, source_vocab), Sequences.encode(targets, target_vocab)
+
+        order = np.random.default_rng(self.config.seed).permutation(len(pairs))
+        val_count = int(len(pairs) * self.config.val_split)
+        val_indices, train_indices = np.sort(order[:val_count]), np.sort(order[val_count:])
+        corpus = Corpus(
+            source_vocab,
+            target_vocab,
+            source_ids.select(train_indices),
+            target_ids.select(train_indices),
+            source_ids.select(val_indices),
+            target_ids.select(val_indices),
+        )
+        log.info(
+            "data: %d training and %d validation pairs; source: %d characters, longest %d; "
+            "target: %d characters, longest %d",
+            len(train_indices),
+            val_count,
+            len(source_vocab.tokens),
+            corpus.max_source_len,
+            len(target_vocab.tokens),
+            corpus.max_target_len,
+        )
+        return corpus
+
+    def load(self) -> Corpus:
+        return self.build(self.read())

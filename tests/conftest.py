@@ -1,0 +1,25 @@
+"""Shared fixtures: the tiny config under tests/data and one model trained on it per session."""
+
+from pathlib import Path
+
+import pytest
+
+from sequencer.config import load_config
+
+DATA = Path(__file__).parent / "data"
+TINY_CONFIG = DATA / "tiny_config.txt"
+
+
+def tiny_config(tmp_path: Path, **flags: str):
+    """The tiny test config, writing under `tmp_path` and ignoring the caller's environment."""
+    outputs = {"model_dir": str(tmp_path / "models"), "predict_out": str(tmp_path / "predicted")}
+    return load_config(TINY_CONFIG, {**outputs, **flags}, environ={})
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory):
+    """A run folder trained on the toy corpus with the tiny config."""
+    from sequencer import Preprocessor, Trainer
+
+    config = tiny_config(tmp_path_factory.mktemp("trained"))
+    return Trainer(config).train(Preprocessor(config).load())
