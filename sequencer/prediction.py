@@ -1,0 +1,123 @@
+"""Prediction: translating sentences, files, folders and streams with a saved run."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from itertools import islice
+from pathlib import Path
+from typing import BinaryIO, TextIO
+
+import numpy as np
+
+from sequencer.config import Config
+from sequencer.data import decode_line, read_lines
+from sequencer.errors import ConfigError, DataError
+from sequencer.runs import Run, find_run, load_run, temporary_path
+from sequencer.search import GreedyDecoder
+from sequencer.vocabulary import PAD_ID, UNK_ID
+
+log = logging.getLogger(__name__)
+
+# Lines read and translated at a time: large enough to fill many batches, small enough that a
+# file of any length is translated in bounded memory.
+CHUNK_LINES = 8192
+
+
+class Predictor:
+    """Translates with the model, vocabularies and length bound of one run folder."""
+
+    def __init__(self, run: Run, decode_batch_size: int = 256, max_output_len: int = 0):
+        self.run = run
+        self.decode_batch_size = decode_batch_size
+        self.max_output_len = max_output_len or 2 * int(run.summary.get("max_target_len", 0)) or 100
+        self.decoder = GreedyDecoder(run.model)
+        self.unknown_characters: Counter[str] = Counter()
+
+    @classmethod
+    def from_config(cls, config: Config) -> Predictor:
+        """The predictor for `run`, or for the newest run in `model_dir` if `run` is empty."""
+        run = load_run(find_run(config.model_dir, config.run))
+        log.info("translating with %s", run.path)
+        return cls(run, config.decode_batch_size, config.max_output_len)
+
+    def translate(self, sentences: list[str]) -> list[str]:
+        """One translation per sentence, in order; an empty sentence gives an empty translation.
+
+        Sentences are sorted by length into batches so that a batch pads little; characters never
+        seen in training are read as the unknown id and counted in `unknown_characters`.
+        """
+        vocab = self.run.source_vocab
+        encoded = [vocab.encode(sentence) for sentence in sentences]
+        for sentence, ids in zip(sentences, encoded):
+            if (ids == UNK_ID).any():
+                self.unknown_characters.update(char for char, i in zip(sentence, ids) if i == UNK_ID)
+        translations = [""] * len(sentences)
+        by_length = sorted((i for i, ids in enumerate(encoded) if len(ids)), key=lambda i: len(encoded[i]))
+        for start in range(0, len(by_length), self.decode_batch_size):
+            batch = by_length[start : start + self.decode_batch_size]
+            source_ids = np.full((len(batch), len(encoded[batch[-1]])), PAD_ID, dtype=np.int32)
+            for row, i in enumerate(batch):
+                source_ids[row, : len(encoded[i])] = encoded[i]
+            for i, output_ids in zip(batch, self.decoder(source_ids, self.max_output_len)):
+                translations[i] = self.run.target_vocab.decode(output_ids)
+        return translations
+
+    def translate_lines(self, lines: Iterable[str]) -> Iterator[str]:
+        """Translations of input lines, chunk by chunk. A line's source is its first tab column."""
+        lines = iter(lines)
+        while chunk := list(islice(lines, CHUNK_LINES)):
+            yield from self.translate([line.split("\t", 1)[0].strip() for line in chunk])
+
+    def translate_folder(self, input_dir: Path, output_dir: Path) -> list[Path]:
+        """Translate every `*.txt` in `input_dir` into the file of the same name in `output_dir`."""
+        if not input_dir.is_dir():
+            raise DataError(f"predict_in {input_dir} is not a folder")
+        if output_dir.resolve() == input_dir.resolve():
+            raise ConfigError(
+                f"predict_out is the same folder as predict_in ({input_dir}); translations would overwrite the inputs"
+            )
+        inputs = sorted(input_dir.glob("*.txt"))
+        if not inputs:
+            raise DataError(f"predict_in {input_dir} has no *.txt files to translate")
+        output_dir.mkdir(parents=True, exist_ok=True)
+        written = []
+        for path in inputs:
+            written.append(self.translate_file(path, output_dir / path.name))
+            log.info("wrote %s", written[-1])
+        self.warn_unknown_characters()
+        return written
+
+    def translate_file(self, input_path: Path, output_path: Path) -> Path:
+        """Write one translation per line of `input_path` to `output_path`, atomically."""
+        temporary = temporary_path(output_path)
+        try:
+            with open(temporary, "w", encoding="utf-8") as output:
+                for translation in self.translate_lines(text for _, text in read_lines(input_path)):
+                    output.write(translation + "\n")
+            os.replace(temporary, output_path)
+        finally:
+            temporary.unlink(missing_ok=True)
+        return output_path
+
+    def translate_stream(self, input_stream: BinaryIO, output_stream: TextIO) -> None:
+        """Translate standard-input style lines to an output stream, flushing after every chunk."""
+        lines = (decode_line(raw, Path("<stdin>"), number) for number, raw in enumerate(input_stream, start=1))
+        for count, translation in enumerate(self.translate_lines(lines), start=1):
+            output_stream.write(translation + "\n")
+            if count % CHUNK_LINES == 0:
+                output_stream.flush()
+        output_stream.flush()
+        self.warn_unknown_characters()
+
+    def warn_unknown_characters(self) -> None:
+        """One warning for all the characters translated as unknown since the last call."""
+        if self.unknown_characters:
+            total = sum(self.unknown_characters.values())
+            examples = " ".join(repr(char) for char, _ in self.unknown_characters.most_common(5))
+            log.warning(
+                "%d character(s) never seen in training were read as unknown (most common: %s)", total, examples
+            )
+            self.unknown_characters.clear()

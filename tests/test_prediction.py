@@ -1,0 +1,59 @@
+import io
+import logging
+
+import pytest
+from conftest import DATA
+
+from sequencer import prediction
+from sequencer.errors import ConfigError
+from sequencer.prediction import Predictor
+from sequencer.runs import load_run
+
+MIXED = DATA / "predict" / "mixed.txt"
+
+
+@pytest.fixture(scope="module")
+def predictor(trained_run):
+    return Predictor(load_run(trained_run), decode_batch_size=2)
+
+
+def test_folder_translation_keeps_names_order_and_line_count(predictor, tmp_path, caplog):
+    before = MIXED.read_bytes()
+    caplog.set_level(logging.WARNING)
+    [written] = predictor.translate_folder(MIXED.parent, tmp_path / "out")
+    lines = written.read_text(encoding="utf-8").split("\n")
+    assert written == tmp_path / "out" / "mixed.txt"
+    assert len(lines) - 1 == len(before.decode().splitlines()) == 5 and lines[-1] == ""
+    assert lines[1] == ""  # empty input line, empty output line
+    assert lines[2] == predictor.translate(["I am cold."])[0]  # tab columns: the first is the source
+    assert lines[0] == predictor.translate(["Hello!"])[0]
+    assert MIXED.read_bytes() == before
+    assert not list((tmp_path / "out").glob(".*"))  # no temporary file left behind
+    warnings = [record.getMessage() for record in caplog.records if "never seen in training" in record.getMessage()]
+    assert len(warnings) == 1 and warnings[0].startswith("6 character(s)")  # H (not in the toy corpus) Ж у к — 🐞
+
+
+def test_translation_does_not_depend_on_batching_or_chunking(predictor, monkeypatch):
+    sentences = ["Run!", "", "Who are you?", "Go.", "I am cold.", "Hello!", "It's me."]
+    expected = [predictor.translate([sentence])[0] for sentence in sentences]
+    assert predictor.translate(sentences) == expected
+    monkeypatch.setattr(prediction, "CHUNK_LINES", 3)
+    assert list(predictor.translate_lines(sentences)) == expected
+
+
+def test_output_length_is_bounded(trained_run):
+    bounded = Predictor(load_run(trained_run), max_output_len=4)
+    assert all(len(text) <= 4 for text in bounded.translate(["Who are you?", "Hello!"]))
+
+
+def test_stream_translation_matches_file_translation(predictor, tmp_path):
+    output = io.StringIO()
+    predictor.translate_stream(io.BytesIO(MIXED.read_bytes()), output)
+    predictor.translate_file(MIXED, tmp_path / "mixed.txt")
+    assert output.getvalue() == (tmp_path / "mixed.txt").read_text(encoding="utf-8")
+
+
+def test_refuses_to_write_over_its_inputs(predictor):
+    with pytest.raises(ConfigError) as caught:
+        predictor.translate_folder(MIXED.parent, MIXED.parent)
+    assert "would overwrite the inputs" in str(caught.value)
