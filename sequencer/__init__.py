@@ -1,0 +1,32 @@
+"""sequencer: config-file driven character-level sequence-to-sequence translation on Keras.
+
+`Preprocessor` reads and encodes the training pairs, `Trainer` trains and saves a run folder,
+`Predictor` translates with a saved run. TensorFlow is imported on first use of the latter two.
+"""
+
+from sequencer.config import Config, load_config
+from sequencer.data import Preprocessor
+from sequencer.errors import ConfigError, DataError, SequencerError
+
+__all__ = [
+    "Config",
+    "ConfigError",
+    "DataError",
+    "Predictor",
+    "Preprocessor",
+    "SequencerError",
+    "Trainer",
+    "load_config",
+]
+
+
+def __getattr__(name):
+    if name == "Trainer":
+        from sequencer.training import Trainer
+
+        return Trainer
+    if name == "Predictor":
+        from sequencer.prediction import Predictor
+
+        return Predictor
+    raise AttributeError(name)
