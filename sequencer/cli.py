@@ -48,8 +48,7 @@ def run_script(parser: argparse.ArgumentParser, job: Callable[[Config, argparse.
     _configure_logging()
     signal.signal(signal.SIGTERM, _interrupt)
     try:
-        flags = {key.name: getattr(args, key.name) for key in KEYS if hasattr(args, key.name)}
-        config = load_config(args.config, flags)
+        config = load_config(args.config, command_line_flags(args))
         if args.print_config:
             sys.stdout.write(render_config(config))
             return
@@ -60,6 +59,11 @@ def run_script(parser: argparse.ArgumentParser, job: Callable[[Config, argparse.
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(EXIT_INTERRUPTED)
+
+
+def command_line_flags(args: argparse.Namespace) -> dict[str, str]:
+    """{key: text} of the config keys given as flags."""
+    return {key.name: getattr(args, key.name) for key in KEYS if hasattr(args, key.name)}
 
 
 def _interrupt(signum, frame):
@@ -75,6 +79,7 @@ class _Formatter(logging.Formatter):
 def _configure_logging() -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_Formatter())
+    handler.setLevel(logging.INFO)
     logger = logging.getLogger("sequencer")
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)

@@ -22,6 +22,7 @@ import difflib
 import math
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from typing import Any
 from dotenv import dotenv_values
 from dotenv.parser import parse_stream
 
+from sequencer import plugins
 from sequencer.errors import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -40,54 +42,69 @@ _SECTION_HEADER = re.compile(r"^\[[^\]]*\]$")
 
 @dataclass(frozen=True)
 class Key:
-    """One configuration key. `kind` is int, float, str, path, choice or list (comma-separated)."""
+    """One configuration key. `kind` is int, float, str, path, choice or list (comma-separated).
+
+    `choices` is a tuple, or a function returning one for choices found at run time (plug-ins).
+    A str key may have a `pattern` (a regular expression the whole value must match), described
+    to the user by `pattern_help`.
+    """
 
     name: str
     kind: str
     default: Any
     help: str
     section: str
-    choices: tuple[str, ...] = ()
+    choices: tuple[str, ...] | Callable[[], tuple[str, ...]] = ()
     low: float | None = None
     high: float | None = None
+    low_open: bool = False  # True when `low` itself is not allowed
     high_open: bool = False  # True when `high` itself is not allowed
+    pattern: str = ""
+    pattern_help: str = ""
+
+    def options(self) -> tuple[str, ...]:
+        return self.choices() if callable(self.choices) else self.choices
 
     def allowed(self) -> str:
         """What a valid value looks like, for error messages and `config.txt` comments."""
         if self.kind == "choice":
-            return "one of " + ", ".join(self.choices)
+            return "one of " + ", ".join(self.options())
         if self.kind == "list":
-            return "comma-separated, from " + ", ".join(self.choices) + "; empty for none"
+            return "comma-separated, from " + ", ".join(self.options()) + "; empty for none"
         if self.kind == "path":
             return "a path"
         if self.kind == "str":
-            return "text"
+            return self.pattern_help or "text"
         noun = "an integer" if self.kind == "int" else "a number"
         if self.low is not None and self.high is not None:
-            closing = ")" if self.high_open else "]"
-            return f"{noun} in [{_fmt(self.low)}, {_fmt(self.high)}{closing}"
+            opening, closing = "(" if self.low_open else "[", ")" if self.high_open else "]"
+            return f"{noun} in {opening}{_fmt(self.low)}, {_fmt(self.high)}{closing}"
         if self.low is not None:
-            return f"{noun} >= {_fmt(self.low)}"
+            return f"{noun} {'>' if self.low_open else '>='} {_fmt(self.low)}"
         return noun
 
     def parse(self, text: str) -> Any:
         """Turn the text of a value into its typed value; ValueError if it is not allowed."""
         text = text.strip()
-        if self.kind in ("str", "path"):
+        if self.kind == "path":
+            return text
+        if self.kind == "str":
+            if self.pattern and not re.fullmatch(self.pattern, text):
+                raise ValueError
             return text
         if self.kind == "choice":
-            if text not in self.choices:
+            if text not in self.options():
                 raise ValueError
             return text
         if self.kind == "list":
             items = [item.strip() for item in text.split(",") if item.strip()]
-            if any(item not in self.choices for item in items):
+            if any(item not in self.options() for item in items):
                 raise ValueError
             return items
         value = int(text) if self.kind == "int" else float(text)
         if not math.isfinite(value):
             raise ValueError
-        if self.low is not None and value < self.low:
+        if self.low is not None and (value < self.low or (self.low_open and value == self.low)):
             raise ValueError
         if self.high is not None and (value > self.high or (self.high_open and value == self.high)):
             raise ValueError
@@ -105,6 +122,16 @@ def _fmt(number: float) -> str:
 
 
 OPTIMIZERS = ("adadelta", "adafactor", "adagrad", "adam", "adamax", "adamw", "ftrl", "lion", "nadam", "rmsprop", "sgd")
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def _builders() -> tuple[str, ...]:
+    return tuple(plugins.discover(PACKAGE_DIR / "builders"))
+
+
+def _batchers() -> tuple[str, ...]:
+    return tuple(plugins.discover(PACKAGE_DIR / "batchers"))
+
 
 KEYS: tuple[Key, ...] = (
     # Files
@@ -131,6 +158,15 @@ KEYS: tuple[Key, ...] = (
         "Files",
     ),
     Key("run", "path", "", "run folder that predict.py uses; empty means the newest run in model_dir", "Files"),
+    Key(
+        "run_name",
+        "str",
+        "",
+        "name of a new run folder; empty means the model, the settings that differ from the defaults, and the time",
+        "Files",
+        pattern=r"[^/\\\s.][^/\\\s]*|",
+        pattern_help="a folder name without slashes or spaces, not starting with a dot; or empty",
+    ),
     # Data
     Key(
         "num_samples",
@@ -158,11 +194,28 @@ KEYS: tuple[Key, ...] = (
         "Data",
         choices=("error", "skip"),
     ),
-    Key("seed", "int", 1, "random seed for the validation split, weight initialisation and shuffling", "Data", low=0),
+    Key(
+        "seed",
+        "int",
+        1,
+        "random seed of the validation split, the initial weights and the order of the batches",
+        "Data",
+        low=0,
+    ),
     # Model
+    Key(
+        "model",
+        "choice",
+        "lstm",
+        "model builder: a file in sequencer/builders (python scripts/train.py --list)",
+        "Model",
+        choices=_builders,
+    ),
     Key("latent_dim", "int", 256, "number of units in the encoder and the decoder LSTM", "Model", low=1),
     # Training
-    Key("optimizer", "choice", "rmsprop", "Keras optimizer, with its default settings", "Training", choices=OPTIMIZERS),
+    Key("optimizer", "choice", "rmsprop", "Keras optimizer", "Training", choices=OPTIMIZERS),
+    Key("learning_rate", "float", 0.001, "the optimizer's initial learning rate", "Training", low=0, low_open=True),
+    Key("clipnorm", "float", 0.0, "clip each gradient to this norm; 0 means no clipping", "Training", low=0),
     Key(
         "loss",
         "choice",
@@ -180,7 +233,67 @@ KEYS: tuple[Key, ...] = (
         choices=("accuracy",),
     ),
     Key("batch_size", "int", 64, "pairs per training batch", "Training", low=1),
+    Key(
+        "batcher",
+        "choice",
+        "bucketed",
+        "how pairs are grouped into batches: a file in sequencer/batchers (--list)",
+        "Training",
+        choices=_batchers,
+    ),
     Key("epochs", "int", 100, "passes over the training pairs", "Training", low=1),
+    Key(
+        "monitor",
+        "choice",
+        "val_loss",
+        "metric that picks the best epoch for model.keras, early stopping and the learning-rate schedule",
+        "Training",
+        choices=("val_loss", "loss", "val_accuracy", "accuracy"),
+    ),
+    Key(
+        "mode",
+        "choice",
+        "auto",
+        "whether a lower (min) or higher (max) monitor is better; auto: max for accuracy, min for loss",
+        "Training",
+        choices=("auto", "min", "max"),
+    ),
+    Key(
+        "early_stopping_patience",
+        "int",
+        0,
+        "stop after this many epochs without a better monitor; 0 never stops early",
+        "Training",
+        low=0,
+    ),
+    Key(
+        "lr_patience",
+        "int",
+        0,
+        "multiply the learning rate by lr_factor after this many epochs without a better monitor; 0 never does",
+        "Training",
+        low=0,
+    ),
+    Key(
+        "lr_factor",
+        "float",
+        0.5,
+        "factor that lr_patience applies to the learning rate",
+        "Training",
+        low=0,
+        high=1,
+        low_open=True,
+        high_open=True,
+    ),
+    Key(
+        "device",
+        "str",
+        "auto",
+        "where to compute: auto (a GPU if there is one), cpu, gpu (the first) or gpu:N",
+        "Training",
+        pattern=r"auto|cpu|gpu(:\d+)?",
+        pattern_help="auto, cpu, gpu or gpu:N",
+    ),
     # Prediction
     Key("decode_batch_size", "int", 256, "sentences translated together in one batch", "Prediction", low=1),
     Key(
@@ -264,6 +377,29 @@ def load_config(
             raise ConfigError(f"unknown key {name!r}")
         settings[name] = _Setting(text, f"--{name}", cwd)
 
+    return _resolve(settings, base_dir, path)
+
+
+def config_from_dict(data: dict, where: str, flags: dict[str, str] | None = None) -> Config:
+    """A Config from a saved `config.json` (as `Config.to_dict` wrote it), then `flags` on top.
+
+    Keys the saved config lacks take their defaults, so runs saved by an older version still load.
+    """
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a JSON object of config keys")
+    settings = {}
+    for name, value in data.items():
+        if name not in KEYS_BY_NAME:
+            raise ConfigError(f"{where}: unknown key {name!r}{_suggest(name)}")
+        text = ",".join(value) if isinstance(value, list) else str(value)
+        settings[name] = _Setting(text, f"{where}: {name}", Path.cwd())
+    for name, text in (flags or {}).items():
+        settings[name] = _Setting(text, f"--{name}", Path.cwd())
+    return _resolve(settings, Path.cwd(), None)
+
+
+def _resolve(settings: dict[str, _Setting], base_dir: Path, config_file: Path | None) -> Config:
+    """Typed values for every key: the settings' values where given, else the defaults."""
     values = {}
     for key in KEYS:
         setting = settings.get(key.name)
@@ -281,7 +417,19 @@ def load_config(
         if key.kind == "path" and value != "":
             value = (base / Path(value).expanduser()).resolve()
         values[key.name] = value
-    return Config(values, path)
+    _check_together(values)
+    return Config(values, config_file)
+
+
+def _check_together(values: dict[str, Any]) -> None:
+    """Values that are each allowed but not with each other."""
+    monitor = values["monitor"]
+    if monitor.startswith("val_") and values["val_split"] == 0:
+        raise ConfigError(
+            f"monitor={monitor} needs validation pairs, but val_split=0; set monitor=loss or val_split > 0"
+        )
+    if monitor.endswith("accuracy") and "accuracy" not in values["metrics"]:
+        raise ConfigError(f"monitor={monitor} needs accuracy in metrics (metrics={','.join(values['metrics'])})")
 
 
 def _read_config_file(path: Path) -> dict[str, _Setting]:

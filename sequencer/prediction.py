@@ -12,8 +12,10 @@ from typing import BinaryIO, TextIO
 
 import numpy as np
 
+from sequencer import builders
 from sequencer.config import Config
 from sequencer.data import decode_line, read_lines
+from sequencer.devices import configure_device
 from sequencer.errors import ConfigError, DataError
 from sequencer.runs import Run, find_run, load_run, temporary_path
 from sequencer.search import GreedyDecoder
@@ -33,12 +35,14 @@ class Predictor:
         self.run = run
         self.decode_batch_size = decode_batch_size
         self.max_output_len = max_output_len or 2 * int(run.summary.get("max_target_len", 0)) or 100
-        self.decoder = GreedyDecoder(run.model)
+        builder = builders.get(run.config.model)(run.config)
+        self.decoder = GreedyDecoder(builder.inference(run.model))
         self.unknown_characters: Counter[str] = Counter()
 
     @classmethod
     def from_config(cls, config: Config) -> Predictor:
         """The predictor for `run`, or for the newest run in `model_dir` if `run` is empty."""
+        configure_device(config.device)
         run = load_run(find_run(config.model_dir, config.run))
         log.info("translating with %s", run.path)
         return cls(run, config.decode_batch_size, config.max_output_len)

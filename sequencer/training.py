@@ -1,107 +1,223 @@
-"""Training: the tf.data pipeline, Keras `fit`, and saving the run folder."""
+"""Training: the tf.data pipeline, Keras `fit` with the run's callbacks, and resuming a run.
+
+The order of the batches of epoch e depends only on `seed` and e, never on how many epochs this
+process has run: a run resumed from its checkpoint after epoch e sees the batches that an
+uninterrupted run would, and ends with the same weights.
+"""
 
 from __future__ import annotations
 
+import csv
+import io
 import logging
-import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import keras
+import numpy as np
 import tensorflow as tf
 
+from sequencer import batchers, builders
+from sequencer.callbacks import CurvePlot, EpochStats, RunState, initial_state
 from sequencer.config import Config
 from sequencer.data import Corpus, Sequences
-from sequencer.model import build_model
-from sequencer.runs import new_run_name, save_run
+from sequencer.devices import configure_device
+from sequencer.errors import DataError
+from sequencer.runs import (
+    LOG_FILE,
+    METRICS_FILE,
+    PLOT_FILE,
+    TENSORBOARD_DIR,
+    create_run,
+    load_checkpoint,
+    load_vocabularies,
+    mark_latest,
+    write_atomically,
+)
 from sequencer.vocabulary import END_ID, START_ID
 
 log = logging.getLogger(__name__)
 
 
+def teacher_forcing(target: Sequences) -> tuple[Sequences, Sequences]:
+    """Decoder inputs `<s> y1 ... yn` and decoder targets `y1 ... yn </s>` of every target sentence."""
+    offsets = target.offsets
+    decoder_input = np.insert(target.values, offsets[:-1], START_ID)
+    decoder_target = np.insert(target.values, offsets[1:], END_ID)
+    return Sequences(decoder_input, target.lengths + 1), Sequences(decoder_target, target.lengths + 1)
+
+
 def make_dataset(
-    source: Sequences, target: Sequences, batch_size: int, shuffle_seed: int | None = None
+    source: Sequences,
+    target: Sequences,
+    plan: Callable[[int], list[np.ndarray]],
+    epochs: Sequence[int],
+    batches_per_epoch: int,
 ) -> tf.data.Dataset:
-    """Batches of ((source ids, decoder input ids), decoder target ids) for teacher forcing.
+    """Batches of ((source ids, decoder input ids), decoder target ids) for the given epochs, in order.
 
-    Each batch is padded with id 0 to its own longest pair only. With `shuffle_seed` the pairs are
-    reshuffled every epoch, reproducibly for that seed.
+    `plan(epoch)` gives the pair indices of each of the `batches_per_epoch` batches of that epoch;
+    each batch is padded with id 0 to its own longest pair, inside tf.data, while the model trains
+    on the previous one.
     """
-    pairs = tf.data.Dataset.from_tensor_slices(
-        (
-            tf.RaggedTensor.from_row_lengths(source.values, source.lengths),
-            tf.RaggedTensor.from_row_lengths(target.values, target.lengths),
-        )
-    )
-    if shuffle_seed is not None:
-        pairs = pairs.shuffle(len(source), seed=shuffle_seed, reshuffle_each_iteration=True)
-    return (
-        pairs.map(_teacher_forcing, num_parallel_calls=tf.data.AUTOTUNE)
-        .padded_batch(batch_size)
-        .prefetch(tf.data.AUTOTUNE)
-    )
+    decoder_input, decoder_target = teacher_forcing(target)
+    columns = [tf.RaggedTensor.from_row_lengths(s.values, s.lengths) for s in (source, decoder_input, decoder_target)]
 
+    def epoch_plan(epoch):
+        batches = plan(int(epoch))
+        return np.concatenate(batches).astype(np.int64), np.array([len(b) for b in batches], np.int64)
 
-def _teacher_forcing(source: tf.Tensor, target: tf.Tensor):
-    """The decoder reads `<s> y1 ... yn` and learns to predict `y1 ... yn </s>`."""
-    decoder_input = tf.concat([[START_ID], target], axis=0)
-    decoder_target = tf.concat([target, [END_ID]], axis=0)
-    return (source, decoder_input), decoder_target
+    def batches_of(epoch):
+        indices, sizes = tf.numpy_function(epoch_plan, [epoch], (tf.int64, tf.int64), stateful=False)
+        indices.set_shape([None])
+        sizes.set_shape([None])
+        return tf.data.Dataset.from_tensor_slices(tf.RaggedTensor.from_row_lengths(indices, sizes))
+
+    def gather(indices):
+        source_ids, input_ids, target_ids = (tf.gather(column, indices).to_tensor() for column in columns)
+        return (source_ids, input_ids), target_ids
+
+    batches = tf.data.Dataset.from_tensor_slices(tf.constant(list(epochs), tf.int64)).flat_map(batches_of)
+    batches = batches.apply(tf.data.experimental.assert_cardinality(len(epochs) * batches_per_epoch))
+    return batches.map(gather, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
 class Trainer:
-    """Builds the model the config describes, trains it on a Corpus and saves the run folder."""
+    """Trains the model the config describes on a Corpus, in a run folder it creates or resumes."""
 
-    def __init__(self, config: Config):
+    def __init__(self, config: Config, callbacks: Sequence[keras.callbacks.Callback] = ()):
         self.config = config
+        self.builder = builders.get(config.model)(config)
+        self.batcher = batchers.get(config.batcher)()
+        self.extra_callbacks = list(callbacks)
 
     def train(self, corpus: Corpus) -> Path:
-        """Train, then save a complete run folder and return its path.
+        """Train a new model in a new run folder; return the folder."""
+        configure_device(self.config.device)
+        self._seed()
+        model = self.builder.build(len(corpus.source_vocab), len(corpus.target_vocab))
+        model.compile(optimizer=self._optimizer(), loss="sparse_categorical_crossentropy", metrics=self.config.metrics)
+        run_dir = create_run(self.config, (corpus.source_vocab, corpus.target_vocab), data_summary(corpus))
+        mark_latest(run_dir)
+        log.info("run folder: %s", run_dir)
+        return self._fit(model, run_dir, corpus, initial_state())
 
-        Ctrl-C (or SIGTERM, which the scripts turn into KeyboardInterrupt) stops training; the
-        model as it stands is saved, so that an interrupted run leaves a usable folder, and then
-        the KeyboardInterrupt goes on to the caller.
-        """
+    def resume(self, run_dir: Path, corpus: Corpus) -> Path:
+        """Continue `run_dir` from its last checkpoint: weights, optimizer state, epoch and counters."""
+        configure_device(self.config.device)
+        if load_vocabularies(run_dir) != (corpus.source_vocab, corpus.target_vocab):
+            raise DataError(f"the training data in {self.config.train_dir} changed since {run_dir} started")
+        self._seed()
+        checkpoint = load_checkpoint(run_dir)
+        if checkpoint is None:  # interrupted before its first epoch ended: start it again
+            model = self.builder.build(len(corpus.source_vocab), len(corpus.target_vocab))
+            model.compile(
+                optimizer=self._optimizer(), loss="sparse_categorical_crossentropy", metrics=self.config.metrics
+            )
+            state = initial_state()
+        else:
+            model, state = checkpoint
+        log.info("resuming %s after epoch %d", run_dir, state["epochs_completed"])
+        _keep_metrics_rows(run_dir / METRICS_FILE, state["epochs_completed"])
+        return self._fit(model, run_dir, corpus, state)
+
+    def _fit(self, model: keras.Model, run_dir: Path, corpus: Corpus, state: dict) -> Path:
+        """Keras `fit` from the state's epoch to `epochs`; on Ctrl-C the run is left resumable."""
         config = self.config
-        keras.utils.set_random_seed(config.seed)
-        model = build_model(len(corpus.source_vocab), len(corpus.target_vocab), config.latent_dim)
-        # Targets are ids, so `categorical_crossentropy` from an old config means its sparse form.
-        model.compile(optimizer=config.optimizer, loss="sparse_categorical_crossentropy", metrics=config.metrics)
+        log_file = logging.FileHandler(run_dir / LOG_FILE, encoding="utf-8")
+        log_file.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+        package_log = logging.getLogger("sequencer")
+        package_log.addHandler(log_file)
+        level = package_log.level
+        package_log.setLevel(logging.DEBUG)  # epoch lines are DEBUG: for train.log, not the console
         model.summary(print_fn=lambda line, **_: log.info("%s", line))
 
-        train_data = make_dataset(corpus.train_source, corpus.train_target, config.batch_size, shuffle_seed=config.seed)
+        source_lengths, target_lengths = corpus.train_source.lengths, corpus.train_target.lengths
+        lengths = source_lengths + target_lengths
+
+        def plan(epoch: int) -> list[np.ndarray]:
+            return self.batcher.batches(lengths, config.batch_size, np.random.default_rng([config.seed, epoch]))
+
+        steps = -(-len(lengths) // config.batch_size)
+        if len(plan(0)) != steps:
+            raise TypeError(f"batcher {config.batcher} must make {steps} batches of at most {config.batch_size} pairs")
+        first_epoch = state["epochs_completed"]
+        epochs = range(first_epoch, config.epochs)
+        train_data = make_dataset(corpus.train_source, corpus.train_target, plan, epochs, steps)
         val_data = None
         if len(corpus.val_source):
-            val_data = make_dataset(corpus.val_source, corpus.val_target, config.batch_size)
-        history = keras.callbacks.History()  # kept when fit is interrupted, unlike fit's return value
-        started = time.monotonic()
-        interrupted = False
-        try:
-            model.fit(train_data, validation_data=val_data, epochs=config.epochs, callbacks=[history], shuffle=False)
-        except KeyboardInterrupt:
-            interrupted = True
-            log.warning("interrupted during epoch %d; saving the model as it stands", len(history.epoch) + 1)
+            val_lengths = corpus.val_source.lengths + corpus.val_target.lengths
+            val_batches = self.batcher.batches(val_lengths, config.batch_size, None)
+            val_data = make_dataset(corpus.val_source, corpus.val_target, lambda _: val_batches, [0], len(val_batches))
 
-        metrics = {name: [float(value) for value in values] for name, values in history.history.items()}
-        summary = {
-            "epochs_completed": len(history.epoch),
-            "interrupted": interrupted,
-            "train_pairs": len(corpus.train_source),
-            "val_pairs": len(corpus.val_source),
-            "max_source_len": corpus.max_source_len,
-            "max_target_len": corpus.max_target_len,
-            "seconds": round(time.monotonic() - started, 3),
-            "final": {name: values[-1] for name, values in metrics.items() if values},
-        }
-        run_dir = save_run(
-            config.model_dir,
-            new_run_name(config.model_dir),
-            model,
-            (corpus.source_vocab, corpus.target_vocab),
-            config.to_dict(),
-            metrics,
-            summary,
-        )
-        log.info("saved the run to %s", run_dir)
-        if interrupted:
-            raise KeyboardInterrupt
+        run_state = RunState(run_dir, config, state, data_summary(corpus))
+        callbacks = [
+            EpochStats(len(lengths), config.epochs),
+            run_state,
+            keras.callbacks.CSVLogger(str(run_dir / METRICS_FILE), append=True),
+            CurvePlot(run_dir / METRICS_FILE, run_dir / PLOT_FILE),
+            keras.callbacks.TensorBoard(str(run_dir / TENSORBOARD_DIR), write_graph=False),
+            *self.extra_callbacks,
+        ]
+        if first_epoch >= config.epochs or state["stopped_early"]:
+            log.info("%s has finished training already (epoch %d)", run_dir, first_epoch)
+            callbacks = []
+        try:
+            if callbacks:
+                model.fit(
+                    train_data,
+                    steps_per_epoch=steps,
+                    validation_data=val_data,
+                    epochs=config.epochs,
+                    initial_epoch=first_epoch,
+                    callbacks=callbacks,
+                    shuffle=False,
+                )
+        except KeyboardInterrupt:
+            log.warning(
+                "interrupted during epoch %d; %s keeps the run as of epoch %d: resume it with --resume",
+                state["epochs_completed"] + 1,
+                run_dir,
+                state["epochs_completed"],
+            )
+            run_state.write_summary(interrupted=True)
+            raise
+        finally:
+            package_log.removeHandler(log_file)
+            package_log.setLevel(level)
+            log_file.close()
+        log.info("best epoch %d of %d; model.keras holds it", state["best_epoch"], state["epochs_completed"])
         return run_dir
+
+    def _seed(self) -> None:
+        """Same seed, same config, same CPU: the same weights, run after run."""
+        keras.utils.set_random_seed(self.config.seed)
+        tf.config.experimental.enable_op_determinism()
+
+    def _optimizer(self) -> keras.optimizers.Optimizer:
+        settings = {"learning_rate": self.config.learning_rate}
+        if self.config.clipnorm:
+            settings["clipnorm"] = self.config.clipnorm
+        return keras.optimizers.get({"class_name": self.config.optimizer, "config": settings})
+
+
+def data_summary(corpus: Corpus) -> dict:
+    return {
+        "train_pairs": len(corpus.train_source),
+        "val_pairs": len(corpus.val_source),
+        "max_source_len": corpus.max_source_len,
+        "max_target_len": corpus.max_target_len,
+    }
+
+
+def _keep_metrics_rows(metrics_file: Path, epochs: int) -> None:
+    """Drop rows of epochs after the checkpoint, which the resumed run trains again."""
+    if not metrics_file.is_file():
+        return
+    with open(metrics_file, newline="", encoding="utf-8") as stream:
+        rows = list(csv.reader(stream))
+    kept = rows[:1] + [row for row in rows[1:] if row and int(row[0]) < epochs]
+    if kept != rows:
+        text = io.StringIO()
+        csv.writer(text, lineterminator="\n").writerows(kept)
+        write_atomically(metrics_file, text.getvalue())

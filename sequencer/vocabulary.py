@@ -32,6 +32,9 @@ class Vocabulary:
             characters.update(text)
         return cls(sorted(characters))
 
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Vocabulary) and self.tokens == other.tokens
+
     def __len__(self) -> int:
         """The number of ids, reserved ones included: the size of the model's one-hot input or softmax."""
         return len(SPECIALS) + len(self.tokens)

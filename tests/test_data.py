@@ -46,7 +46,7 @@ def test_skip_mode_skips_and_counts_bad_lines(tmp_path):
 def test_preprocessor_warns_about_skipped_lines(tmp_path, caplog):
     (tmp_path / "train").mkdir()
     write_bytes(tmp_path / "train", b"a\tb\nbad\nc\td\ne\tf\n")
-    config = tiny_config(tmp_path, train_dir=str(tmp_path / "train"), on_bad_line="skip", val_split="0")
+    config = tiny_config(tmp_path, train_dir=str(tmp_path / "train"), on_bad_line="skip", val_split="0", monitor="loss")
     corpus = Preprocessor(config).load()
     assert len(corpus.train_source) == 3
     assert "skipped 1 malformed line" in caplog.text

@@ -1,50 +1,92 @@
+import csv
 import json
 import shutil
 
 import keras
 import pytest
+from conftest import tiny_config
 
-from sequencer.errors import DataError
-from sequencer.runs import LATEST_FILE, find_run, load_run, save_run
-from sequencer.vocabulary import Vocabulary
+from sequencer.errors import ConfigError, DataError
+from sequencer.runs import LATEST_FILE, find_run, load_checkpoint, load_run, run_name, save_model
 
-RUN_FILES = {"model.keras", "vocab.json", "config.json", "history.json", "summary.json"}
+METRICS_COLUMNS = {
+    "epoch",
+    "loss",
+    "accuracy",
+    "val_loss",
+    "val_accuracy",
+    "learning_rate",
+    "epoch_seconds",
+    "samples_per_second",
+}
 
 
-def test_run_folder_holds_what_prediction_needs_and_nothing_pickled(trained_run):
-    assert {path.name for path in trained_run.iterdir()} == RUN_FILES
+def test_run_folder_holds_what_prediction_and_resume_need(trained_run):
+    names = {path.name for path in trained_run.iterdir()}
+    assert names == {
+        "config.json", "vocab.json", "model.keras", "summary.json", "metrics.csv",
+        "train.log", "curves.png", "tensorboard", "checkpoints",
+    }  # fmt: skip
+    assert not list(trained_run.rglob("*.pkl")) and not list(trained_run.rglob(".*"))
     assert (trained_run.parent / LATEST_FILE).read_text().strip() == trained_run.name
-    config = json.loads((trained_run / "config.json").read_text())
-    history = json.loads((trained_run / "history.json").read_text())
+    assert (trained_run / "checkpoints" / "last").read_text().strip() == "epoch-0002"
+    assert {p.name for p in (trained_run / "checkpoints" / "epoch-0002").iterdir()} == {"model.keras", "state.json"}
+    assert list((trained_run / "tensorboard" / "train").glob("events.out.tfevents.*"))
+    assert list((trained_run / "tensorboard" / "validation").glob("events.out.tfevents.*"))
+    assert (trained_run / "curves.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_metrics_summary_and_log_record_every_epoch(trained_run):
+    with open(trained_run / "metrics.csv", newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    assert [row["epoch"] for row in rows] == ["0", "1"]
+    assert set(rows[0]) == METRICS_COLUMNS
+    assert float(rows[0]["samples_per_second"]) > 0 and float(rows[0]["learning_rate"]) == pytest.approx(0.001)
     summary = json.loads((trained_run / "summary.json").read_text())
-    assert config["epochs"] == 2 and config["latent_dim"] == 32
-    assert len(history["loss"]) == len(history["val_loss"]) == 2
     assert summary["epochs_completed"] == 2 and summary["interrupted"] is False
     assert summary["train_pairs"] == 240 and summary["val_pairs"] == 60
+    best = rows[summary["best_epoch"] - 1]
+    assert summary["best_metrics"]["val_loss"] == pytest.approx(float(best["val_loss"]))
+    assert summary["best_metrics"]["val_accuracy"] == pytest.approx(float(best["val_accuracy"]))
+    assert summary["seconds"] > 0
+    log = (trained_run / "train.log").read_text()
+    assert "epoch 1/2: " in log and "epoch 2/2: " in log and "Total params" in log
 
 
-def test_load_run_restores_model_and_vocabularies(trained_run):
+def test_load_run_and_checkpoint(trained_run):
     run = load_run(trained_run)
     assert run.model.get_layer("encoder_lstm").units == 32
-    assert run.source_vocab.decode(run.source_vocab.encode("I tried it.")) == "I tried it."
+    assert run.config.latent_dim == 32 and run.summary["max_target_len"] == 31
     assert find_run(trained_run.parent, "") == trained_run
+    model, state = load_checkpoint(trained_run)
+    assert state["epochs_completed"] == 2
+    assert int(model.optimizer.iterations.numpy()) == 2 * 8  # the optimizer state came back with the weights
 
 
-def test_interrupted_save_leaves_no_run_and_keeps_latest(tmp_path, monkeypatch):
-    model_dir = tmp_path / "models"
+def test_run_names_say_what_differs_from_the_defaults(tmp_path):
+    name = run_name(tiny_config(tmp_path, optimizer="adam"))
+    assert name.startswith("lstm-num_samples=300-seed=7-latent_dim=32-optimizer=adam-batch_size=32-epochs=2-")
+    assert "model_dir" not in name and "decode_batch_size" not in name
+    assert run_name(tiny_config(tmp_path, run_name="baseline")) == "baseline"
+    with pytest.raises(ConfigError):
+        tiny_config(tmp_path, run_name="../elsewhere")
+
+
+def test_interrupted_model_save_keeps_the_previous_file(tmp_path, monkeypatch):
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
-    vocabs = (Vocabulary.build(["a"]), Vocabulary.build(["b"]))
-    first = save_run(model_dir, "first", model, vocabs, {}, {}, {})
+    path = tmp_path / "model.keras"
+    save_model(model, path)
+    before = path.read_bytes()
 
-    def interrupted_save(self, path, *args, **kwargs):
-        path.write_bytes(b"half a zip")
+    def interrupted_save(self, filepath, *args, **kwargs):
+        filepath.write_bytes(b"half a zip")
         raise KeyboardInterrupt
 
     monkeypatch.setattr(keras.Model, "save", interrupted_save)
     with pytest.raises(KeyboardInterrupt):
-        save_run(model_dir, "second", model, vocabs, {}, {}, {})
-    assert sorted(path.name for path in model_dir.iterdir()) == ["first", LATEST_FILE]
-    assert find_run(model_dir, "") == first
+        save_model(model, path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["model.keras"]
 
 
 def test_missing_run_is_a_clear_error(tmp_path):
@@ -76,4 +118,4 @@ def test_a_model_carrying_code_is_refused(trained_run, tmp_path):
     keras.Model(inputs, keras.layers.Lambda(lambda x: x * 2)(inputs)).save(foreign / "model.keras")
     with pytest.raises(DataError) as caught:
         load_run(foreign)
-    assert "cannot load the model" in str(caught.value)
+    assert "cannot load the model" in str(caught.value) and "safe_mode" in str(caught.value)

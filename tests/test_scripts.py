@@ -90,7 +90,7 @@ def test_predict_without_a_model_exits_2(tmp_path):
     assert "no trained model" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_interrupted_training_leaves_a_usable_run(tmp_path):
+def test_interrupted_training_leaves_a_run_to_predict_with_and_resume(tmp_path):
     command = [sys.executable, str(ROOT / "scripts" / "train.py"), *outputs(tmp_path), "--epochs", "1000"]
     process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300
@@ -100,7 +100,7 @@ def test_interrupted_training_leaves_a_usable_run(tmp_path):
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=300)
     assert process.returncode == 130, stderr
-    assert "interrupted during epoch" in stderr and "Traceback" not in stderr
+    assert "interrupted during epoch" in stderr and "--resume" in stderr and "Traceback" not in stderr
     [run] = [path for path in (tmp_path / "models").iterdir() if path.is_dir()]
     summary = json.loads((run / "summary.json").read_text())
     assert summary["interrupted"] is True and summary["epochs_completed"] >= 2
@@ -108,3 +108,20 @@ def test_interrupted_training_leaves_a_usable_run(tmp_path):
     predicted = script("predict.py", *outputs(tmp_path), "-", cwd=tmp_path, stdin="Hello!\n")
     assert predicted.returncode == 0, predicted.stderr
     assert len(predicted.stdout.split("\n")) == 2
+
+    refused = script("train.py", *outputs(tmp_path), "--resume", "--latent_dim", "8", cwd=tmp_path)
+    assert refused.returncode == 2 and "--latent_dim cannot change when resuming" in refused.stderr
+
+    epochs = summary["epochs_completed"] + 1
+    resumed = script("train.py", *outputs(tmp_path), "--resume", str(run), "--epochs", str(epochs), cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["interrupted"] is False and summary["epochs_completed"] == epochs
+    assert len((run / "metrics.csv").read_text().splitlines()) == 1 + epochs
+
+
+def test_list_shows_builders_and_batchers(tmp_path):
+    listed = script("train.py", "--list", cwd=tmp_path)
+    assert listed.returncode == 0
+    assert "model=\n  lstm " in listed.stdout
+    assert "  bucketed " in listed.stdout and "  padded " in listed.stdout

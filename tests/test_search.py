@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from sequencer.model import build_model
+from sequencer.builders.lstm import LSTMBuilder
 from sequencer.runs import load_run
 from sequencer.search import GreedyDecoder
 from sequencer.vocabulary import END_ID, PAD_ID, START_ID
@@ -37,13 +37,13 @@ def test_batched_greedy_equals_step_by_step_decoding(run, weights):
     model = run.model
     if weights == "random":
         keras.utils.set_random_seed(3)
-        model = build_model(len(run.source_vocab), len(run.target_vocab), 16)
+        model = LSTMBuilder(run.config.replace(latent_dim=16)).build(len(run.source_vocab), len(run.target_vocab))
     max_len = 25
     encoded = [run.source_vocab.encode(sentence) for sentence in SENTENCES]
     padded = np.zeros((len(encoded), max(map(len, encoded))), np.int32)
     for row, ids in enumerate(encoded):
         padded[row, : len(ids)] = ids
-    batched = GreedyDecoder(model)(padded, max_len)
+    batched = GreedyDecoder(LSTMBuilder(run.config).inference(model))(padded, max_len)
     outputs = set()
     for ids, row in zip(encoded, batched):
         reference = step_by_step(model, ids, max_len)
@@ -56,4 +56,4 @@ def test_batched_greedy_equals_step_by_step_decoding(run, weights):
 
 def test_output_is_bounded_by_max_len(run):
     source = run.source_vocab.encode("Who are you?")[None, :]
-    assert GreedyDecoder(run.model)(source, 3).shape[1] <= 3
+    assert GreedyDecoder(LSTMBuilder(run.config).inference(run.model))(source, 3).shape[1] <= 3

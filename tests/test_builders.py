@@ -1,7 +1,11 @@
 import keras
 import numpy as np
+import pytest
+from conftest import tiny_config
 
-from sequencer.model import OneHot, build_model
+from sequencer import builders
+from sequencer.builders.lstm import LSTMBuilder
+from sequencer.layers import OneHot
 from sequencer.vocabulary import END_ID, START_ID
 
 
@@ -19,22 +23,46 @@ def batch(pad_to: int):
     return [source_ids, decoder_input], decoder_target
 
 
-def test_padding_counts_neither_in_loss_nor_in_accuracy():
+@pytest.fixture
+def lstm_model(tmp_path):
     keras.utils.set_random_seed(0)
-    model = build_model(10, 10, 8)
+    model = LSTMBuilder(tiny_config(tmp_path, latent_dim="8")).build(10, 10)
     model.compile("rmsprop", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def test_padding_counts_neither_in_loss_nor_in_accuracy(lstm_model):
     inputs, targets = batch(4)
-    short = model.evaluate(inputs, targets, verbose=0, return_dict=True)
-    long = model.evaluate(*batch(12), verbose=0, return_dict=True)
+    short = lstm_model.evaluate(inputs, targets, verbose=0, return_dict=True)
+    long = lstm_model.evaluate(*batch(12), verbose=0, return_dict=True)
     assert np.isclose(short["loss"], long["loss"], rtol=1e-5)
     assert np.isclose(short["accuracy"], long["accuracy"])
 
-    probabilities = model.predict(inputs, verbose=0)
+    probabilities = lstm_model.predict(inputs, verbose=0)
     real = inputs[1] != 0
     chosen = np.take_along_axis(probabilities, targets[..., None], axis=-1)[..., 0]
     assert np.isclose(short["loss"], -np.log(chosen[real]).mean(), rtol=1e-5)
     correct = probabilities.argmax(-1) == targets
     assert np.isclose(short["accuracy"], correct[real].mean())
+
+
+def test_inference_steps_reproduce_the_training_graph(lstm_model):
+    (source_ids, decoder_input), _ = batch(5)
+    inference = LSTMBuilder(None).inference(lstm_model)
+    state = inference.encode(source_ids)
+    expected = lstm_model.predict([source_ids, decoder_input], verbose=0)
+    for t in range(3):
+        probabilities, state = inference.step(decoder_input[:, t], state)
+        assert np.allclose(probabilities, expected[:, t], atol=1e-5)
+
+
+def test_lstm_layers_keep_cudnn_eligible_settings(lstm_model):
+    # TensorFlow runs an LSTM on cuDNN only with these settings (keras.layers.LSTM documentation).
+    for name in ("encoder_lstm", "decoder_lstm"):
+        layer = lstm_model.get_layer(name)
+        assert layer.activation.__name__ == "tanh"
+        assert layer.recurrent_activation.__name__ == "sigmoid"
+        assert layer.recurrent_dropout == 0 and not layer.unroll and layer.use_bias
 
 
 def test_one_hot_masks_padding_and_round_trips_its_config():
@@ -44,3 +72,8 @@ def test_one_hot_masks_padding_and_round_trips_its_config():
     assert np.array_equal(np.asarray(layer.compute_mask(ids)), [[True, True, False]])
     again = OneHot.from_config(layer.get_config())
     assert again.depth == 5 and again.name == "one_hot"
+
+
+def test_builders_are_discovered_from_their_files():
+    assert builders.available()["lstm"].startswith("The Keras example's LSTM encoder-decoder")
+    assert builders.get("lstm") is LSTMBuilder

@@ -1,0 +1,37 @@
+"""Plug-ins: one file per model builder or batcher, found by looking in a folder.
+
+A plug-in's name is its file name without `.py`, and its one-line description is the first line of
+the file's docstring, so `--list` and config validation work without importing (or running) any
+plug-in. The class is imported only when the plug-in is used.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import inspect
+from pathlib import Path
+
+
+def discover(folder: Path) -> dict[str, str]:
+    """{name: one-line description} of the plug-in files in `folder`, sorted by name."""
+    found = {}
+    for path in sorted(folder.glob("*.py")):
+        if path.name.startswith("_"):
+            continue
+        docstring = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
+        found[path.stem] = docstring.strip().split("\n")[0]
+    return found
+
+
+def load_class(package: str, name: str, base: type) -> type:
+    """The one subclass of `base` defined in the plug-in module `package.name`."""
+    module = importlib.import_module(f"{package}.{name}")
+    classes = [
+        value
+        for value in vars(module).values()
+        if inspect.isclass(value) and issubclass(value, base) and value.__module__ == module.__name__
+    ]
+    if len(classes) != 1:
+        raise TypeError(f"{module.__file__} must define exactly one {base.__name__} subclass, not {len(classes)}")
+    return classes[0]

@@ -1,0 +1,64 @@
+import numpy as np
+import pytest
+
+from sequencer import batchers
+from sequencer.data import Sequences
+from sequencer.training import make_dataset, teacher_forcing
+from sequencer.vocabulary import END_ID, START_ID
+
+LENGTHS = np.random.default_rng(0).integers(1, 60, size=1000)
+
+
+@pytest.mark.parametrize("name", ["padded", "bucketed"])
+def test_batches_cover_every_pair_once_in_a_fixed_number_of_batches(name):
+    batcher = batchers.get(name)()
+    for rng in (None, np.random.default_rng(1)):
+        batches = batcher.batches(LENGTHS, 64, rng)
+        assert len(batches) == 16 and max(map(len, batches)) == 64
+        assert sorted(np.concatenate(batches)) == list(range(1000))
+
+
+@pytest.mark.parametrize("name", ["padded", "bucketed"])
+def test_order_depends_on_the_generator_only(name):
+    batcher = batchers.get(name)()
+    first = batcher.batches(LENGTHS, 64, np.random.default_rng([7, 3]))
+    again = batcher.batches(LENGTHS, 64, np.random.default_rng([7, 3]))
+    other = batcher.batches(LENGTHS, 64, np.random.default_rng([7, 4]))
+    assert all(np.array_equal(a, b) for a, b in zip(first, again))
+    assert not all(np.array_equal(a, b) for a, b in zip(first, other))
+
+
+def test_bucketing_pads_less_than_random_batches():
+    def padded_cells(batches):
+        return sum(len(batch) * LENGTHS[batch].max() for batch in batches)
+
+    rng = np.random.default_rng(2)
+    random_batches = batchers.get("padded")().batches(LENGTHS, 64, rng)
+    bucketed_batches = batchers.get("bucketed")().batches(LENGTHS, 64, rng)
+    assert padded_cells(bucketed_batches) < 0.7 * padded_cells(random_batches)
+
+
+def test_teacher_forcing_adds_start_and_end_markers():
+    target = Sequences(np.array([5, 6, 7, 8, 9], np.int32), np.array([2, 3]))
+    decoder_input, decoder_target = teacher_forcing(target)
+    assert [list(s) for s in decoder_input] == [[START_ID, 5, 6], [START_ID, 7, 8, 9]]
+    assert [list(s) for s in decoder_target] == [[5, 6, END_ID], [7, 8, 9, END_ID]]
+
+
+def test_dataset_batches_of_an_epoch_do_not_depend_on_the_first_epoch():
+    source = Sequences(np.arange(4, 24, dtype=np.int32), np.array([1, 2, 3, 4, 5, 5]))
+    target = Sequences(np.arange(4, 14, dtype=np.int32), np.array([2, 2, 2, 2, 1, 1]))
+    batcher = batchers.get("padded")()
+
+    def plan(epoch):
+        return batcher.batches(source.lengths, 4, np.random.default_rng([0, epoch]))
+
+    from_start = list(make_dataset(source, target, plan, range(0, 3), 2))
+    resumed = list(make_dataset(source, target, plan, range(2, 3), 2))
+    assert len(from_start) == 6 and len(resumed) == 2
+    for (start_inputs, start_targets), (resumed_inputs, resumed_targets) in zip(from_start[4:], resumed):
+        assert np.array_equal(start_targets, resumed_targets)
+        assert all(np.array_equal(a, b) for a, b in zip(start_inputs, resumed_inputs))
+    (source_ids, decoder_input), decoder_target = from_start[0]
+    assert source_ids.shape[0] == 4 and decoder_input.shape == decoder_target.shape
+    assert source_ids.shape[1] == max(int(np.count_nonzero(row)) for row in source_ids.numpy())  # own longest only

@@ -1,0 +1,183 @@
+import csv
+import json
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+from conftest import tiny_config
+
+from sequencer import Predictor, Preprocessor, Trainer, builders
+from sequencer.config import PACKAGE_DIR
+from sequencer.devices import configure_device
+from sequencer.errors import ConfigError
+from sequencer.runs import load_checkpoint, load_run
+
+
+def train(config, callbacks=()):
+    return Trainer(config, callbacks).train(Preprocessor(config).load())
+
+
+def weights(model):
+    return model.get_weights()
+
+
+def same_weights(a, b, tolerance=0.0):
+    return all(np.allclose(x, y, rtol=0, atol=tolerance) for x, y in zip(weights(a), weights(b)))
+
+
+def metrics_rows(run_dir):
+    with open(run_dir / "metrics.csv", newline="") as stream:
+        return list(csv.DictReader(stream))
+
+
+class InterruptAt(keras.callbacks.Callback):
+    """Ctrl-C in the middle of an epoch, as a user would press it."""
+
+    def __init__(self, epoch, batch):
+        super().__init__()
+        self.epoch, self.batch, self.current = epoch, batch, 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.current = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if (self.current, batch) == (self.epoch, self.batch):
+            raise KeyboardInterrupt
+
+
+def test_same_seed_same_weights(tmp_path):
+    first = train(tiny_config(tmp_path / "a", epochs="1"))
+    second = train(tiny_config(tmp_path / "b", epochs="1"))
+    other = train(tiny_config(tmp_path / "c", epochs="1", seed="8"))
+    assert same_weights(load_run(first).model, load_run(second).model)
+    assert not same_weights(load_run(first).model, load_run(other).model)
+
+
+def test_resumed_run_ends_like_an_uninterrupted_one(tmp_path):
+    config = tiny_config(tmp_path / "whole", epochs="3")
+    whole = train(config)
+
+    config = tiny_config(tmp_path / "parts", epochs="3")
+    with pytest.raises(KeyboardInterrupt):
+        train(config, [InterruptAt(epoch=1, batch=3)])
+    [interrupted] = [path for path in (tmp_path / "parts" / "models").iterdir() if path.is_dir()]
+    summary = json.loads((interrupted / "summary.json").read_text())
+    assert summary["interrupted"] is True and summary["epochs_completed"] == 1
+    assert load_run(interrupted).model is not None  # prediction accepts the interrupted run
+
+    resumed = Trainer(config).resume(interrupted, Preprocessor(config).load())
+    assert same_weights(load_checkpoint(whole)[0], load_checkpoint(resumed)[0], 1e-6)
+    assert same_weights(load_run(whole).model, load_run(resumed).model, 1e-6)
+    assert [row["epoch"] for row in metrics_rows(resumed)] == ["0", "1", "2"]
+    assert [float(row["loss"]) for row in metrics_rows(resumed)] == pytest.approx(
+        [float(row["loss"]) for row in metrics_rows(whole)], rel=1e-5
+    )
+
+
+def test_early_stopping_keeps_the_best_weights(tmp_path):
+    # mode=max makes the first epoch's val_loss the best one, since val_loss falls as training goes on.
+    config = tiny_config(tmp_path, epochs="5", mode="max", early_stopping_patience="2")
+    run_dir = train(config)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["stopped_early"] is True
+    assert summary["epochs_completed"] == 3 and summary["best_epoch"] == 1
+    rows = metrics_rows(run_dir)
+    assert float(rows[2]["val_loss"]) < float(rows[0]["val_loss"])  # the last epoch is not the best one
+
+    corpus = Preprocessor(config).load()
+    from sequencer.training import make_dataset
+
+    batches = [np.arange(len(corpus.val_source))]
+    data = make_dataset(corpus.val_source, corpus.val_target, lambda _: batches, [0], 1)
+    best = load_run(run_dir).model
+    best.compile(loss="sparse_categorical_crossentropy")
+    assert best.evaluate(data, verbose=0) == pytest.approx(float(rows[0]["val_loss"]), rel=1e-4)
+
+
+def test_learning_rate_falls_on_a_plateau_and_gradients_are_clipped(tmp_path):
+    config = tiny_config(tmp_path, epochs="3", mode="max", lr_patience="1", lr_factor="0.5", clipnorm="1.0")
+    run_dir = train(config)
+    assert [float(row["learning_rate"]) for row in metrics_rows(run_dir)] == pytest.approx([0.001, 0.001, 0.0005])
+    model, _ = load_checkpoint(run_dir)
+    assert model.optimizer.clipnorm == 1.0
+
+
+def test_a_builder_dropped_into_the_folder_is_selectable_and_trains(tmp_path):
+    plugin = PACKAGE_DIR / "builders" / "tmp_test_gru.py"
+    plugin.write_text(
+        textwrap.dedent(
+            '''
+            """A GRU encoder-decoder, written by a test."""
+
+            import keras
+            import tensorflow as tf
+            from keras import layers
+
+            from sequencer.builders import Inference, ModelBuilder
+            from sequencer.layers import OneHot
+
+
+            class GRUBuilder(ModelBuilder):
+                def build(self, source_vocab_size, target_vocab_size):
+                    source_ids = keras.Input((None,), dtype="int32")
+                    decoder_ids = keras.Input((None,), dtype="int32")
+                    _, state = layers.GRU(8, return_state=True)(OneHot(source_vocab_size)(source_ids))
+                    decoded = layers.GRU(8, return_sequences=True, name="decoder")(
+                        OneHot(target_vocab_size, name="target_one_hot")(decoder_ids), initial_state=state
+                    )
+                    probabilities = layers.Dense(target_vocab_size, activation="softmax", name="out")(decoded)
+                    self.encoder = keras.Model(source_ids, state)
+                    return keras.Model([source_ids, decoder_ids], probabilities)
+
+                def inference(self, model):
+                    return GRUInference(model)
+
+
+            class GRUInference(Inference):
+                def __init__(self, model):
+                    self.encoder = keras.Model(model.inputs[0], model.get_layer("decoder").input[1])
+                    self.depth = model.get_layer("target_one_hot").depth
+                    self.cell = model.get_layer("decoder").cell
+                    self.out = model.get_layer("out")
+
+                def encode(self, source_ids):
+                    return self.encoder(source_ids)
+
+                def step(self, tokens, state):
+                    output, state = self.cell(tf.one_hot(tokens, self.depth), state)
+                    return self.out(output), state[0] if isinstance(state, (list, tuple)) else state
+            '''
+        )
+    )
+    try:
+        assert builders.available()["tmp_test_gru"] == "A GRU encoder-decoder, written by a test."
+        config = tiny_config(tmp_path, model="tmp_test_gru", epochs="1")
+        run_dir = train(config)
+        assert run_dir.name.startswith("tmp_test_gru-")
+        translations = Predictor.from_config(config).translate(["Hello!", "", "I am cold."])
+        assert len(translations) == 3 and translations[1] == ""
+    finally:
+        plugin.unlink()
+    with pytest.raises(ConfigError) as caught:
+        tiny_config(tmp_path, model="tmp_test_gru")
+    assert "expected one of lstm" in str(caught.value)
+
+
+def test_absent_gpu_is_a_clear_error():
+    configure_device("cpu")
+    with pytest.raises(ConfigError) as caught:
+        configure_device("gpu:3")
+    assert "device=gpu:3, but TensorFlow sees 0 GPU(s)" in str(caught.value)
+
+
+def test_monitor_must_be_computable(tmp_path):
+    with pytest.raises(ConfigError) as no_validation:
+        tiny_config(tmp_path, val_split="0")
+    with pytest.raises(ConfigError) as no_accuracy:
+        tiny_config(tmp_path, monitor="val_accuracy", metrics="")
+    with pytest.raises(ConfigError) as bad_device:
+        tiny_config(tmp_path, device="tpu")
+    assert "monitor=val_loss needs validation pairs, but val_split=0" in str(no_validation.value)
+    assert "needs accuracy in metrics" in str(no_accuracy.value)
+    assert "expected auto, cpu, gpu or gpu:N" in str(bad_device.value)
