@@ -295,6 +295,23 @@ KEYS: tuple[Key, ...] = (
         pattern_help="auto, cpu, gpu or gpu:N",
     ),
     # Prediction
+    Key("beam_width", "int", 1, "hypotheses kept per sentence in beam search; 1 decodes greedily", "Prediction", low=1),
+    Key(
+        "length_penalty",
+        "float",
+        0.6,
+        "GNMT length penalty alpha of beam search: 0 compares plain log-probabilities, higher favours longer output",
+        "Prediction",
+        low=0,
+    ),
+    Key(
+        "n_best",
+        "int",
+        1,
+        "translations written per line, best first, tab-separated (at most beam_width)",
+        "Prediction",
+        low=1,
+    ),
     Key("decode_batch_size", "int", 256, "sentences translated together in one batch", "Prediction", low=1),
     Key(
         "max_output_len",
@@ -427,6 +444,10 @@ def _check_together(values: dict[str, Any]) -> None:
     if monitor.startswith("val_") and values["val_split"] == 0:
         raise ConfigError(
             f"monitor={monitor} needs validation pairs, but val_split=0; set monitor=loss or val_split > 0"
+        )
+    if values["n_best"] > values["beam_width"]:
+        raise ConfigError(
+            f"n_best={values['n_best']} needs beam_width >= {values['n_best']} (beam_width={values['beam_width']})"
         )
     if monitor.endswith("accuracy") and "accuracy" not in values["metrics"]:
         raise ConfigError(f"monitor={monitor} needs accuracy in metrics (metrics={','.join(values['metrics'])})")

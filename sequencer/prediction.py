@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
+import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from itertools import islice
 from pathlib import Path
 from typing import BinaryIO, TextIO
@@ -18,7 +21,7 @@ from sequencer.data import decode_line, read_lines
 from sequencer.devices import configure_device
 from sequencer.errors import ConfigError, DataError
 from sequencer.runs import Run, find_run, load_run, temporary_path
-from sequencer.search import GreedyDecoder
+from sequencer.search import BeamSearchDecoder, GreedyDecoder
 from sequencer.vocabulary import PAD_ID, UNK_ID
 
 log = logging.getLogger(__name__)
@@ -28,16 +31,57 @@ log = logging.getLogger(__name__)
 CHUNK_LINES = 8192
 
 
+class Progress:
+    """Lines done and lines per second, redrawn in place on a terminal at most four times a second."""
+
+    def __init__(self, stream: TextIO):
+        self.stream = stream
+        self.started = self.shown = time.monotonic()
+        self.lines = 0
+
+    def advance(self, lines: int) -> None:
+        self.lines += lines
+        now = time.monotonic()
+        if now - self.shown >= 0.25:
+            self.shown = now
+            self._show(now)
+
+    def close(self) -> None:
+        self._show(time.monotonic())
+        self.stream.write("\n")
+
+    def _show(self, now: float) -> None:
+        rate = self.lines / max(now - self.started, 1e-9)
+        self.stream.write(f"\r{self.lines:,} lines, {rate:,.0f} lines/s")
+        self.stream.flush()
+
+
 class Predictor:
     """Translates with the model, vocabularies and length bound of one run folder."""
 
-    def __init__(self, run: Run, decode_batch_size: int = 256, max_output_len: int = 0):
+    def __init__(
+        self,
+        run: Run,
+        decode_batch_size: int = 256,
+        max_output_len: int = 0,
+        beam_width: int = 1,
+        length_penalty: float = 0.6,
+        n_best: int = 1,
+    ):
         self.run = run
         self.decode_batch_size = decode_batch_size
         self.max_output_len = max_output_len or 2 * int(run.summary.get("max_target_len", 0)) or 100
-        builder = builders.get(run.config.model)(run.config)
-        self.decoder = GreedyDecoder(builder.inference(run.model))
+        self.n_best = n_best
+        inference = builders.get(run.config.model)(run.config).inference(run.model)
+        if beam_width == 1:
+            greedy = GreedyDecoder(inference)
+            self.decode = lambda source_ids: greedy(source_ids, self.max_output_len)
+        else:
+            beam = BeamSearchDecoder(inference, beam_width, length_penalty)
+            self.decode = lambda source_ids: beam(source_ids, self.max_output_len, n_best)
         self.unknown_characters: Counter[str] = Counter()
+        self.show_progress = False  # a progress line on stderr while translating a file or stream
+        self.progress: Progress | None = None
 
     @classmethod
     def from_config(cls, config: Config) -> Predictor:
@@ -45,10 +89,21 @@ class Predictor:
         configure_device(config.device)
         run = load_run(find_run(config.model_dir, config.run))
         log.info("translating with %s", run.path)
-        return cls(run, config.decode_batch_size, config.max_output_len)
+        return cls(
+            run,
+            config.decode_batch_size,
+            config.max_output_len,
+            config.beam_width,
+            config.length_penalty,
+            config.n_best,
+        )
 
     def translate(self, sentences: list[str]) -> list[str]:
-        """One translation per sentence, in order; an empty sentence gives an empty translation.
+        """One translation per sentence, in order; an empty sentence gives an empty translation."""
+        return [alternatives[0] for alternatives in self.translate_n_best(sentences)]
+
+    def translate_n_best(self, sentences: list[str]) -> list[list[str]]:
+        """The `n_best` best translations of each sentence, best first (one for greedy decoding).
 
         Sentences are sorted by length into batches so that a batch pads little; characters never
         seen in training are read as the unknown id and counted in `unknown_characters`.
@@ -58,22 +113,30 @@ class Predictor:
         for sentence, ids in zip(sentences, encoded):
             if (ids == UNK_ID).any():
                 self.unknown_characters.update(char for char, i in zip(sentence, ids) if i == UNK_ID)
-        translations = [""] * len(sentences)
+        translations = [[""] for _ in sentences]
         by_length = sorted((i for i, ids in enumerate(encoded) if len(ids)), key=lambda i: len(encoded[i]))
         for start in range(0, len(by_length), self.decode_batch_size):
             batch = by_length[start : start + self.decode_batch_size]
             source_ids = np.full((len(batch), len(encoded[batch[-1]])), PAD_ID, dtype=np.int32)
             for row, i in enumerate(batch):
                 source_ids[row, : len(encoded[i])] = encoded[i]
-            for i, output_ids in zip(batch, self.decoder(source_ids, self.max_output_len)):
-                translations[i] = self.run.target_vocab.decode(output_ids)
+            for i, hypotheses in zip(batch, self.decode(source_ids).ids):
+                translations[i] = [self.run.target_vocab.decode(ids) for ids in hypotheses]
+            if self.progress:
+                self.progress.advance(len(batch))
+        if self.progress:
+            self.progress.advance(len(sentences) - len(by_length))
         return translations
 
     def translate_lines(self, lines: Iterable[str]) -> Iterator[str]:
-        """Translations of input lines, chunk by chunk. A line's source is its first tab column."""
+        """Output lines for input lines, chunk by chunk: the n-best translations, tab-separated.
+
+        A line's source is its first tab column, so a training file can be translated as it is.
+        """
         lines = iter(lines)
         while chunk := list(islice(lines, CHUNK_LINES)):
-            yield from self.translate([line.split("\t", 1)[0].strip() for line in chunk])
+            for alternatives in self.translate_n_best([line.split("\t", 1)[0].strip() for line in chunk]):
+                yield "\t".join(alternatives)
 
     def translate_folder(self, input_dir: Path, output_dir: Path) -> list[Path]:
         """Translate every `*.txt` in `input_dir` into the file of the same name in `output_dir`."""
@@ -98,7 +161,7 @@ class Predictor:
         """Write one translation per line of `input_path` to `output_path`, atomically."""
         temporary = temporary_path(output_path)
         try:
-            with open(temporary, "w", encoding="utf-8") as output:
+            with open(temporary, "w", encoding="utf-8") as output, self._progress():
                 for translation in self.translate_lines(text for _, text in read_lines(input_path)):
                     output.write(translation + "\n")
             os.replace(temporary, output_path)
@@ -109,12 +172,23 @@ class Predictor:
     def translate_stream(self, input_stream: BinaryIO, output_stream: TextIO) -> None:
         """Translate standard-input style lines to an output stream, flushing after every chunk."""
         lines = (decode_line(raw, Path("<stdin>"), number) for number, raw in enumerate(input_stream, start=1))
-        for count, translation in enumerate(self.translate_lines(lines), start=1):
-            output_stream.write(translation + "\n")
-            if count % CHUNK_LINES == 0:
-                output_stream.flush()
+        with self._progress():
+            for count, translation in enumerate(self.translate_lines(lines), start=1):
+                output_stream.write(translation + "\n")
+                if count % CHUNK_LINES == 0:
+                    output_stream.flush()
         output_stream.flush()
         self.warn_unknown_characters()
+
+    @contextmanager
+    def _progress(self):
+        self.progress = Progress(sys.stderr) if self.show_progress else None
+        try:
+            yield
+        finally:
+            if self.progress:
+                self.progress.close()
+            self.progress = None
 
     def warn_unknown_characters(self) -> None:
         """One warning for all the characters translated as unknown since the last call."""

@@ -1,12 +1,17 @@
-"""Greedy decoding of a whole batch as one compiled loop.
+"""Decoding whole batches as compiled loops: greedy search and beam search.
 
 The original example called `model.predict` once per output character per sentence. Here the
 encoder runs once per batch and every decoder step of every sentence in the batch runs inside one
-`tf.function` loop, which stops when each sentence has produced its end marker or at `max_len`.
-It uses only a builder's `encode` and `step`, so it decodes every model builder's models.
+`tf.function` loop, which stops when each sentence (each beam) has produced its end marker or at
+`max_len`. Both use only a builder's `encode` and `step`, so they decode every builder's models.
+
+Scores are log-probabilities under the model, divided by the GNMT length penalty
+((5 + length) / 6) ** alpha (Wu et al., 2016); alpha = 0 compares plain log-probabilities.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import tensorflow as tf
@@ -14,33 +19,137 @@ import tensorflow as tf
 from sequencer.builders import Inference
 from sequencer.vocabulary import END_ID, PAD_ID, START_ID
 
+_SIGNATURE = [tf.TensorSpec([None, None], tf.int32), tf.TensorSpec([], tf.int32)]
+
+
+def length_penalty(lengths, alpha: float):
+    """GNMT's length normalisation of float `lengths` (NumPy or TensorFlow): ((5 + length) / 6) ** alpha.
+
+    A hypothesis' length counts its end marker.
+    """
+    return ((5.0 + lengths) / 6.0) ** alpha
+
+
+@dataclass(frozen=True)
+class Hypotheses:
+    """Decoded output ids (batch, n, steps), padded with PAD_ID, and their scores (batch, n), best first."""
+
+    ids: np.ndarray
+    log_probs: np.ndarray
+    lengths: np.ndarray
+
+    def scores(self, alpha: float) -> np.ndarray:
+        return self.log_probs / length_penalty(self.lengths.astype(np.float32), alpha)
+
 
 class GreedyDecoder:
-    """Translates batches of padded source ids, taking the most probable token at every step."""
+    """Takes the most probable token at every step."""
 
     def __init__(self, inference: Inference):
         self.inference = inference
-        self._decode = tf.function(
-            self._decode_batch,
-            input_signature=[tf.TensorSpec([None, None], tf.int32), tf.TensorSpec([], tf.int32)],
-        )
+        self._decode = tf.function(self._decode_batch, input_signature=_SIGNATURE)
 
-    def __call__(self, source_ids: np.ndarray, max_len: int) -> np.ndarray:
-        """Output ids (batch, steps <= max_len): each row ends with END_ID, then PAD_ID, or is cut at max_len."""
-        return self._decode(tf.constant(source_ids, tf.int32), tf.constant(max_len, tf.int32)).numpy()
+    def __call__(self, source_ids: np.ndarray, max_len: int) -> Hypotheses:
+        """One hypothesis per sentence; its ids end with END_ID, or are cut at `max_len`."""
+        ids, log_probs, lengths = self._decode(tf.constant(source_ids, tf.int32), tf.constant(max_len, tf.int32))
+        return Hypotheses(ids.numpy()[:, None], log_probs.numpy()[:, None], lengths.numpy()[:, None])
 
-    def _decode_batch(self, source_ids: tf.Tensor, max_len: tf.Tensor) -> tf.Tensor:
+    def _decode_batch(self, source_ids, max_len):
         state = self.inference.encode(source_ids)
         batch_size = tf.shape(source_ids)[0]
         token = tf.fill([batch_size], START_ID)
         finished = tf.zeros([batch_size], tf.bool)
+        log_prob = tf.zeros([batch_size])
+        length = tf.zeros([batch_size], tf.int32)
         steps = tf.TensorArray(tf.int32, size=0, dynamic_size=True, element_shape=[None])
         for step in tf.range(max_len):
             probabilities, state = self.inference.step(token, state)
-            token = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
-            token = tf.where(finished, PAD_ID, token)
+            token = tf.where(finished, PAD_ID, tf.argmax(probabilities, axis=-1, output_type=tf.int32))
+            chosen = tf.gather(probabilities, token, batch_dims=1)
+            log_prob += tf.where(finished, 0.0, tf.math.log(chosen))
+            length += tf.cast(~finished, tf.int32)
             steps = steps.write(step, token)
             finished = finished | tf.equal(token, END_ID)
             if tf.reduce_all(finished):
                 break
-        return tf.transpose(steps.stack())
+        return tf.transpose(steps.stack()), log_prob, length
+
+
+class BeamSearchDecoder:
+    """Keeps the `beam_width` best hypotheses of every sentence at every step.
+
+    A finished hypothesis stays in the beam with its score, competing with the live ones under the
+    length penalty. The greedy hypothesis is scored too and takes its place among the results
+    when it is better: beam search alone can prune the greedy path and end lower, and a wider
+    search should never give a worse translation than greedy decoding.
+    """
+
+    def __init__(self, inference: Inference, beam_width: int, alpha: float):
+        self.beam_width = beam_width
+        self.alpha = alpha
+        self.inference = inference
+        self.greedy = GreedyDecoder(inference)
+        self._search = tf.function(self._search_batch, input_signature=_SIGNATURE)
+
+    def __call__(self, source_ids: np.ndarray, max_len: int, n_best: int = 1) -> Hypotheses:
+        """The `n_best` best hypotheses of each sentence, best first, the greedy one included."""
+        return _merge(self.beams(source_ids, max_len), self.greedy(source_ids, max_len), self.alpha, n_best)
+
+    def beams(self, source_ids: np.ndarray, max_len: int) -> Hypotheses:
+        """The `beam_width` hypotheses of plain beam search, best first."""
+        ids, log_probs, lengths = self._search(tf.constant(source_ids, tf.int32), tf.constant(max_len, tf.int32))
+        return Hypotheses(ids.numpy(), log_probs.numpy(), lengths.numpy())
+
+    def _search_batch(self, source_ids, max_len):
+        k, alpha = self.beam_width, self.alpha
+        batch_size = tf.shape(source_ids)[0]
+        state = tf.nest.map_structure(lambda s: tf.repeat(s, k, axis=0), self.inference.encode(source_ids))
+        tokens = tf.fill([batch_size * k], START_ID)
+        # Only the first beam is alive at the start, so the first step expands one hypothesis.
+        log_probs = tf.tile(tf.constant([[0.0] + [-np.inf] * (k - 1)]), [batch_size, 1])
+        lengths = tf.zeros([batch_size, k], tf.int32)
+        finished = tf.zeros([batch_size, k], tf.bool)
+        ids = tf.zeros([batch_size, k, 0], tf.int32)
+        for _ in tf.range(max_len):
+            tf.autograph.experimental.set_loop_options(shape_invariants=[(ids, tf.TensorShape([None, k, None]))])
+            probabilities, state = self.inference.step(tokens, state)
+            vocab_size = tf.shape(probabilities)[-1]
+            step_log_probs = tf.math.log(tf.reshape(probabilities, [batch_size, k, vocab_size]))
+            # A finished hypothesis can only be followed by padding, at no cost.
+            padding_only = tf.where(tf.range(vocab_size) == PAD_ID, 0.0, -np.inf)
+            step_log_probs = tf.where(finished[:, :, None], padding_only, step_log_probs)
+            totals = log_probs[:, :, None] + step_log_probs
+            candidate_lengths = lengths + tf.cast(~finished, tf.int32)
+            penalty = length_penalty(tf.cast(candidate_lengths, tf.float32), alpha)
+            candidates = tf.reshape(totals, [batch_size, -1])
+            _, best = tf.math.top_k(tf.reshape(totals / penalty[:, :, None], [batch_size, -1]), k)
+            parent, token = best // vocab_size, best % vocab_size
+            log_probs = tf.gather(candidates, best, batch_dims=1)
+            lengths = tf.gather(candidate_lengths, parent, batch_dims=1)
+            finished = tf.gather(finished, parent, batch_dims=1) | tf.equal(token, END_ID)
+            ids = tf.concat([tf.gather(ids, parent, batch_dims=1), token[:, :, None]], axis=2)
+            rows = tf.reshape(parent + k * tf.range(batch_size)[:, None], [-1])
+            state = tf.nest.map_structure(lambda s, rows=rows: tf.gather(s, rows), state)
+            tokens = tf.reshape(token, [-1])
+            if tf.reduce_all(finished):
+                break
+        return ids, log_probs, lengths
+
+
+def _merge(beams: Hypotheses, greedy: Hypotheses, alpha: float, n_best: int) -> Hypotheses:
+    """The beams with the greedy hypothesis added where it is not among them, best `n_best` first."""
+    steps = max(beams.ids.shape[2], greedy.ids.shape[2])
+    ids = np.full((len(beams.ids), beams.ids.shape[1] + 1, steps), PAD_ID, np.int32)
+    ids[:, :-1, : beams.ids.shape[2]] = beams.ids
+    ids[:, -1, : greedy.ids.shape[2]] = greedy.ids[:, 0]
+    log_probs = np.concatenate([beams.log_probs, greedy.log_probs], axis=1)
+    lengths = np.concatenate([beams.lengths, greedy.lengths], axis=1)
+    merged = Hypotheses(ids, log_probs, lengths)
+    scores = merged.scores(alpha)
+    scores[(ids[:, :-1] == ids[:, -1:]).all(axis=2).any(axis=1), -1] = -np.inf  # greedy is among the beams
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :n_best]
+    return Hypotheses(
+        np.take_along_axis(ids, order[:, :, None], axis=1),
+        np.take_along_axis(log_probs, order, axis=1),
+        np.take_along_axis(lengths, order, axis=1),
+    )

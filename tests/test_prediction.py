@@ -57,3 +57,30 @@ def test_refuses_to_write_over_its_inputs(predictor):
     with pytest.raises(ConfigError) as caught:
         predictor.translate_folder(MIXED.parent, MIXED.parent)
     assert "would overwrite the inputs" in str(caught.value)
+
+
+def test_n_best_translations_are_tab_columns_best_first(trained_run):
+    beam = Predictor(load_run(trained_run), beam_width=4, n_best=3)
+    lines = list(beam.translate_lines(["Hello!", "", "I am cold.\tJ'ai froid."]))
+    assert lines[1] == ""
+    for line, sentence in zip(lines[::2], ["Hello!", "I am cold."]):
+        columns = line.split("\t")
+        assert len(columns) == 3 and columns[0] == beam.translate([sentence])[0]
+
+
+def test_progress_line_counts_lines(predictor, capsys):
+    predictor.show_progress = True
+    try:
+        predictor.translate_stream(io.BytesIO(MIXED.read_bytes()), io.StringIO())
+    finally:
+        predictor.show_progress = False
+    progress = capsys.readouterr().err
+    assert "\r5 lines, " in progress and progress.endswith(" lines/s\n")
+
+
+def test_n_best_needs_a_beam(tmp_path):
+    from conftest import tiny_config
+
+    with pytest.raises(ConfigError) as caught:
+        tiny_config(tmp_path, n_best="2")
+    assert "n_best=2 needs beam_width >= 2" in str(caught.value)

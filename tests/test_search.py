@@ -1,12 +1,15 @@
+import itertools
+
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import tiny_config
 
 from sequencer.builders.lstm import LSTMBuilder
 from sequencer.runs import load_run
-from sequencer.search import GreedyDecoder
-from sequencer.vocabulary import END_ID, PAD_ID, START_ID
+from sequencer.search import BeamSearchDecoder, GreedyDecoder
+from sequencer.vocabulary import END_ID, PAD_ID, START_ID, Vocabulary
 
 SENTENCES = ["Go.", "I am cold.", "Hello!", "Who are you?", "Run!", "We lost.", "Be nice.", "It's me."]
 
@@ -25,35 +28,90 @@ def step_by_step(model, source_ids, max_len):
     return prefix[1:]
 
 
+def padded(vocab, sentences):
+    encoded = [vocab.encode(sentence) for sentence in sentences]
+    batch = np.zeros((len(encoded), max(map(len, encoded))), np.int32)
+    for row, ids in enumerate(encoded):
+        batch[row, : len(ids)] = ids
+    return encoded, batch
+
+
 @pytest.fixture(scope="module")
 def run(trained_run):
     return load_run(trained_run)
 
 
-@pytest.mark.parametrize("weights", ["trained", "random"])
-def test_batched_greedy_equals_step_by_step_decoding(run, weights):
+@pytest.fixture(scope="module", params=["trained", "random"])
+def model(request, run):
     # Random weights make outputs that vary from step to step and sentence to sentence, which a
-    # barely trained model does not: the two together check the loop, the states and the padding.
-    model = run.model
-    if weights == "random":
-        keras.utils.set_random_seed(3)
-        model = LSTMBuilder(run.config.replace(latent_dim=16)).build(len(run.source_vocab), len(run.target_vocab))
+    # barely trained model does not: the two together check the loops, the states and the padding.
+    if request.param == "trained":
+        return run.model
+    keras.utils.set_random_seed(3)
+    return LSTMBuilder(run.config.replace(latent_dim=16)).build(len(run.source_vocab), len(run.target_vocab))
+
+
+def inference(run, model):
+    return LSTMBuilder(run.config).inference(model)
+
+
+def test_batched_greedy_equals_step_by_step_decoding(run, model):
     max_len = 25
-    encoded = [run.source_vocab.encode(sentence) for sentence in SENTENCES]
-    padded = np.zeros((len(encoded), max(map(len, encoded))), np.int32)
-    for row, ids in enumerate(encoded):
-        padded[row, : len(ids)] = ids
-    batched = GreedyDecoder(LSTMBuilder(run.config).inference(model))(padded, max_len)
-    outputs = set()
+    encoded, batch = padded(run.source_vocab, SENTENCES)
+    batched = GreedyDecoder(inference(run, model))(batch, max_len).ids[:, 0]
     for ids, row in zip(encoded, batched):
         reference = step_by_step(model, ids, max_len)
         assert list(row[: len(reference)]) == reference
         assert all(token == PAD_ID for token in row[len(reference) :])
-        outputs.add(tuple(reference))
-    if weights == "random":
-        assert len(outputs) > 1
 
 
 def test_output_is_bounded_by_max_len(run):
     source = run.source_vocab.encode("Who are you?")[None, :]
-    assert GreedyDecoder(LSTMBuilder(run.config).inference(run.model))(source, 3).shape[1] <= 3
+    assert GreedyDecoder(inference(run, run.model))(source, 3).ids.shape[2] <= 3
+
+
+def test_beam_of_width_one_is_greedy(run, model):
+    _, batch = padded(run.source_vocab, SENTENCES)
+    greedy = GreedyDecoder(inference(run, model))(batch, 20)
+    beam = BeamSearchDecoder(inference(run, model), 1, 0.6).beams(batch, 20)
+    assert np.array_equal(beam.ids[:, 0, : greedy.ids.shape[2]], greedy.ids[:, 0])
+    assert np.allclose(beam.log_probs, greedy.log_probs, atol=1e-4)
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.6])
+def test_beam_search_never_scores_worse_than_greedy(run, model, alpha):
+    _, batch = padded(run.source_vocab, SENTENCES)
+    greedy = GreedyDecoder(inference(run, model))(batch, 20)
+    beam = BeamSearchDecoder(inference(run, model), 4, alpha)(batch, 20, n_best=3)
+    assert (beam.scores(alpha)[:, 0] >= greedy.scores(alpha)[:, 0] - 1e-5).all()
+    assert (np.diff(beam.scores(alpha), axis=1) <= 1e-6).all()  # best first
+    assert all(len({tuple(ids) for ids in sentence}) == 3 for sentence in beam.ids)  # distinct
+
+
+def test_a_wide_enough_beam_finds_the_most_probable_output(tmp_path):
+    # Six target ids and three steps: a beam of 6 * 6 keeps every prefix, so its hypotheses must be
+    # the 36 most probable of all possible outputs, which this test scores one by one.
+    keras.utils.set_random_seed(5)
+    source_vocab, target_vocab = Vocabulary.build(["ab"]), Vocabulary.build(["xy"])
+    builder = LSTMBuilder(tiny_config(tmp_path, latent_dim="8"))
+    steps = builder.inference(builder.build(len(source_vocab), len(target_vocab)))
+    source = source_vocab.encode("abba")[None, :]
+    max_len, vocab_size = 3, len(target_vocab)
+
+    def log_prob(sequence):
+        state, token, total = steps.encode(source), START_ID, 0.0
+        for next_token in sequence:
+            probabilities, state = steps.step(tf.constant([token]), state)
+            total += float(np.log(probabilities[0, next_token]))
+            token = next_token
+        return total
+
+    candidates = [
+        sequence
+        for length in range(1, max_len + 1)
+        for sequence in itertools.product(range(vocab_size), repeat=length)
+        if END_ID not in sequence[:-1] and (sequence[-1] == END_ID or length == max_len)
+    ]
+    best = sorted((log_prob(sequence) for sequence in candidates), reverse=True)[: vocab_size**2]
+    beams = BeamSearchDecoder(steps, vocab_size**2, 0.0).beams(source, max_len)
+    assert beams.log_probs[0] == pytest.approx(best, abs=1e-4)
