@@ -42,7 +42,7 @@ _SECTION_HEADER = re.compile(r"^\[[^\]]*\]$")
 
 @dataclass(frozen=True)
 class Key:
-    """One configuration key. `kind` is int, float, str, path, choice or list (comma-separated).
+    """One configuration key. `kind` is int, float, bool, str, path, choice or list (comma-separated).
 
     `choices` is a tuple, or a function returning one for choices found at run time (plug-ins).
     A str key may have a `pattern` (a regular expression the whole value must match), described
@@ -73,6 +73,8 @@ class Key:
             return "comma-separated, from " + ", ".join(self.options()) + "; empty for none"
         if self.kind == "path":
             return "a path"
+        if self.kind == "bool":
+            return "true or false"
         if self.kind == "str":
             return self.pattern_help or "text"
         noun = "an integer" if self.kind == "int" else "a number"
@@ -96,6 +98,10 @@ class Key:
             if text not in self.options():
                 raise ValueError
             return text
+        if self.kind == "bool":
+            if text.lower() not in _BOOLEANS:
+                raise ValueError
+            return _BOOLEANS[text.lower()]
         if self.kind == "list":
             items = [item.strip() for item in text.split(",") if item.strip()]
             if any(item not in self.options() for item in items):
@@ -114,7 +120,12 @@ class Key:
         """The text of a value as it is written in `config.txt`."""
         if self.kind == "list":
             return ",".join(value)
+        if self.kind == "bool":
+            return "true" if value else "false"
         return str(value)
+
+
+_BOOLEANS = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False, "off": False, "0": False}
 
 
 def _fmt(number: float) -> str:
@@ -293,6 +304,21 @@ KEYS: tuple[Key, ...] = (
         "Training",
         pattern=r"auto|cpu|gpu(:\d+)?",
         pattern_help="auto, cpu, gpu or gpu:N",
+    ),
+    Key(
+        "jit_compile",
+        "choice",
+        "auto",
+        "compile training steps with XLA: auto lets Keras decide (off on a CPU), true or false",
+        "Training",
+        choices=("auto", "true", "false"),
+    ),
+    Key(
+        "mixed_precision",
+        "bool",
+        False,
+        "compute in float16 with float32 weights (Keras mixed_float16): faster on recent GPUs; needs a GPU",
+        "Training",
     ),
     # Prediction
     Key("beam_width", "int", 1, "hypotheses kept per sentence in beam search; 1 decodes greedily", "Prediction", low=1),

@@ -15,7 +15,7 @@ import numpy as np
 
 from sequencer.config import Config
 from sequencer.errors import DataError
-from sequencer.vocabulary import Vocabulary
+from sequencer.vocabulary import END_ID, START_ID, Vocabulary
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +71,14 @@ class Corpus:
     @property
     def max_target_len(self) -> int:
         return int(max(self.train_target.lengths.max(initial=0), self.val_target.lengths.max(initial=0)))
+
+
+def teacher_forcing(target: Sequences) -> tuple[Sequences, Sequences]:
+    """Decoder inputs `<s> y1 ... yn` and decoder targets `y1 ... yn </s>` of every target sentence."""
+    offsets = target.offsets
+    decoder_input = np.insert(target.values, offsets[:-1], START_ID)
+    decoder_target = np.insert(target.values, offsets[1:], END_ID)
+    return Sequences(decoder_input, target.lengths + 1), Sequences(decoder_target, target.lengths + 1)
 
 
 def read_lines(path: Path) -> Iterator[tuple[int, str]]:

@@ -20,9 +20,9 @@ import tensorflow as tf
 from sequencer import batchers, builders
 from sequencer.callbacks import CurvePlot, EpochStats, RunState, initial_state
 from sequencer.config import Config
-from sequencer.data import Corpus, Sequences
+from sequencer.data import Corpus, Sequences, teacher_forcing
 from sequencer.devices import configure_device
-from sequencer.errors import DataError
+from sequencer.errors import ConfigError, DataError
 from sequencer.runs import (
     LOG_FILE,
     METRICS_FILE,
@@ -34,17 +34,8 @@ from sequencer.runs import (
     mark_latest,
     write_atomically,
 )
-from sequencer.vocabulary import END_ID, START_ID
 
 log = logging.getLogger(__name__)
-
-
-def teacher_forcing(target: Sequences) -> tuple[Sequences, Sequences]:
-    """Decoder inputs `<s> y1 ... yn` and decoder targets `y1 ... yn </s>` of every target sentence."""
-    offsets = target.offsets
-    decoder_input = np.insert(target.values, offsets[:-1], START_ID)
-    decoder_target = np.insert(target.values, offsets[1:], END_ID)
-    return Sequences(decoder_input, target.lengths + 1), Sequences(decoder_target, target.lengths + 1)
 
 
 def make_dataset(
@@ -93,10 +84,8 @@ class Trainer:
 
     def train(self, corpus: Corpus) -> Path:
         """Train a new model in a new run folder; return the folder."""
-        configure_device(self.config.device)
-        self._seed()
-        model = self.builder.build(len(corpus.source_vocab), len(corpus.target_vocab))
-        model.compile(optimizer=self._optimizer(), loss="sparse_categorical_crossentropy", metrics=self.config.metrics)
+        self._prepare()
+        model = self._new_model(corpus)
         run_dir = create_run(self.config, (corpus.source_vocab, corpus.target_vocab), data_summary(corpus))
         mark_latest(run_dir)
         log.info("run folder: %s", run_dir)
@@ -104,16 +93,12 @@ class Trainer:
 
     def resume(self, run_dir: Path, corpus: Corpus) -> Path:
         """Continue `run_dir` from its last checkpoint: weights, optimizer state, epoch and counters."""
-        configure_device(self.config.device)
         if load_vocabularies(run_dir) != (corpus.source_vocab, corpus.target_vocab):
             raise DataError(f"the training data in {self.config.train_dir} changed since {run_dir} started")
-        self._seed()
+        self._prepare()
         checkpoint = load_checkpoint(run_dir)
         if checkpoint is None:  # interrupted before its first epoch ended: start it again
-            model = self.builder.build(len(corpus.source_vocab), len(corpus.target_vocab))
-            model.compile(
-                optimizer=self._optimizer(), loss="sparse_categorical_crossentropy", metrics=self.config.metrics
-            )
+            model = self._new_model(corpus)
             state = initial_state()
         else:
             model, state = checkpoint
@@ -132,8 +117,7 @@ class Trainer:
         package_log.setLevel(logging.DEBUG)  # epoch lines are DEBUG: for train.log, not the console
         model.summary(print_fn=lambda line, **_: log.info("%s", line))
 
-        source_lengths, target_lengths = corpus.train_source.lengths, corpus.train_target.lengths
-        lengths = source_lengths + target_lengths
+        lengths = np.stack([corpus.train_source.lengths, corpus.train_target.lengths], axis=1)
 
         def plan(epoch: int) -> list[np.ndarray]:
             return self.batcher.batches(lengths, config.batch_size, np.random.default_rng([config.seed, epoch]))
@@ -146,7 +130,7 @@ class Trainer:
         train_data = make_dataset(corpus.train_source, corpus.train_target, plan, epochs, steps)
         val_data = None
         if len(corpus.val_source):
-            val_lengths = corpus.val_source.lengths + corpus.val_target.lengths
+            val_lengths = np.stack([corpus.val_source.lengths, corpus.val_target.lengths], axis=1)
             val_batches = self.batcher.batches(val_lengths, config.batch_size, None)
             val_data = make_dataset(corpus.val_source, corpus.val_target, lambda _: val_batches, [0], len(val_batches))
 
@@ -189,16 +173,32 @@ class Trainer:
         log.info("best epoch %d of %d; model.keras holds it", state["best_epoch"], state["epochs_completed"])
         return run_dir
 
-    def _seed(self) -> None:
-        """Same seed, same config, same CPU: the same weights, run after run."""
+    def _prepare(self) -> None:
+        """Device, precision and seeds, before any model exists.
+
+        Same seed, same config, same CPU: the same weights, run after run. Mixed precision is
+        Keras' mixed_float16 policy; it pays off only on a GPU, so without one it is an error.
+        """
+        configure_device(self.config.device)
+        if self.config.mixed_precision and not tf.config.list_logical_devices("GPU"):
+            raise ConfigError("mixed_precision=true needs a GPU, and TensorFlow sees none on this machine")
+        keras.mixed_precision.set_global_policy("mixed_float16" if self.config.mixed_precision else "float32")
         keras.utils.set_random_seed(self.config.seed)
         tf.config.experimental.enable_op_determinism()
 
-    def _optimizer(self) -> keras.optimizers.Optimizer:
-        settings = {"learning_rate": self.config.learning_rate}
-        if self.config.clipnorm:
-            settings["clipnorm"] = self.config.clipnorm
-        return keras.optimizers.get({"class_name": self.config.optimizer, "config": settings})
+    def _new_model(self, corpus: Corpus) -> keras.Model:
+        config = self.config
+        settings = {"learning_rate": config.learning_rate}
+        if config.clipnorm:
+            settings["clipnorm"] = config.clipnorm
+        model = self.builder.build(len(corpus.source_vocab), len(corpus.target_vocab))
+        model.compile(
+            optimizer=keras.optimizers.get({"class_name": config.optimizer, "config": settings}),
+            loss="sparse_categorical_crossentropy",
+            metrics=config.metrics,
+            jit_compile={"auto": "auto", "true": True, "false": False}[config.jit_compile],
+        )
+        return model
 
 
 def data_summary(corpus: Corpus) -> dict:

@@ -181,3 +181,33 @@ def test_monitor_must_be_computable(tmp_path):
     assert "monitor=val_loss needs validation pairs, but val_split=0" in str(no_validation.value)
     assert "needs accuracy in metrics" in str(no_accuracy.value)
     assert "expected auto, cpu, gpu or gpu:N" in str(bad_device.value)
+
+
+def test_xla_compiled_training_runs(tmp_path):
+    run_dir = train(tiny_config(tmp_path, epochs="1", jit_compile="true"))
+    [row] = metrics_rows(run_dir)
+    assert np.isfinite(float(row["loss"])) and np.isfinite(float(row["val_loss"]))
+
+
+def test_mixed_precision_needs_a_gpu_and_writes_nothing(tmp_path):
+    config = tiny_config(tmp_path, mixed_precision="true")
+    with pytest.raises(ConfigError) as caught:
+        train(config)
+    assert "mixed_precision=true needs a GPU" in str(caught.value)
+    assert not config.model_dir.exists()
+
+
+def test_lstm_builder_under_mixed_precision_keeps_float32_outputs(tmp_path):
+    # What a GPU run builds: float16 computation, float32 weights and probabilities.
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        builder = builders.get("lstm")(tiny_config(tmp_path, latent_dim="8"))
+        model = builder.build(7, 9)
+        assert model.get_layer("decoder_lstm").compute_dtype == "float16"
+        assert model.get_layer("decoder_lstm").variable_dtype == "float32"
+        assert model.get_layer("decoder_output").compute_dtype == "float32"
+        inference = builder.inference(model)
+        probabilities, _ = inference.step(np.array([1, 2]), inference.encode(np.array([[4, 5], [6, 0]])))
+        assert probabilities.dtype == "float32" and probabilities.shape == (2, 9)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")

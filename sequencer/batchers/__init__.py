@@ -21,7 +21,7 @@ class Batcher(ABC):
     def batches(self, lengths: np.ndarray, batch_size: int, rng: np.random.Generator | None) -> list[np.ndarray]:
         """Index arrays, one per batch, that together hold every index of `lengths` once.
 
-        `lengths[i]` is the size of pair i (source plus target). With `rng` the order is random
+        `lengths[i]` is the (source, target) length of pair i. With `rng` the order is random
         (training, one call per epoch); without it, fixed (validation). Every batch holds
         `batch_size` pairs but one, so that every epoch has ceil(len(lengths) / batch_size) batches.
         """

@@ -18,7 +18,8 @@ class BucketedBatcher(Batcher):
         batches = []
         for start in range(0, len(order), pool_size):
             pool = order[start : start + pool_size]
-            pool = pool[np.argsort(lengths[pool], kind="stable")]
+            # By target length, then source length: the decoder's steps are most of the work.
+            pool = pool[np.lexsort((lengths[pool, 0], lengths[pool, 1]))]
             batches += [pool[i : i + batch_size] for i in range(0, len(pool), batch_size)]
         if rng is not None:
             batches = [batches[i] for i in rng.permutation(len(batches))]

@@ -30,7 +30,9 @@ class LSTMBuilder(ModelBuilder):
         decoder_input = OneHot(target_vocab_size, name="target_one_hot")(decoder_input_ids)
         decoder_lstm = layers.LSTM(latent_dim, return_sequences=True, name="decoder_lstm")
         decoded = decoder_lstm(decoder_input, initial_state=[state_h, state_c])
-        probabilities = layers.Dense(target_vocab_size, activation="softmax", name="decoder_output")(decoded)
+        # float32 probabilities even under mixed precision, as the Keras mixed precision guide advises.
+        output_layer = layers.Dense(target_vocab_size, activation="softmax", dtype="float32", name="decoder_output")
+        probabilities = output_layer(decoded)
         return keras.Model([source_ids, decoder_input_ids], probabilities, name="lstm_seq2seq")
 
     def inference(self, model: keras.Model) -> Inference:
@@ -51,5 +53,6 @@ class LSTMInference(Inference):
         return [state_h, state_c]
 
     def step(self, tokens, state):
-        output, state = self.decoder_cell(tf.one_hot(tokens, self.target_vocab_size), state)
+        inputs = tf.one_hot(tokens, self.target_vocab_size, dtype=self.decoder_cell.compute_dtype)
+        output, state = self.decoder_cell(inputs, state)
         return self.output_layer(output), state
