@@ -1,7 +1,8 @@
 """What the scripts share: flags generated from the config keys, logging, and clean failure.
 
 A SequencerError (bad configuration or input) is printed as one line and exits with status 2,
-without a traceback; Ctrl-C and SIGTERM exit with status 130 after the work in hand has cleaned up.
+without a traceback; a file that cannot be read or written (OSError) likewise, with status 1;
+Ctrl-C and SIGTERM exit with status 130 after the work in hand has cleaned up.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 from sequencer.config import KEYS, Config, load_config, render_config
 from sequencer.errors import SequencerError
 
+EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
 
@@ -56,6 +58,10 @@ def run_script(parser: argparse.ArgumentParser, job: Callable[[Config, argparse.
     except SequencerError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(EXIT_BAD_INPUT)
+    except OSError as error:  # a file that cannot be read or written: the user's to fix, no traceback
+        where = f": {error.filename}" if error.filename else ""
+        print(f"error: {error.strerror or error}{where}", file=sys.stderr)
+        sys.exit(EXIT_FAILED)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(EXIT_INTERRUPTED)

@@ -182,6 +182,8 @@ class Preprocessor:
 
         order = np.random.default_rng(self.config.seed).permutation(len(pairs))
         val_count = int(len(pairs) * self.config.val_split)
+        if self.config.val_split and not val_count:
+            val_count = 1  # a tiny corpus still validates on something when asked to
         val_indices, train_indices = np.sort(order[:val_count]), np.sort(order[val_count:])
         corpus = Corpus(
             source_vocab,

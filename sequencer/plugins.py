@@ -12,6 +12,8 @@ import importlib
 import inspect
 from pathlib import Path
 
+from sequencer.errors import ConfigError
+
 
 def discover(folder: Path) -> dict[str, str]:
     """{name: one-line description} of the plug-in files in `folder`, sorted by name."""
@@ -19,7 +21,10 @@ def discover(folder: Path) -> dict[str, str]:
     for path in sorted(folder.glob("*.py")):
         if path.name.startswith("_"):
             continue
-        docstring = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
+        try:
+            docstring = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
+        except SyntaxError as error:
+            raise ConfigError(f"{path}:{error.lineno}: the plug-in is not valid Python ({error.msg})") from None
         found[path.stem] = docstring.strip().split("\n")[0]
     return found
 
@@ -33,5 +38,5 @@ def load_class(package: str, name: str, base: type) -> type:
         if inspect.isclass(value) and issubclass(value, base) and value.__module__ == module.__name__
     ]
     if len(classes) != 1:
-        raise TypeError(f"{module.__file__} must define exactly one {base.__name__} subclass, not {len(classes)}")
+        raise ConfigError(f"{module.__file__} must define exactly one {base.__name__} subclass, not {len(classes)}")
     return classes[0]

@@ -146,6 +146,8 @@ class Predictor:
             raise ConfigError(
                 f"predict_out is the same folder as predict_in ({input_dir}); translations would overwrite the inputs"
             )
+        if output_dir.exists() and not output_dir.is_dir():
+            raise ConfigError(f"predict_out {output_dir} is not a folder")
         inputs = sorted(input_dir.glob("*.txt"))
         if not inputs:
             raise DataError(f"predict_in {input_dir} has no *.txt files to translate")

@@ -124,7 +124,9 @@ class Trainer:
 
         steps = -(-len(lengths) // config.batch_size)
         if len(plan(0)) != steps:
-            raise TypeError(f"batcher {config.batcher} must make {steps} batches of at most {config.batch_size} pairs")
+            raise ConfigError(
+                f"batcher={config.batcher} must make {steps} batches of at most {config.batch_size} pairs"
+            )
         first_epoch = state["epochs_completed"]
         epochs = range(first_epoch, config.epochs)
         train_data = make_dataset(corpus.train_source, corpus.train_target, plan, epochs, steps)

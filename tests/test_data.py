@@ -98,3 +98,10 @@ def test_sequences_hold_integer_ids_not_one_hot_vectors():
     picked = sequences.select(np.array([2, 0]))
     assert list(picked.values) == list(vocab.encode("aabc"))
     assert list(picked.lengths) == [1, 3]
+
+
+def test_a_tiny_corpus_still_gets_a_validation_pair(tmp_path):
+    (tmp_path / "train").mkdir()
+    write_bytes(tmp_path / "train", b"a\tb\nc\td\ne\tf\n")
+    corpus = Preprocessor(tiny_config(tmp_path, train_dir=str(tmp_path / "train"))).load()
+    assert (len(corpus.train_source), len(corpus.val_source)) == (2, 1)

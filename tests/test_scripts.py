@@ -125,3 +125,18 @@ def test_list_shows_builders_and_batchers(tmp_path):
     assert listed.returncode == 0
     assert "model=\n  lstm " in listed.stdout
     assert "  bucketed " in listed.stdout and "  padded " in listed.stdout
+
+
+def test_unwritable_output_and_empty_input(tmp_path):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "empty.txt").write_text("")
+    (tmp_path / "out").write_text("a file where a folder should be")
+    trained = script("train.py", *outputs(tmp_path), "--epochs", "1", cwd=tmp_path)
+    assert trained.returncode == 0, trained.stderr
+    blocked = script("predict.py", *outputs(tmp_path), "--predict_in", "in", "--predict_out", "out", cwd=tmp_path)
+    assert blocked.returncode == 2
+    assert blocked.stderr.splitlines()[-1] == f"error: predict_out {tmp_path / 'out'} is not a folder"
+    assert "Traceback" not in blocked.stderr
+    empty = script("predict.py", *outputs(tmp_path), "--predict_in", "in", "--predict_out", "out2", cwd=tmp_path)
+    assert empty.returncode == 0, empty.stderr
+    assert (tmp_path / "out2" / "empty.txt").read_text() == ""
