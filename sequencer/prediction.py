@@ -20,6 +20,7 @@ from sequencer.config import Config
 from sequencer.data import decode_line, read_lines
 from sequencer.devices import configure_device
 from sequencer.errors import ConfigError, DataError
+from sequencer.evaluation import EVAL_FILE, ReferenceSet, record, score, table
 from sequencer.runs import Run, find_run, load_run, temporary_path
 from sequencer.search import BeamSearchDecoder, GreedyDecoder
 from sequencer.vocabulary import PAD_ID, UNK_ID
@@ -138,6 +139,11 @@ class Predictor:
             for alternatives in self.translate_n_best([line.split("\t", 1)[0].strip() for line in chunk]):
                 yield "\t".join(alternatives)
 
+    def evaluate(self, pairs: list[tuple[str, str]]) -> dict:
+        """BLEU, chrF and exact matches of the translations of `pairs`' sources, every target a reference."""
+        reference_set = ReferenceSet.from_pairs(pairs)
+        return score(self.translate(reference_set.sources), reference_set.references)
+
     def translate_folder(self, input_dir: Path, output_dir: Path) -> list[Path]:
         """Translate every `*.txt` in `input_dir` into the file of the same name in `output_dir`."""
         if not input_dir.is_dir():
@@ -152,24 +158,48 @@ class Predictor:
         if not inputs:
             raise DataError(f"predict_in {input_dir} has no *.txt files to translate")
         output_dir.mkdir(parents=True, exist_ok=True)
-        written = []
+        written, scored = [], {}
         for path in inputs:
-            written.append(self.translate_file(path, output_dir / path.name))
+            written.append(output_dir / path.name)
+            scores = self.translate_file(path, written[-1])
             log.info("wrote %s", written[-1])
+            if scores:
+                scored[str(path)] = scores
+                record(self.run.path, str(path), scores)
+        if scored:
+            log.info("scores (also in %s):\n%s", self.run.path / EVAL_FILE, table(scored))
         self.warn_unknown_characters()
         return written
 
-    def translate_file(self, input_path: Path, output_path: Path) -> Path:
-        """Write one translation per line of `input_path` to `output_path`, atomically."""
+    def translate_file(self, input_path: Path, output_path: Path) -> dict | None:
+        """Write one translation per line of `input_path` to `output_path`, atomically.
+
+        When every non-empty line carries a target column (a file in the training format), the
+        translations are also scored against the targets, and the scores returned.
+        """
         temporary = temporary_path(output_path)
+        translations: dict[str, str] = {}  # the best translation of each source, for scoring
+        pairs: list[tuple[str, str]] = []
+        targeted = True
+        lines = (text for _, text in read_lines(input_path))
         try:
             with open(temporary, "w", encoding="utf-8") as output, self._progress():
-                for translation in self.translate_lines(text for _, text in read_lines(input_path)):
-                    output.write(translation + "\n")
+                while chunk := list(islice(lines, CHUNK_LINES)):
+                    for line, translation in zip(chunk, self.translate_lines(chunk)):
+                        output.write(translation + "\n")
+                        columns = [column.strip() for column in line.split("\t")]
+                        if len(columns) > 1 and columns[0] and columns[1]:
+                            pairs.append((columns[0], columns[1]))
+                            translations[columns[0]] = translation.split("\t", 1)[0]
+                        elif columns[0]:
+                            targeted = False
             os.replace(temporary, output_path)
         finally:
             temporary.unlink(missing_ok=True)
-        return output_path
+        if not (targeted and pairs):
+            return None
+        reference_set = ReferenceSet.from_pairs(pairs)
+        return score([translations[source] for source in reference_set.sources], reference_set.references)
 
     def translate_stream(self, input_stream: BinaryIO, output_stream: TextIO) -> None:
         """Translate standard-input style lines to an output stream, flushing after every chunk."""

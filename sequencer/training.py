@@ -109,13 +109,10 @@ class Trainer:
     def _fit(self, model: keras.Model, run_dir: Path, corpus: Corpus, state: dict) -> Path:
         """Keras `fit` from the state's epoch to `epochs`; on Ctrl-C the run is left resumable."""
         config = self.config
-        log_file = logging.FileHandler(run_dir / LOG_FILE, encoding="utf-8")
-        log_file.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
-        package_log = logging.getLogger("sequencer")
-        package_log.addHandler(log_file)
-        level = package_log.level
-        package_log.setLevel(logging.DEBUG)  # epoch lines are DEBUG: for train.log, not the console
-        model.summary(print_fn=lambda line, **_: log.info("%s", line))
+        first_epoch = state["epochs_completed"]
+        if first_epoch >= config.epochs or state["stopped_early"]:
+            log.info("%s has finished training already (epoch %d)", run_dir, first_epoch)
+            return run_dir
 
         lengths = np.stack([corpus.train_source.lengths, corpus.train_target.lengths], axis=1)
 
@@ -125,9 +122,8 @@ class Trainer:
         steps = -(-len(lengths) // config.batch_size)
         if len(plan(0)) != steps:
             raise ConfigError(
-                f"batcher={config.batcher} must make {steps} batches of at most {config.batch_size} pairs"
+                f"batcher={config.batcher} must make {steps} batches of {config.batch_size} pairs or fewer"
             )
-        first_epoch = state["epochs_completed"]
         epochs = range(first_epoch, config.epochs)
         train_data = make_dataset(corpus.train_source, corpus.train_target, plan, epochs, steps)
         val_data = None
@@ -145,20 +141,23 @@ class Trainer:
             keras.callbacks.TensorBoard(str(run_dir / TENSORBOARD_DIR), write_graph=False),
             *self.extra_callbacks,
         ]
-        if first_epoch >= config.epochs or state["stopped_early"]:
-            log.info("%s has finished training already (epoch %d)", run_dir, first_epoch)
-            callbacks = []
+        log_file = logging.FileHandler(run_dir / LOG_FILE, encoding="utf-8")
+        log_file.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+        package_log = logging.getLogger("sequencer")
+        package_log.addHandler(log_file)
+        level = package_log.level
+        package_log.setLevel(logging.DEBUG)  # epoch lines are DEBUG: for train.log, not the console
         try:
-            if callbacks:
-                model.fit(
-                    train_data,
-                    steps_per_epoch=steps,
-                    validation_data=val_data,
-                    epochs=config.epochs,
-                    initial_epoch=first_epoch,
-                    callbacks=callbacks,
-                    shuffle=False,
-                )
+            model.summary(print_fn=lambda line, **_: log.info("%s", line))
+            model.fit(
+                train_data,
+                steps_per_epoch=steps,
+                validation_data=val_data,
+                epochs=config.epochs,
+                initial_epoch=first_epoch,
+                callbacks=callbacks,
+                shuffle=False,
+            )
         except KeyboardInterrupt:
             log.warning(
                 "interrupted during epoch %d; %s keeps the run as of epoch %d: resume it with --resume",
