@@ -198,6 +198,16 @@ KEYS: tuple[Key, ...] = (
         high_open=True,
     ),
     Key(
+        "test_split",
+        "float",
+        0.0,
+        "fraction of the pairs held out by source sentence, never trained on, scored at the end of training",
+        "Data",
+        low=0,
+        high=1,
+        high_open=True,
+    ),
+    Key(
         "on_bad_line",
         "choice",
         "error",
@@ -470,6 +480,10 @@ def _check_together(values: dict[str, Any]) -> None:
     if monitor.startswith("val_") and values["val_split"] == 0:
         raise ConfigError(
             f"monitor={monitor} needs validation pairs, but val_split=0; set monitor=loss or val_split > 0"
+        )
+    if values["val_split"] + values["test_split"] >= 1:
+        raise ConfigError(
+            f"val_split={values['val_split']} and test_split={values['test_split']} leave no training pairs"
         )
     if values["n_best"] > values["beam_width"]:
         raise ConfigError(

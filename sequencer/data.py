@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -55,7 +55,7 @@ class Sequences:
 
 @dataclass(frozen=True)
 class Corpus:
-    """Encoded training and validation pairs with the vocabularies that encode them."""
+    """Encoded training and validation pairs with the vocabularies that encode them, and the test pairs as text."""
 
     source_vocab: Vocabulary
     target_vocab: Vocabulary
@@ -63,6 +63,7 @@ class Corpus:
     train_target: Sequences
     val_source: Sequences
     val_target: Sequences
+    test_pairs: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def max_source_len(self) -> int:
@@ -144,6 +145,25 @@ def read_pairs(path: Path, on_bad_line: str = "error", limit: int = 0) -> tuple[
     return pairs, skipped
 
 
+def split_by_source(
+    pairs: list[tuple[str, str]], fraction: float, rng: np.random.Generator
+) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """(held out, rest): all the pairs of randomly drawn source sentences, about `fraction` of the
+    pairs, and the others. No source sentence is on both sides; both keep file order."""
+    if not fraction:
+        return [], pairs
+    lines_of: dict[str, list[int]] = {}
+    for index, (source, _) in enumerate(pairs):
+        lines_of.setdefault(source, []).append(index)
+    groups = list(lines_of.values())
+    held_out: set[int] = set()
+    for group in rng.permutation(len(groups)):
+        if len(held_out) >= fraction * len(pairs):
+            break
+        held_out.update(groups[group])
+    return [pairs[i] for i in sorted(held_out)], [pair for i, pair in enumerate(pairs) if i not in held_out]
+
+
 class Preprocessor:
     """Reads the training files named by the config into an encoded, split `Corpus`."""
 
@@ -174,7 +194,16 @@ class Preprocessor:
         return pairs
 
     def build(self, pairs: list[tuple[str, str]]) -> Corpus:
-        """Vocabularies over all `pairs`, their ids, and a validation split drawn with `seed`."""
+        """A test split by source sentence, vocabularies over the other pairs, their ids, and a validation split.
+
+        Both splits are drawn with `seed`. The test pairs stay text: they are for translating and
+        scoring, and characters only they contain are unknown to the model, as in real use.
+        """
+        test_pairs, pairs = split_by_source(pairs, self.config.test_split, np.random.default_rng([self.config.seed, 1]))
+        if len(pairs) < 2:
+            raise DataError(
+                f"test_split={self.config.test_split} leaves {len(pairs)} pair(s) to train on; at least 2 needed"
+            )
         sources = [source for source, _ in pairs]
         targets = [target for _, target in pairs]
         source_vocab, target_vocab = Vocabulary.build(sources), Vocabulary.build(targets)
@@ -192,12 +221,14 @@ class Preprocessor:
             target_ids.select(train_indices),
             source_ids.select(val_indices),
             target_ids.select(val_indices),
+            test_pairs,
         )
         log.info(
-            "data: %d training and %d validation pairs; source: %d characters, longest %d; "
+            "data: %d training, %d validation and %d test pairs; source: %d characters, longest %d; "
             "target: %d characters, longest %d",
             len(train_indices),
             val_count,
+            len(test_pairs),
             len(source_vocab.tokens),
             corpus.max_source_len,
             len(target_vocab.tokens),

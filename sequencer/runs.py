@@ -7,6 +7,7 @@
         checkpoints/last     names the newest checkpoint folder below, for --resume
         checkpoints/epoch-N/ model.keras with its optimizer state, and state.json
         summary.json         data sizes, epochs done, best epoch and its metrics, time
+        test.txt, eval.json  the held-out test pairs (test_split) and the scores of evaluations
         metrics.csv, train.log, curves.png, tensorboard/
 
 Every file is written under a temporary name and renamed into place, and a checkpoint becomes
@@ -43,6 +44,7 @@ TENSORBOARD_DIR = "tensorboard"
 CHECKPOINTS_DIR = "checkpoints"
 LAST_CHECKPOINT = "last"
 STATE_FILE = "state.json"
+TEST_FILE = "test.txt"
 LATEST_FILE = "latest"
 
 # Settings that say how a run was trained, and so go into its folder name when not the default.
@@ -92,8 +94,10 @@ def run_name(config: Config) -> str:
     return "-".join(parts)
 
 
-def create_run(config: Config, vocabularies: tuple[Vocabulary, Vocabulary], summary: dict) -> Path:
-    """A new run folder holding the config, the vocabularies and a first summary."""
+def create_run(
+    config: Config, vocabularies: tuple[Vocabulary, Vocabulary], summary: dict, test_pairs: list[tuple[str, str]]
+) -> Path:
+    """A new run folder holding the config, the vocabularies, a first summary and the test pairs."""
     config.model_dir.mkdir(parents=True, exist_ok=True)
     name = run_name(config)
     path = config.model_dir / name
@@ -109,6 +113,8 @@ def create_run(config: Config, vocabularies: tuple[Vocabulary, Vocabulary], summ
     write_json(path / CONFIG_FILE, config.to_dict())
     write_json(path / VOCAB_FILE, {"source": source_vocab.to_json(), "target": target_vocab.to_json()})
     write_json(path / SUMMARY_FILE, summary)
+    if test_pairs:
+        write_atomically(path / TEST_FILE, "".join(f"{source}\t{target}\n" for source, target in test_pairs))
     return path
 
 

@@ -23,13 +23,16 @@ from sequencer.config import Config
 from sequencer.data import Corpus, Sequences, teacher_forcing
 from sequencer.devices import configure_device
 from sequencer.errors import ConfigError, DataError
+from sequencer.evaluation import EVAL_FILE, record, table
 from sequencer.runs import (
     LOG_FILE,
     METRICS_FILE,
     PLOT_FILE,
     TENSORBOARD_DIR,
+    TEST_FILE,
     create_run,
     load_checkpoint,
+    load_run,
     load_vocabularies,
     mark_latest,
     write_atomically,
@@ -86,7 +89,8 @@ class Trainer:
         """Train a new model in a new run folder; return the folder."""
         self._prepare()
         model = self._new_model(corpus)
-        run_dir = create_run(self.config, (corpus.source_vocab, corpus.target_vocab), data_summary(corpus))
+        vocabularies = (corpus.source_vocab, corpus.target_vocab)
+        run_dir = create_run(self.config, vocabularies, data_summary(corpus), corpus.test_pairs)
         mark_latest(run_dir)
         log.info("run folder: %s", run_dir)
         return self._fit(model, run_dir, corpus, initial_state())
@@ -172,12 +176,25 @@ class Trainer:
             package_log.setLevel(level)
             log_file.close()
         log.info("best epoch %d of %d; model.keras holds it", state["best_epoch"], state["epochs_completed"])
+        if corpus.test_pairs:
+            self._evaluate(run_dir, corpus.test_pairs)
         return run_dir
+
+    def _evaluate(self, run_dir: Path, test_pairs: list[tuple[str, str]]) -> None:
+        """Score the best model on the held-out test pairs, into eval.json."""
+        from sequencer.prediction import Predictor  # prediction needs the trained run, not the reverse
+
+        config = self.config
+        predictor = Predictor(load_run(run_dir), config.decode_batch_size, config.max_output_len)
+        scores = predictor.evaluate(test_pairs)
+        record(run_dir, TEST_FILE, scores)
+        log.info("held-out test pairs (%s):\n%s", run_dir / EVAL_FILE, table({TEST_FILE: scores}))
 
     def _prepare(self) -> None:
         """Device, precision and seeds, before any model exists.
 
-        Same seed, same config, same CPU: the same weights, run after run. Mixed precision is
+        Same seed, same config, same CPU: the same weights, run after run (except with XLA, which
+        TensorFlow's op determinism does not cover, so Keras would not compile with it). Mixed precision is
         Keras' mixed_float16 policy; it pays off only on a GPU, so without one it is an error.
         """
         configure_device(self.config.device)
@@ -185,7 +202,10 @@ class Trainer:
             raise ConfigError("mixed_precision=true needs a GPU, and TensorFlow sees none on this machine")
         keras.mixed_precision.set_global_policy("mixed_float16" if self.config.mixed_precision else "float32")
         keras.utils.set_random_seed(self.config.seed)
-        tf.config.experimental.enable_op_determinism()
+        if self.config.jit_compile == "true":
+            log.info("jit_compile=true: TensorFlow's op determinism excludes XLA, so reruns may differ slightly")
+        else:
+            tf.config.experimental.enable_op_determinism()
 
     def _new_model(self, corpus: Corpus) -> keras.Model:
         config = self.config
@@ -206,6 +226,7 @@ def data_summary(corpus: Corpus) -> dict:
     return {
         "train_pairs": len(corpus.train_source),
         "val_pairs": len(corpus.val_source),
+        "test_pairs": len(corpus.test_pairs),
         "max_source_len": corpus.max_source_len,
         "max_target_len": corpus.max_target_len,
     }

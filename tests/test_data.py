@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 from conftest import tiny_config
 
-from sequencer.data import Preprocessor, Sequences, read_pairs
-from sequencer.errors import DataError
+from sequencer.data import Preprocessor, Sequences, read_pairs, split_by_source
+from sequencer.errors import ConfigError, DataError
 from sequencer.vocabulary import Vocabulary
 
 
@@ -105,3 +105,25 @@ def test_a_tiny_corpus_still_gets_a_validation_pair(tmp_path):
     write_bytes(tmp_path / "train", b"a\tb\nc\td\ne\tf\n")
     corpus = Preprocessor(tiny_config(tmp_path, train_dir=str(tmp_path / "train"))).load()
     assert (len(corpus.train_source), len(corpus.val_source)) == (2, 1)
+
+
+def test_test_split_holds_out_whole_source_sentences(tmp_path):
+    config = tiny_config(tmp_path, test_split="0.2")
+    pairs = Preprocessor(config).read()
+    corpus = Preprocessor(config).load()
+    test_sources = {source for source, _ in corpus.test_pairs}
+    trained_sources = {corpus.source_vocab.decode(ids) for ids in [*corpus.train_source, *corpus.val_source]}
+    assert not test_sources & trained_sources
+    assert (
+        60 <= len(corpus.test_pairs) < 70
+        and len(corpus.test_pairs) + len(corpus.train_source) + len(corpus.val_source) == 300
+    )
+    assert all(pair in pairs for pair in corpus.test_pairs)
+    assert corpus.test_pairs == Preprocessor(config).load().test_pairs  # the same for the same seed
+    assert len(split_by_source(pairs, 0.0, np.random.default_rng(0))[0]) == 0
+
+
+def test_splits_must_leave_training_pairs(tmp_path):
+    with pytest.raises(ConfigError) as caught:
+        tiny_config(tmp_path, val_split="0.5", test_split="0.5")
+    assert "leave no training pairs" in str(caught.value)

@@ -30,7 +30,7 @@ def test_train_then_predict_files_and_stdin(tmp_path):
     # Run from another folder: paths in the config file are relative to the config file.
     trained = script("train.py", *outputs(tmp_path), cwd=tmp_path)
     assert trained.returncode == 0, trained.stderr
-    assert "240 training and 60 validation pairs" in trained.stderr
+    assert "240 training, 60 validation and 0 test pairs" in trained.stderr
     assert "Epoch 2/2" in trained.stdout
     [run] = [path for path in (tmp_path / "models").iterdir() if path.is_dir()]
 
@@ -140,3 +140,14 @@ def test_unwritable_output_and_empty_input(tmp_path):
     empty = script("predict.py", *outputs(tmp_path), "--predict_in", "in", "--predict_out", "out2", cwd=tmp_path)
     assert empty.returncode == 0, empty.stderr
     assert (tmp_path / "out2" / "empty.txt").read_text() == ""
+
+
+def test_xla_compiled_training_runs(tmp_path):
+    # A process of its own: once TensorFlow's op determinism is on, Keras will not compile with XLA.
+    # One batch per epoch keeps the number of shapes XLA compiles for small.
+    result = script(
+        "train.py", *outputs(tmp_path), "--jit_compile", "true", "--epochs", "1", "--batch_size", "256", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    assert "jit_compile=true: TensorFlow's op determinism excludes XLA" in result.stderr
+    assert "doesn't support `jit_compile=True`" not in result.stderr  # Keras did compile with XLA

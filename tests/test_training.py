@@ -183,12 +183,6 @@ def test_monitor_must_be_computable(tmp_path):
     assert "expected auto, cpu, gpu or gpu:N" in str(bad_device.value)
 
 
-def test_xla_compiled_training_runs(tmp_path):
-    run_dir = train(tiny_config(tmp_path, epochs="1", jit_compile="true"))
-    [row] = metrics_rows(run_dir)
-    assert np.isfinite(float(row["loss"])) and np.isfinite(float(row["val_loss"]))
-
-
 def test_mixed_precision_needs_a_gpu_and_writes_nothing(tmp_path):
     config = tiny_config(tmp_path, mixed_precision="true")
     with pytest.raises(ConfigError) as caught:
@@ -211,3 +205,12 @@ def test_lstm_builder_under_mixed_precision_keeps_float32_outputs(tmp_path):
         assert probabilities.dtype == "float32" and probabilities.shape == (2, 9)
     finally:
         keras.mixed_precision.set_global_policy("float32")
+
+
+def test_held_out_test_pairs_are_saved_and_scored(tmp_path):
+    run_dir = train(tiny_config(tmp_path, epochs="1", test_split="0.1"))
+    summary = json.loads((run_dir / "summary.json").read_text())
+    saved = (run_dir / "test.txt").read_text().splitlines()
+    assert len(saved) == summary["test_pairs"] >= 30 and all("\t" in line for line in saved)
+    scores = json.loads((run_dir / "eval.json").read_text())["test.txt"]
+    assert scores["references"] == len(saved) and 0 < scores["sentences"] <= len(saved)
