@@ -1,24 +1,32 @@
 """The Keras callbacks of a training run: what each epoch records and decides.
 
 Keras' own CSVLogger and TensorBoard callbacks write `metrics.csv` and the event files; these add
-what they lack. `EpochStats` puts the learning rate, the epoch's seconds and samples per second
-into the epoch's logs, so that every later callback records them. `RunState` keeps the best model,
-the last checkpoint, early stopping and the learning-rate schedule, with counters that are saved
-in each checkpoint so that a resumed run decides exactly as an uninterrupted one would.
+what they lack. `ValidationChrF` translates validation pairs every `eval_every` epochs.
+`EpochStats` puts the learning rate, the epoch's seconds and samples per second into the epoch's
+logs, so that every later callback records them. `RunState` keeps the best model, the last
+checkpoint, early stopping and the learning-rate schedule, with counters that are saved in each
+checkpoint so that a resumed run decides exactly as an uninterrupted one would.
 """
 
 from __future__ import annotations
 
 import csv
 import logging
+import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import keras
+import numpy as np
 from matplotlib.figure import Figure
 
+from sequencer.builders import Inference
 from sequencer.config import Config
+from sequencer.data import Corpus
+from sequencer.evaluation import ReferenceSet, score
 from sequencer.runs import MODEL_FILE, SUMMARY_FILE, save_checkpoint, save_model, temporary_path, write_json
+from sequencer.search import GreedyDecoder
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +68,40 @@ def initial_state() -> dict:
     }
 
 
+class ValidationChrF(keras.callbacks.Callback):
+    """Every `every` epochs, translates validation pairs greedily and adds their chrF as `val_chrf`.
+
+    On other epochs `val_chrf` is NaN, so that every row of metrics.csv has the column. Every
+    target of a validation source sentence is a reference for it.
+    """
+
+    def __init__(
+        self, inference: Callable[[keras.Model], Inference], corpus: Corpus, pairs: int, every: int, max_len: int
+    ):
+        super().__init__()
+        self.inference, self.every, self.max_len = inference, every, max_len
+        sources = [corpus.source_vocab.decode(ids) for ids in corpus.val_source][:pairs]
+        targets = [corpus.target_vocab.decode(ids) for ids in corpus.val_target][:pairs]
+        self.references = ReferenceSet.from_pairs(list(zip(sources, targets)))
+        encoded = [corpus.source_vocab.encode(source) for source in self.references.sources]
+        self.source_ids = np.zeros((len(encoded), max(map(len, encoded), default=1)), np.int32)
+        for row, ids in enumerate(encoded):
+            self.source_ids[row, : len(ids)] = ids
+        self.target_vocab = corpus.target_vocab
+        self.decoder: GreedyDecoder | None = None
+
+    def on_train_begin(self, logs=None):
+        self.decoder = GreedyDecoder(self.inference(self.model))
+
+    def on_epoch_end(self, epoch, logs=None):
+        if (epoch + 1) % self.every:
+            logs["val_chrf"] = float("nan")
+            return
+        output = self.decoder(self.source_ids, self.max_len).ids[:, 0]
+        hypotheses = [self.target_vocab.decode(ids) for ids in output]
+        logs["val_chrf"] = score(hypotheses, self.references.references)["chrf"]
+
+
 class RunState(keras.callbacks.Callback):
     """Best model, last checkpoint, early stopping and learning-rate reduction on a plateau of `monitor`."""
 
@@ -69,13 +111,16 @@ class RunState(keras.callbacks.Callback):
         self.config = config
         self.state = state
         self.data_summary = data_summary
-        mode = config.mode if config.mode != "auto" else ("max" if config.monitor.endswith("accuracy") else "min")
+        mode = config.mode if config.mode != "auto" else ("min" if config.monitor.endswith("loss") else "max")
         self.better = (lambda new, old: new > old) if mode == "max" else (lambda new, old: new < old)
 
     def on_epoch_end(self, epoch, logs=None):
         config, state = self.config, self.state
         value = float(logs[config.monitor])
-        if state["best_value"] is None or self.better(value, state["best_value"]):
+        if math.isnan(value):  # val_chrf on an epoch without evaluation: nothing to compare
+            if state["best_value"] is None:
+                save_model(self.model, self.run_dir / MODEL_FILE)  # something to predict with meanwhile
+        elif state["best_value"] is None or self.better(value, state["best_value"]):
             save_model(self.model, self.run_dir / MODEL_FILE)
             metrics = {name: float(number) for name, number in logs.items()}
             state.update(best_epoch=epoch + 1, best_value=value, best_metrics=metrics, plateau_epochs=0)
@@ -135,11 +180,15 @@ def plot_metrics(metrics_file: Path, plot_file: Path) -> None:
     with open(metrics_file, newline="", encoding="utf-8") as stream:
         rows = list(csv.DictReader(stream))
     epochs = [int(row["epoch"]) + 1 for row in rows]
-    figure = Figure(figsize=(10, 4), layout="constrained")
-    for axes, metric in zip(figure.subplots(1, 2), ("loss", "accuracy")):
+    metrics = ["loss", "accuracy"] + (["chrf"] if rows and "val_chrf" in rows[0] else [])
+    figure = Figure(figsize=(5 * len(metrics), 4), layout="constrained")
+    for axes, metric in zip(figure.subplots(1, len(metrics)), metrics):
         for name, label in ((metric, "training"), (f"val_{metric}", "validation")):
             if rows and name in rows[0]:
-                axes.plot(epochs, [float(row[name]) for row in rows], marker=".", label=label)
+                values = [float(row[name]) if row[name] not in ("", "NA") else math.nan for row in rows]
+                shown = [(epoch, value) for epoch, value in zip(epochs, values) if not math.isnan(value)]
+                if shown:
+                    axes.plot(*zip(*shown), marker=".", label=label)
         axes.set(title=metric, xlabel="epoch")
         if axes.lines:
             axes.legend()

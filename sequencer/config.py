@@ -269,7 +269,7 @@ KEYS: tuple[Key, ...] = (
         "val_loss",
         "metric that picks the best epoch for model.keras, early stopping and the learning-rate schedule",
         "Training",
-        choices=("val_loss", "loss", "val_accuracy", "accuracy"),
+        choices=("val_loss", "loss", "val_accuracy", "accuracy", "val_chrf"),
     ),
     Key(
         "mode",
@@ -279,6 +279,15 @@ KEYS: tuple[Key, ...] = (
         "Training",
         choices=("auto", "min", "max"),
     ),
+    Key(
+        "eval_every",
+        "int",
+        0,
+        "translate validation pairs every this many epochs and log their chrF as val_chrf; 0 never does",
+        "Training",
+        low=0,
+    ),
+    Key("eval_pairs", "int", 200, "validation pairs that eval_every translates", "Training", low=1),
     Key(
         "early_stopping_patience",
         "int",
@@ -489,6 +498,8 @@ def _check_together(values: dict[str, Any]) -> None:
         raise ConfigError(
             f"n_best={values['n_best']} needs beam_width >= {values['n_best']} (beam_width={values['beam_width']})"
         )
+    if monitor == "val_chrf" and not values["eval_every"]:
+        raise ConfigError("monitor=val_chrf needs eval_every >= 1")
     if monitor.endswith("accuracy") and "accuracy" not in values["metrics"]:
         raise ConfigError(f"monitor={monitor} needs accuracy in metrics (metrics={','.join(values['metrics'])})")
 

@@ -18,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from sequencer import batchers, builders
-from sequencer.callbacks import CurvePlot, EpochStats, RunState, initial_state
+from sequencer.callbacks import CurvePlot, EpochStats, RunState, ValidationChrF, initial_state
 from sequencer.config import Config
 from sequencer.data import Corpus, Sequences, teacher_forcing
 from sequencer.devices import configure_device
@@ -137,7 +137,12 @@ class Trainer:
             val_data = make_dataset(corpus.val_source, corpus.val_target, lambda _: val_batches, [0], len(val_batches))
 
         run_state = RunState(run_dir, config, state, data_summary(corpus))
+        chrf = []
+        if config.eval_every and len(corpus.val_source):
+            max_len = 2 * corpus.max_target_len
+            chrf = [ValidationChrF(self.builder.inference, corpus, config.eval_pairs, config.eval_every, max_len)]
         callbacks = [
+            *chrf,  # first, so that the callbacks after it see val_chrf
             EpochStats(len(lengths), config.epochs),
             run_state,
             keras.callbacks.CSVLogger(str(run_dir / METRICS_FILE), append=True),

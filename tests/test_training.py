@@ -214,3 +214,15 @@ def test_held_out_test_pairs_are_saved_and_scored(tmp_path):
     assert len(saved) == summary["test_pairs"] >= 30 and all("\t" in line for line in saved)
     scores = json.loads((run_dir / "eval.json").read_text())["test.txt"]
     assert scores["references"] == len(saved) and 0 < scores["sentences"] <= len(saved)
+
+
+def test_validation_chrf_is_logged_and_can_pick_the_best_epoch(tmp_path):
+    run_dir = train(tiny_config(tmp_path, epochs="3", eval_every="2", monitor="val_chrf"))
+    chrf = [row["val_chrf"] for row in metrics_rows(run_dir)]
+    assert chrf[0] == "nan" and chrf[2] == "nan" and 0 <= float(chrf[1]) <= 100
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["monitor"] == "val_chrf" and summary["best_epoch"] == 2  # the only epoch with a chrF
+    assert summary["best_metrics"]["val_chrf"] == pytest.approx(float(chrf[1]))
+    with pytest.raises(ConfigError) as caught:
+        tiny_config(tmp_path, monitor="val_chrf")
+    assert "monitor=val_chrf needs eval_every >= 1" in str(caught.value)
