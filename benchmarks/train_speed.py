@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 from sequencer import Preprocessor, load_config  # noqa: E402
-from sequencer.data import teacher_forcing  # noqa: E402
+from sequencer.data import pad_ids, teacher_forcing  # noqa: E402
 
 LATENT_DIM, BATCH_SIZE, PAIRS = 256, 64, 10000
 
@@ -113,15 +113,8 @@ def compare_training(epochs: int, workspace: Path) -> None:
     corpus = Preprocessor(config).load()
     val_input, val_target = teacher_forcing(corpus.val_target)
 
-    def padded(sequences):
-        sequences = list(sequences)
-        array = np.zeros((len(sequences), max(map(len, sequences))), np.int32)
-        for row, ids in enumerate(sequences):
-            array[row, : len(ids)] = ids
-        return array
-
-    val_ids = [padded(corpus.val_source), padded(val_input)]
-    val_targets = padded(val_target)
+    val_ids = [pad_ids(list(corpus.val_source)), pad_ids(list(val_input))]
+    val_targets = pad_ids(list(val_target))
 
     def masked_loss(probabilities):
         """Mean cross-entropy over the real characters of the validation targets."""

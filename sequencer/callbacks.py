@@ -18,12 +18,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import keras
-import numpy as np
 from matplotlib.figure import Figure
 
 from sequencer.builders import Inference
 from sequencer.config import Config
-from sequencer.data import Corpus
+from sequencer.data import Corpus, pad_ids
 from sequencer.evaluation import ReferenceSet, score
 from sequencer.runs import MODEL_FILE, SUMMARY_FILE, save_checkpoint, save_model, temporary_path, write_json
 from sequencer.search import GreedyDecoder
@@ -83,10 +82,7 @@ class ValidationChrF(keras.callbacks.Callback):
         sources = [corpus.source_vocab.decode(ids) for ids in corpus.val_source][:pairs]
         targets = [corpus.target_vocab.decode(ids) for ids in corpus.val_target][:pairs]
         self.references = ReferenceSet.from_pairs(list(zip(sources, targets)))
-        encoded = [corpus.source_vocab.encode(source) for source in self.references.sources]
-        self.source_ids = np.zeros((len(encoded), max(map(len, encoded), default=1)), np.int32)
-        for row, ids in enumerate(encoded):
-            self.source_ids[row, : len(ids)] = ids
+        self.source_ids = pad_ids([corpus.source_vocab.encode(source) for source in self.references.sources])
         self.target_vocab = corpus.target_vocab
         self.decoder: GreedyDecoder | None = None
 

@@ -89,6 +89,8 @@ class Key:
         """Turn the text of a value into its typed value; ValueError if it is not allowed."""
         text = text.strip()
         if self.kind == "path":
+            if not text and self.default:  # only a path that is empty by default may be left empty
+                raise ValueError
             return text
         if self.kind == "str":
             if self.pattern and not re.fullmatch(self.pattern, text):
@@ -275,7 +277,7 @@ KEYS: tuple[Key, ...] = (
         "mode",
         "choice",
         "auto",
-        "whether a lower (min) or higher (max) monitor is better; auto: max for accuracy, min for loss",
+        "whether a lower (min) or higher (max) monitor is better; auto: min for losses, max for accuracy and chrF",
         "Training",
         choices=("auto", "min", "max"),
     ),

@@ -15,7 +15,7 @@ import numpy as np
 
 from sequencer.config import Config
 from sequencer.errors import DataError
-from sequencer.vocabulary import END_ID, START_ID, Vocabulary
+from sequencer.vocabulary import END_ID, PAD_ID, START_ID, Vocabulary
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +72,14 @@ class Corpus:
     @property
     def max_target_len(self) -> int:
         return int(max(self.train_target.lengths.max(initial=0), self.val_target.lengths.max(initial=0)))
+
+
+def pad_ids(sequences: list[np.ndarray]) -> np.ndarray:
+    """A (len(sequences), longest) int32 matrix of the id sequences, right-padded with PAD_ID."""
+    matrix = np.full((len(sequences), max(map(len, sequences), default=1)), PAD_ID, np.int32)
+    for row, ids in enumerate(sequences):
+        matrix[row, : len(ids)] = ids
+    return matrix
 
 
 def teacher_forcing(target: Sequences) -> tuple[Sequences, Sequences]:

@@ -13,17 +13,15 @@ from itertools import islice
 from pathlib import Path
 from typing import BinaryIO, TextIO
 
-import numpy as np
-
 from sequencer import builders
 from sequencer.config import Config
-from sequencer.data import decode_line, read_lines
+from sequencer.data import decode_line, pad_ids, read_lines
 from sequencer.devices import configure_device
 from sequencer.errors import ConfigError, DataError
 from sequencer.evaluation import EVAL_FILE, ReferenceSet, record, score, table
 from sequencer.runs import Run, find_run, load_run, temporary_path
 from sequencer.search import BeamSearchDecoder, GreedyDecoder
-from sequencer.vocabulary import PAD_ID, UNK_ID
+from sequencer.vocabulary import UNK_ID
 
 log = logging.getLogger(__name__)
 
@@ -118,10 +116,7 @@ class Predictor:
         by_length = sorted((i for i, ids in enumerate(encoded) if len(ids)), key=lambda i: len(encoded[i]))
         for start in range(0, len(by_length), self.decode_batch_size):
             batch = by_length[start : start + self.decode_batch_size]
-            source_ids = np.full((len(batch), len(encoded[batch[-1]])), PAD_ID, dtype=np.int32)
-            for row, i in enumerate(batch):
-                source_ids[row, : len(encoded[i])] = encoded[i]
-            for i, hypotheses in zip(batch, self.decode(source_ids).ids):
+            for i, hypotheses in zip(batch, self.decode(pad_ids([encoded[i] for i in batch])).ids):
                 translations[i] = [self.run.target_vocab.decode(ids) for ids in hypotheses]
             if self.progress:
                 self.progress.advance(len(batch))

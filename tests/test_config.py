@@ -112,6 +112,7 @@ def test_bad_value_names_key_value_and_what_is_allowed(tmp_path):
         ("optimizer=adamm\n", "one of adadelta"),
         ("metrics=accuracy,f1\n", "comma-separated, from accuracy"),
         ("on_bad_line=ignore\n", "one of error, skip"),
+        ("train_dir=\n", "expected a path"),
     ],
 )
 def test_each_kind_of_bad_value(tmp_path, text, expected):
