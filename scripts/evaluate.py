@@ -30,7 +30,7 @@ def evaluate(config, args):
             raise DataError(f"test file {path} holds no source<TAB>target pairs")
         rows[str(path)] = predictor.evaluate(pairs)
         record(predictor.run.path, str(path), rows[str(path)])
-    predictor.warn_unknown_characters()
+    predictor.warn_unknown_tokens()
     print(table(rows))
     print(f"\nsaved in {predictor.run.path / EVAL_FILE}; {next(iter(rows.values()))['bleu_signature']}")
 

@@ -1,7 +1,7 @@
 """Training data: reading pair files, building vocabularies, encoding to integer ids, splitting.
 
 Sentences are kept as integer ids in one flat array per side (`Sequences`), never as one-hot
-arrays: memory grows with the number of characters, not with characters x vocabulary size.
+arrays: memory grows with the number of tokens, not with tokens x vocabulary size.
 """
 
 from __future__ import annotations
@@ -29,9 +29,7 @@ class Sequences:
 
     @classmethod
     def encode(cls, texts: list[str], vocabulary: Vocabulary) -> Sequences:
-        lengths = np.fromiter((len(text) for text in texts), dtype=np.int64, count=len(texts))
-        values = vocabulary.encode("".join(texts))
-        return cls(values, lengths)
+        return cls(*vocabulary.encode_all(texts))
 
     @property
     def offsets(self) -> np.ndarray:
@@ -205,7 +203,7 @@ class Preprocessor:
         """A test split by source sentence, vocabularies over the other pairs, their ids, and a validation split.
 
         Both splits are drawn with `seed`. The test pairs stay text: they are for translating and
-        scoring, and characters only they contain are unknown to the model, as in real use.
+        scoring, and tokens only they contain are unknown to the model, as in real use.
         """
         test_pairs, pairs = split_by_source(pairs, self.config.test_split, np.random.default_rng([self.config.seed, 1]))
         if len(pairs) < 2:
@@ -214,7 +212,9 @@ class Preprocessor:
             )
         sources = [source for source, _ in pairs]
         targets = [target for _, target in pairs]
-        source_vocab, target_vocab = Vocabulary.build(sources), Vocabulary.build(targets)
+        level, max_size = self.config.token_level, self.config.max_vocab
+        source_vocab = Vocabulary.build(sources, level, max_size)
+        target_vocab = Vocabulary.build(targets, level, max_size)
         source_ids, target_ids = Sequences.encode(sources, source_vocab), Sequences.encode(targets, target_vocab)
 
         order = np.random.default_rng(self.config.seed).permutation(len(pairs))
@@ -232,14 +232,16 @@ class Preprocessor:
             test_pairs,
         )
         log.info(
-            "data: %d training, %d validation and %d test pairs; source: %d characters, longest %d; "
-            "target: %d characters, longest %d",
+            "data: %d training, %d validation and %d test pairs; source: %d %s tokens, longest %d; "
+            "target: %d %s tokens, longest %d",
             len(train_indices),
             val_count,
             len(test_pairs),
             len(source_vocab.tokens),
+            level,
             corpus.max_source_len,
             len(target_vocab.tokens),
+            level,
             corpus.max_target_len,
         )
         return corpus

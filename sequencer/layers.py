@@ -32,3 +32,33 @@ class OneHot(layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "depth": self.depth}
+
+
+def token_vectors(vocab_size: int, embedding_dim: int, side: str) -> layers.Layer:
+    """The layer that turns `side`'s ids ("source" or "target") into vectors, masking padding.
+
+    One-hot vectors when `embedding_dim` is 0, as in the original model; a learned embedding otherwise.
+    """
+    if embedding_dim:
+        return layers.Embedding(vocab_size, embedding_dim, mask_zero=True, name=f"{side}_embedding")
+    return OneHot(vocab_size, name=f"{side}_one_hot")
+
+
+def find_token_vectors(model: keras.Model, side: str) -> layers.Layer:
+    """The layer `token_vectors` made for `side` in `model`."""
+    names = {layer.name for layer in model.layers}
+    return model.get_layer(f"{side}_embedding" if f"{side}_embedding" in names else f"{side}_one_hot")
+
+
+def stacked_name(name: str, layer: int) -> str:
+    """`name` for the first layer of a stack (the name models of one layer have always had), `name_N` for the Nth."""
+    return name if layer == 0 else f"{name}_{layer + 1}"
+
+
+def find_stacked(model: keras.Model, name: str) -> list[layers.Layer]:
+    """The layers `name`, `name_2`, ... of a stack in `model`, in order."""
+    names = {layer.name for layer in model.layers}
+    count = 1
+    while stacked_name(name, count) in names:
+        count += 1
+    return [model.get_layer(stacked_name(name, layer)) for layer in range(count)]

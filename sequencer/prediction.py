@@ -78,7 +78,7 @@ class Predictor:
         else:
             beam = BeamSearchDecoder(inference, beam_width, length_penalty)
             self.decode = lambda source_ids: beam(source_ids, self.max_output_len, n_best)
-        self.unknown_characters: Counter[str] = Counter()
+        self.unknown_tokens: Counter[str] = Counter()
         self.show_progress = False  # a progress line on stderr while translating a file or stream
         self.progress: Progress | None = None
 
@@ -104,14 +104,15 @@ class Predictor:
     def translate_n_best(self, sentences: list[str]) -> list[list[str]]:
         """The `n_best` best translations of each sentence, best first (one for greedy decoding).
 
-        Sentences are sorted by length into batches so that a batch pads little; characters never
-        seen in training are read as the unknown id and counted in `unknown_characters`.
+        Sentences are sorted by length into batches so that a batch pads little; tokens never
+        seen in training are read as the unknown id and counted in `unknown_tokens`.
         """
         vocab = self.run.source_vocab
         encoded = [vocab.encode(sentence) for sentence in sentences]
         for sentence, ids in zip(sentences, encoded):
             if (ids == UNK_ID).any():
-                self.unknown_characters.update(char for char, i in zip(sentence, ids) if i == UNK_ID)
+                tokens = vocab.tokenize(sentence)
+                self.unknown_tokens.update(token for token, i in zip(tokens, ids) if i == UNK_ID)
         translations = [[""] for _ in sentences]
         by_length = sorted((i for i, ids in enumerate(encoded) if len(ids)), key=lambda i: len(encoded[i]))
         for start in range(0, len(by_length), self.decode_batch_size):
@@ -163,7 +164,7 @@ class Predictor:
                 record(self.run.path, str(path), scores)
         if scored:
             log.info("scores (also in %s):\n%s", self.run.path / EVAL_FILE, table(scored))
-        self.warn_unknown_characters()
+        self.warn_unknown_tokens()
         return written
 
     def translate_file(self, input_path: Path, output_path: Path) -> dict | None:
@@ -205,7 +206,7 @@ class Predictor:
                 if count % CHUNK_LINES == 0:
                     output_stream.flush()
         output_stream.flush()
-        self.warn_unknown_characters()
+        self.warn_unknown_tokens()
 
     @contextmanager
     def _progress(self):
@@ -217,12 +218,11 @@ class Predictor:
                 self.progress.close()
             self.progress = None
 
-    def warn_unknown_characters(self) -> None:
-        """One warning for all the characters translated as unknown since the last call."""
-        if self.unknown_characters:
-            total = sum(self.unknown_characters.values())
-            examples = " ".join(repr(char) for char, _ in self.unknown_characters.most_common(5))
-            log.warning(
-                "%d character(s) never seen in training were read as unknown (most common: %s)", total, examples
-            )
-            self.unknown_characters.clear()
+    def warn_unknown_tokens(self) -> None:
+        """One warning for all the tokens translated as unknown since the last call."""
+        if self.unknown_tokens:
+            total = sum(self.unknown_tokens.values())
+            examples = " ".join(repr(token) for token, _ in self.unknown_tokens.most_common(5))
+            kind = {"char": "character", "word": "word"}[self.run.source_vocab.level]
+            log.warning("%d %s(s) never seen in training were read as unknown (most common: %s)", total, kind, examples)
+            self.unknown_tokens.clear()

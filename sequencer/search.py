@@ -42,6 +42,16 @@ class Hypotheses:
         return self.log_probs / length_penalty(self.lengths.astype(np.float32), alpha)
 
 
+def never_pad_or_start(probabilities):
+    """`probabilities` with padding and the start marker at 0: no training target is either, so no output is.
+
+    An untrained or small model can still rank them first; read back as input, padding would
+    then be a token the training graph never saw unmasked.
+    """
+    ids = tf.range(tf.shape(probabilities)[-1])
+    return tf.where((ids == PAD_ID) | (ids == START_ID), tf.zeros_like(probabilities), probabilities)
+
+
 class GreedyDecoder:
     """Takes the most probable token at every step."""
 
@@ -64,6 +74,7 @@ class GreedyDecoder:
         steps = tf.TensorArray(tf.int32, size=0, dynamic_size=True, element_shape=[None])
         for step in tf.range(max_len):
             probabilities, state = self.inference.step(token, state)
+            probabilities = never_pad_or_start(probabilities)
             token = tf.where(finished, PAD_ID, tf.argmax(probabilities, axis=-1, output_type=tf.int32))
             chosen = tf.gather(probabilities, token, batch_dims=1)
             log_prob += tf.where(finished, 0.0, tf.math.log(chosen))
@@ -113,6 +124,7 @@ class BeamSearchDecoder:
         for _ in tf.range(max_len):
             tf.autograph.experimental.set_loop_options(shape_invariants=[(ids, tf.TensorShape([None, k, None]))])
             probabilities, state = self.inference.step(tokens, state)
+            probabilities = never_pad_or_start(probabilities)
             vocab_size = tf.shape(probabilities)[-1]
             step_log_probs = tf.math.log(tf.reshape(probabilities, [batch_size, k, vocab_size]))
             # A finished hypothesis can only be followed by padding, at no cost.

@@ -1,64 +1,127 @@
-"""Character vocabularies: text to integer ids and back.
+"""Vocabularies: text to integer ids and back, by character or by word.
 
-Ids 0-3 are reserved for padding, start, end and unknown. They are positions, not characters, so
-no character in the data can collide with them (the original example used TAB and newline as start
-and end markers, which broke on data containing them).
+Ids 0-3 are reserved for padding, start, end and unknown. They are positions, not tokens, so no
+token in the data can collide with them (the original example used TAB and newline as start and
+end markers, which broke on data containing them).
+
+Word-level tokens are runs of letters and digits, and single other characters (punctuation, and
+any space other than U+0020, such as French's narrow no-break space before `!`). Spaces (U+0020)
+separate tokens. Where two tokens touch without a space, the punctuation one carries the joiner
+`￭` on the touching side (`l'homme` -> `l ￭'￭ homme`, as in OpenNMT's tokenizer), so
+`detokenize(tokenize(text))` gives `text` back with runs of spaces made single.
 """
 
 from __future__ import annotations
 
+import re
+from collections import Counter
 from collections.abc import Iterable, Sequence
 
 import numpy as np
 
 PAD_ID, START_ID, END_ID, UNK_ID = 0, 1, 2, 3
 SPECIALS = ("<pad>", "<s>", "</s>", "<unk>")
+LEVELS = ("char", "word")
+JOINER = "\uffed"
+_WORD_PIECES = re.compile(r"\w+|[^\w ]")
+
+
+def tokenize_words(text: str) -> list[str]:
+    """Word-level tokens of `text`, with joiners where tokens touch (see the module docstring)."""
+    tokens: list[str] = []
+    previous_end = -1
+    for match in _WORD_PIECES.finditer(text):
+        token = match.group()
+        if match.start() == previous_end:  # touches the previous token; at most one of them is a word
+            if token[0].isalnum() or token[0] == "_":
+                tokens[-1] += JOINER
+            else:
+                token = JOINER + token
+        tokens.append(token)
+        previous_end = match.end()
+    return tokens
+
+
+def detokenize_words(tokens: Iterable[str]) -> str:
+    """The text of word-level tokens: spaces between them except where a joiner glues two together."""
+    text = []
+    glued = True  # no space before the first token
+    for token in tokens:
+        if not (glued or token.startswith(JOINER)):
+            text.append(" ")
+        glued = token.endswith(JOINER)
+        text.append(token.removeprefix(JOINER).removesuffix(JOINER))
+    return "".join(text)
 
 
 class Vocabulary:
-    """The characters of one side of the corpus, each with an id after the reserved ones."""
+    """The tokens of one side of the corpus, each with an id after the reserved ones."""
 
-    def __init__(self, tokens: Sequence[str]):
+    def __init__(self, tokens: Sequence[str], level: str = "char"):
         if len(set(tokens)) != len(tokens):
             raise ValueError("vocabulary tokens must be distinct")
+        if level not in LEVELS:
+            raise ValueError(f"vocabulary level must be one of {', '.join(LEVELS)}")
         self.tokens = list(tokens)
+        self.level = level
         self._ids = {token: index + len(SPECIALS) for index, token in enumerate(self.tokens)}
 
     @classmethod
-    def build(cls, texts: Iterable[str]) -> Vocabulary:
-        """Every character of `texts`, in sorted order so that the ids do not depend on file order."""
-        characters = set()
-        for text in texts:
-            characters.update(text)
-        return cls(sorted(characters))
+    def build(cls, texts: Iterable[str], level: str = "char", max_size: int = 0) -> Vocabulary:
+        """The tokens of `texts`; with `max_size`, only that many, the most frequent ones.
+
+        Tokens are ordered by frequency, then by text, so that the ids do not depend on file order.
+        """
+        counts: Counter[str] = Counter()
+        if level == "char":
+            for text in texts:
+                counts.update(text)
+        else:
+            for text in texts:
+                counts.update(tokenize_words(text))
+        ranked = sorted(counts, key=lambda token: (-counts[token], token))
+        return cls(ranked[:max_size] if max_size else ranked, level)
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Vocabulary) and self.tokens == other.tokens
+        return isinstance(other, Vocabulary) and (self.tokens, self.level) == (other.tokens, other.level)
 
     def __len__(self) -> int:
-        """The number of ids, reserved ones included: the size of the model's one-hot input or softmax."""
+        """The number of ids, reserved ones included: the size of the model's input and softmax."""
         return len(SPECIALS) + len(self.tokens)
 
+    def tokenize(self, text: str) -> list[str]:
+        return list(text) if self.level == "char" else tokenize_words(text)
+
     def encode(self, text: str) -> np.ndarray:
-        """The ids of `text`'s characters, unknown characters as UNK_ID; no start or end markers."""
+        """The ids of `text`'s tokens, unknown tokens as UNK_ID; no start or end markers."""
         ids = self._ids
-        return np.fromiter((ids.get(char, UNK_ID) for char in text), dtype=np.int32, count=len(text))
+        tokens = self.tokenize(text)
+        return np.fromiter((ids.get(token, UNK_ID) for token in tokens), dtype=np.int32, count=len(tokens))
+
+    def encode_all(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """The ids of all `texts`, concatenated, and the number of ids of each text."""
+        if self.level == "char":  # one pass over one string: the fast path for the default level
+            lengths = np.fromiter((len(text) for text in texts), dtype=np.int64, count=len(texts))
+            return self.encode("".join(texts)), lengths
+        encoded = [self.encode(text) for text in texts]
+        lengths = np.fromiter((len(ids) for ids in encoded), dtype=np.int64, count=len(encoded))
+        return (np.concatenate(encoded) if encoded else np.zeros(0, np.int32)), lengths
 
     def decode(self, ids: Iterable[int]) -> str:
         """The text of `ids` up to the first end marker; padding and start markers are dropped."""
-        characters = []
+        tokens = []
         for index in ids:
             index = int(index)
             if index == END_ID:
                 break
             if index >= len(SPECIALS):
-                characters.append(self.tokens[index - len(SPECIALS)])
+                tokens.append(self.tokens[index - len(SPECIALS)])
             elif index == UNK_ID:
-                characters.append(SPECIALS[UNK_ID])
-        return "".join(characters)
+                tokens.append(SPECIALS[UNK_ID])
+        return "".join(tokens) if self.level == "char" else detokenize_words(tokens)
 
     def to_json(self) -> dict:
-        return {"specials": list(SPECIALS), "tokens": self.tokens}
+        return {"specials": list(SPECIALS), "level": self.level, "tokens": self.tokens}
 
     @classmethod
     def from_json(cls, data: object) -> Vocabulary:
@@ -68,4 +131,4 @@ class Vocabulary:
         tokens = data.get("tokens")
         if not isinstance(tokens, list) or not all(isinstance(token, str) for token in tokens):
             raise ValueError("vocabulary tokens must be a list of strings")
-        return cls(tokens)
+        return cls(tokens, data.get("level", "char"))

@@ -23,22 +23,42 @@ def batch(pad_to: int):
     return [source_ids, decoder_input], decoder_target
 
 
+# Each builder with its defaults, and with the options that change its graph.
+SETTINGS = {
+    "lstm": {},
+    "lstm-stacked": {"num_layers": "2", "embedding_dim": "6", "dropout": "0.2"},
+    "attention-luong": {"model": "attention"},
+    "attention-bahdanau-stacked": {
+        "model": "attention",
+        "attention": "bahdanau",
+        "num_layers": "2",
+        "embedding_dim": "6",
+    },
+}
+
+
+@pytest.fixture(params=SETTINGS)
+def builder(request, tmp_path):
+    config = tiny_config(tmp_path, latent_dim="8", **SETTINGS[request.param])
+    return builders.get(config.model)(config)
+
+
 @pytest.fixture
-def lstm_model(tmp_path):
+def model(builder):
     keras.utils.set_random_seed(0)
-    model = LSTMBuilder(tiny_config(tmp_path, latent_dim="8")).build(10, 10)
+    model = builder.build(10, 10)
     model.compile("rmsprop", "sparse_categorical_crossentropy", metrics=["accuracy"])
     return model
 
 
-def test_padding_counts_neither_in_loss_nor_in_accuracy(lstm_model):
+def test_padding_counts_neither_in_loss_nor_in_accuracy(model):
     inputs, targets = batch(4)
-    short = lstm_model.evaluate(inputs, targets, verbose=0, return_dict=True)
-    long = lstm_model.evaluate(*batch(12), verbose=0, return_dict=True)
+    short = model.evaluate(inputs, targets, verbose=0, return_dict=True)
+    long = model.evaluate(*batch(12), verbose=0, return_dict=True)
     assert np.isclose(short["loss"], long["loss"], rtol=1e-5)
     assert np.isclose(short["accuracy"], long["accuracy"])
 
-    probabilities = lstm_model.predict(inputs, verbose=0)
+    probabilities = model.predict(inputs, verbose=0)
     real = inputs[1] != 0
     chosen = np.take_along_axis(probabilities, targets[..., None], axis=-1)[..., 0]
     assert np.isclose(short["loss"], -np.log(chosen[real]).mean(), rtol=1e-5)
@@ -46,20 +66,34 @@ def test_padding_counts_neither_in_loss_nor_in_accuracy(lstm_model):
     assert np.isclose(short["accuracy"], correct[real].mean())
 
 
-def test_inference_steps_reproduce_the_training_graph(lstm_model):
+def test_inference_steps_reproduce_the_training_graph(builder, model):
     (source_ids, decoder_input), _ = batch(5)
-    inference = LSTMBuilder(None).inference(lstm_model)
+    inference = builder.inference(model)
     state = inference.encode(source_ids)
-    expected = lstm_model.predict([source_ids, decoder_input], verbose=0)
+    expected = model.predict([source_ids, decoder_input], verbose=0)
     for t in range(3):
         probabilities, state = inference.step(decoder_input[:, t], state)
         assert np.allclose(probabilities, expected[:, t], atol=1e-5)
 
 
-def test_lstm_layers_keep_cudnn_eligible_settings(lstm_model):
+def test_saved_model_loads_safely_and_predicts_the_same(model, tmp_path):
+    inputs, _ = batch(5)
+    model.save(tmp_path / "model.keras")
+    loaded = keras.saving.load_model(tmp_path / "model.keras", safe_mode=True)
+    assert np.allclose(loaded.predict(inputs, verbose=0), model.predict(inputs, verbose=0), atol=1e-6)
+
+
+def test_lstm_layers_keep_cudnn_eligible_settings(model):
     # TensorFlow runs an LSTM on cuDNN only with these settings (keras.layers.LSTM documentation).
-    for name in ("encoder_lstm", "decoder_lstm"):
-        layer = lstm_model.get_layer(name)
+    lstms = [layer for layer in model.layers if isinstance(layer, keras.layers.LSTM)]
+    lstms += [
+        part
+        for layer in model.layers
+        if isinstance(layer, keras.layers.Bidirectional)
+        for part in (layer.forward_layer, layer.backward_layer)
+    ]
+    assert len(lstms) >= 2
+    for layer in lstms:
         assert layer.activation.__name__ == "tanh"
         assert layer.recurrent_activation.__name__ == "sigmoid"
         assert layer.recurrent_dropout == 0 and not layer.unroll and layer.use_bias
@@ -77,3 +111,4 @@ def test_one_hot_masks_padding_and_round_trips_its_config():
 def test_builders_are_discovered_from_their_files():
     assert builders.available()["lstm"].startswith("The Keras example's LSTM encoder-decoder")
     assert builders.get("lstm") is LSTMBuilder
+    assert builders.available()["attention"].startswith("Bidirectional LSTM encoder")

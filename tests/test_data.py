@@ -4,7 +4,7 @@ from conftest import tiny_config
 
 from sequencer.data import Preprocessor, Sequences, read_pairs, split_by_source
 from sequencer.errors import ConfigError, DataError
-from sequencer.vocabulary import Vocabulary
+from sequencer.vocabulary import Vocabulary, tokenize_words
 
 
 def write_bytes(tmp_path, data: bytes, name="pairs.txt"):
@@ -127,3 +127,12 @@ def test_splits_must_leave_training_pairs(tmp_path):
     with pytest.raises(ConfigError) as caught:
         tiny_config(tmp_path, val_split="0.5", test_split="0.5")
     assert "leave no training pairs" in str(caught.value)
+
+
+def test_word_level_corpus_counts_words_and_keeps_max_vocab(tmp_path):
+    config = tiny_config(tmp_path, token_level="word", max_vocab="50")
+    corpus = Preprocessor(config).load()
+    assert corpus.source_vocab.level == corpus.target_vocab.level == "word"
+    assert len(corpus.source_vocab.tokens) == len(corpus.target_vocab.tokens) == 50
+    words = sum(len(tokenize_words(source)) for source, _ in Preprocessor(config).read())
+    assert corpus.train_source.lengths.sum() + corpus.val_source.lengths.sum() == words

@@ -123,7 +123,7 @@ def test_interrupted_training_leaves_a_run_to_predict_with_and_resume(tmp_path):
 def test_list_shows_builders_and_batchers(tmp_path):
     listed = script("train.py", "--list", cwd=tmp_path)
     assert listed.returncode == 0
-    assert "model=\n  lstm " in listed.stdout
+    assert "model=\n  attention " in listed.stdout and "\n  lstm " in listed.stdout
     assert "  bucketed " in listed.stdout and "  padded " in listed.stdout
 
 

@@ -6,9 +6,10 @@ import pytest
 import tensorflow as tf
 from conftest import tiny_config
 
+from sequencer import builders
 from sequencer.builders.lstm import LSTMBuilder
 from sequencer.runs import load_run
-from sequencer.search import BeamSearchDecoder, GreedyDecoder
+from sequencer.search import BeamSearchDecoder, GreedyDecoder, never_pad_or_start
 from sequencer.vocabulary import END_ID, PAD_ID, START_ID, Vocabulary
 
 SENTENCES = ["Go.", "I am cold.", "Hello!", "Who are you?", "Run!", "We lost.", "Be nice.", "It's me."]
@@ -21,7 +22,7 @@ def step_by_step(model, source_ids, max_len):
     prefix = [START_ID]
     for _ in range(max_len):
         probabilities = call([source_ids[None, :], np.array([prefix], np.int32)])
-        token = int(np.argmax(probabilities[0, -1]))
+        token = int(np.argmax(never_pad_or_start(probabilities[0, -1])))
         prefix.append(token)
         if token == END_ID:
             break
@@ -41,39 +42,53 @@ def run(trained_run):
     return load_run(trained_run)
 
 
-@pytest.fixture(scope="module", params=["trained", "random"])
+MODELS = {
+    "trained": {},
+    "random": {"latent_dim": 16},
+    "random-attention": {"latent_dim": 16, "model": "attention", "attention": "bahdanau", "num_layers": 2},
+}
+
+
+@pytest.fixture(scope="module", params=MODELS)
 def model(request, run):
-    # Random weights make outputs that vary from step to step and sentence to sentence, which a
-    # barely trained model does not: the two together check the loops, the states and the padding.
+    """(builder, model): the trained one, or one with random weights.
+
+    Random weights make outputs that vary from step to step and sentence to sentence, which a
+    barely trained model does not: together they check the loops, the states and the padding. The
+    attention model's decoder state also holds the encoder outputs, which beams must reorder.
+    """
     if request.param == "trained":
-        return run.model
+        return LSTMBuilder(run.config), run.model
     keras.utils.set_random_seed(3)
-    return LSTMBuilder(run.config.replace(latent_dim=16)).build(len(run.source_vocab), len(run.target_vocab))
+    config = run.config.replace(**MODELS[request.param])
+    builder = builders.get(config.model)(config)
+    return builder, builder.build(len(run.source_vocab), len(run.target_vocab))
 
 
-def inference(run, model):
-    return LSTMBuilder(run.config).inference(model)
+def inference(model):
+    builder, keras_model = model
+    return builder.inference(keras_model)
 
 
 def test_batched_greedy_equals_step_by_step_decoding(run, model):
     max_len = 25
     encoded, batch = padded(run.source_vocab, SENTENCES)
-    batched = GreedyDecoder(inference(run, model))(batch, max_len).ids[:, 0]
+    batched = GreedyDecoder(inference(model))(batch, max_len).ids[:, 0]
     for ids, row in zip(encoded, batched):
-        reference = step_by_step(model, ids, max_len)
+        reference = step_by_step(model[1], ids, max_len)
         assert list(row[: len(reference)]) == reference
         assert all(token == PAD_ID for token in row[len(reference) :])
 
 
 def test_output_is_bounded_by_max_len(run):
     source = run.source_vocab.encode("Who are you?")[None, :]
-    assert GreedyDecoder(inference(run, run.model))(source, 3).ids.shape[2] <= 3
+    assert GreedyDecoder(LSTMBuilder(run.config).inference(run.model))(source, 3).ids.shape[2] <= 3
 
 
 def test_beam_of_width_one_is_greedy(run, model):
     _, batch = padded(run.source_vocab, SENTENCES)
-    greedy = GreedyDecoder(inference(run, model))(batch, 20)
-    beam = BeamSearchDecoder(inference(run, model), 1, 0.6).beams(batch, 20)
+    greedy = GreedyDecoder(inference(model))(batch, 20)
+    beam = BeamSearchDecoder(inference(model), 1, 0.6).beams(batch, 20)
     assert np.array_equal(beam.ids[:, 0, : greedy.ids.shape[2]], greedy.ids[:, 0])
     assert np.allclose(beam.log_probs, greedy.log_probs, atol=1e-4)
 
@@ -81,19 +96,22 @@ def test_beam_of_width_one_is_greedy(run, model):
 @pytest.mark.parametrize("alpha", [0.0, 0.6])
 def test_beam_search_never_scores_worse_than_greedy(run, model, alpha):
     _, batch = padded(run.source_vocab, SENTENCES)
-    greedy = GreedyDecoder(inference(run, model))(batch, 20)
-    beam = BeamSearchDecoder(inference(run, model), 4, alpha)(batch, 20, n_best=3)
+    greedy = GreedyDecoder(inference(model))(batch, 20)
+    beam = BeamSearchDecoder(inference(model), 4, alpha)(batch, 20, n_best=3)
     assert (beam.scores(alpha)[:, 0] >= greedy.scores(alpha)[:, 0] - 1e-5).all()
     assert (np.diff(beam.scores(alpha), axis=1) <= 1e-6).all()  # best first
     assert all(len({tuple(ids) for ids in sentence}) == 3 for sentence in beam.ids)  # distinct
 
 
-def test_a_wide_enough_beam_finds_the_most_probable_output(tmp_path):
-    # Six target ids and three steps: a beam of 6 * 6 keeps every prefix, so its hypotheses must be
-    # the 36 most probable of all possible outputs, which this test scores one by one.
+@pytest.mark.parametrize("settings", [{}, {"model": "attention", "num_layers": "2"}], ids=["lstm", "attention"])
+def test_a_wide_enough_beam_finds_the_most_probable_output(tmp_path, settings):
+    # Four ids can be output (end, unknown, x, y) over three steps: a beam of 4 * 4 keeps every
+    # prefix of two steps, so its hypotheses must be the 16 most probable of all possible outputs,
+    # which this test scores one by one.
     keras.utils.set_random_seed(5)
     source_vocab, target_vocab = Vocabulary.build(["ab"]), Vocabulary.build(["xy"])
-    builder = LSTMBuilder(tiny_config(tmp_path, latent_dim="8"))
+    config = tiny_config(tmp_path, latent_dim="8", **settings)
+    builder = builders.get(config.model)(config)
     steps = builder.inference(builder.build(len(source_vocab), len(target_vocab)))
     source = source_vocab.encode("abba")[None, :]
     max_len, vocab_size = 3, len(target_vocab)
@@ -106,12 +124,14 @@ def test_a_wide_enough_beam_finds_the_most_probable_output(tmp_path):
             token = next_token
         return total
 
+    outputs = [token for token in range(vocab_size) if token not in (PAD_ID, START_ID)]  # what decoding may emit
     candidates = [
         sequence
         for length in range(1, max_len + 1)
-        for sequence in itertools.product(range(vocab_size), repeat=length)
+        for sequence in itertools.product(outputs, repeat=length)
         if END_ID not in sequence[:-1] and (sequence[-1] == END_ID or length == max_len)
     ]
-    best = sorted((log_prob(sequence) for sequence in candidates), reverse=True)[: vocab_size**2]
-    beams = BeamSearchDecoder(steps, vocab_size**2, 0.0).beams(source, max_len)
+    width = len(outputs) ** 2
+    best = sorted((log_prob(sequence) for sequence in candidates), reverse=True)[:width]
+    beams = BeamSearchDecoder(steps, width, 0.0).beams(source, max_len)
     assert beams.log_probs[0] == pytest.approx(best, abs=1e-4)

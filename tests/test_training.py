@@ -161,7 +161,7 @@ def test_a_builder_dropped_into_the_folder_is_selectable_and_trains(tmp_path):
         plugin.unlink()
     with pytest.raises(ConfigError) as caught:
         tiny_config(tmp_path, model="tmp_test_gru")
-    assert "expected one of lstm" in str(caught.value)
+    assert "expected one of attention, lstm" in str(caught.value)
 
 
 def test_absent_gpu_is_a_clear_error():
@@ -226,3 +226,14 @@ def test_validation_chrf_is_logged_and_can_pick_the_best_epoch(tmp_path):
     with pytest.raises(ConfigError) as caught:
         tiny_config(tmp_path, monitor="val_chrf")
     assert "monitor=val_chrf needs eval_every >= 1" in str(caught.value)
+
+
+def test_attention_model_on_words_trains_saves_and_translates_with_beam_search(tmp_path):
+    settings = {"model": "attention", "token_level": "word", "embedding_dim": "16", "dropout": "0.1"}
+    run_dir = train(tiny_config(tmp_path, test_split="0.1", **settings))
+    run = load_run(run_dir)
+    assert run.config.model == "attention" and run.target_vocab.level == "word"
+    assert json.loads((run_dir / "eval.json").read_text())["test.txt"]["sentences"] > 0
+    n_best = Predictor(run, beam_width=3, n_best=2).translate_n_best(["Go.", "Who are you?", ""])
+    assert [len(alternatives) for alternatives in n_best] == [2, 2, 1]
+    assert all("\uffed" not in text for alternatives in n_best for text in alternatives)  # detokenised

@@ -1,7 +1,16 @@
 import numpy as np
 import pytest
 
-from sequencer.vocabulary import END_ID, PAD_ID, SPECIALS, START_ID, UNK_ID, Vocabulary
+from sequencer.vocabulary import (
+    END_ID,
+    PAD_ID,
+    SPECIALS,
+    START_ID,
+    UNK_ID,
+    Vocabulary,
+    detokenize_words,
+    tokenize_words,
+)
 
 
 def test_reserved_ids_come_first_and_real_characters_after():
@@ -42,3 +51,36 @@ def test_json_round_trip():
 def test_from_json_rejects_other_shapes(data):
     with pytest.raises(ValueError):
         Vocabulary.from_json(data)
+
+
+@pytest.mark.parametrize(
+    "text, tokens",
+    [
+        ("Hello, world!", ["Hello", "￭,", "world", "￭!"]),
+        ("L'homme est là.", ["L", "￭'￭", "homme", "est", "là", "￭."]),
+        ("Va\u202f!", ["Va", "￭\u202f", "￭!"]),  # French's narrow no-break space is kept
+        ("« Oui »", ["«", "Oui", "»"]),
+        ("a -- b", ["a", "-", "￭-", "b"]),
+    ],
+)
+def test_word_tokens_split_punctuation_and_detokenize_back(text, tokens):
+    assert tokenize_words(text) == tokens
+    assert detokenize_words(tokens) == text
+
+
+def test_word_vocabulary_keeps_the_most_frequent_words_and_reads_the_rest_as_unknown():
+    vocab = Vocabulary.build(["the cat sat.", "the dog sat.", "the cat ran."], level="word", max_size=4)
+    assert vocab.tokens == ["the", "￭.", "cat", "sat"]  # by frequency, ties by text
+    ids = vocab.encode("the dog sat.")
+    assert list(ids) == [4, UNK_ID, 7, 5]
+    assert vocab.decode([*ids, END_ID]) == "the <unk> sat."
+    assert Vocabulary.from_json(vocab.to_json()) == vocab
+
+
+def test_character_vocabulary_can_be_limited_too():
+    vocab = Vocabulary.build(["aab", "ac"], max_size=1)
+    assert vocab.tokens == ["a"] and list(vocab.encode("abc")) == [4, UNK_ID, UNK_ID]
+
+
+def test_runs_saved_before_token_levels_load_as_character_vocabularies():
+    assert Vocabulary.from_json({"specials": list(SPECIALS), "tokens": ["a"]}).level == "char"

@@ -49,6 +49,15 @@ class ModelBuilder(ABC):
         """`encode` and `step` over the layers of `model`, a model this builder built."""
 
 
+def step_cells(cells: list, inputs: tf.Tensor, states: list) -> tuple[tf.Tensor, list]:
+    """One time step through a stack of recurrent cells: (the last cell's output, each cell's new state)."""
+    new_states = []
+    for cell, state in zip(cells, states):
+        inputs, state = cell(inputs, state)
+        new_states.append(state)
+    return inputs, new_states
+
+
 def available() -> dict[str, str]:
     """{name: description} of every builder file in this folder."""
     return plugins.discover(Path(__file__).parent)
