@@ -38,9 +38,10 @@ CONTENDERS = {
     "attention (luong, words)": {
         "model": "attention",
         "token_level": "word",
-        "max_vocab": "8000",
+        "max_vocab": "6000",
         "embedding_dim": "128",
         "dropout": "0.2",
+        "optimizer": "adam",
     },
 }
 

@@ -11,8 +11,17 @@ from sequencer.config import KEYS_BY_NAME
 from sequencer.errors import ConfigError
 
 # A resumed run keeps the settings it was trained with (config.json in its folder); of those, only
-# these may change. Flags of other sections (files, prediction) do not concern training.
-RESUMABLE_FLAGS = ("epochs", "early_stopping_patience", "device")
+# these may change (the last three are what population-based training varies between rounds).
+# Flags of other sections (files, prediction) do not concern training.
+RESUMABLE_FLAGS = (
+    "epochs",
+    "early_stopping_patience",
+    "device",
+    "distribution",
+    "learning_rate",
+    "dropout",
+    "batch_size",
+)
 TRAINING_SECTIONS = ("Data", "Model", "Training")
 
 

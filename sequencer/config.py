@@ -146,6 +146,8 @@ def _batchers() -> tuple[str, ...]:
     return tuple(plugins.discover(PACKAGE_DIR / "batchers"))
 
 
+_NUMBER_PAIR = r"\d+(\.\d*)?([eE]-?\d+)?,\d+(\.\d*)?([eE]-?\d+)?"
+
 KEYS: tuple[Key, ...] = (
     # Files
     Key(
@@ -377,6 +379,15 @@ KEYS: tuple[Key, ...] = (
         pattern_help="auto, cpu, gpu or gpu:N",
     ),
     Key(
+        "distribution",
+        "choice",
+        "auto",
+        "train on one device (none), the local GPUs (mirrored) or the machines in TF_CONFIG (multi_worker); "
+        "auto: mirrored when several GPUs are visible",
+        "Training",
+        choices=("auto", "none", "mirrored", "multi_worker"),
+    ),
+    Key(
         "jit_compile",
         "choice",
         "auto",
@@ -414,9 +425,59 @@ KEYS: tuple[Key, ...] = (
         "max_output_len",
         "int",
         0,
-        "longest translation in characters; 0 means twice the longest target seen in training",
+        "longest translation in tokens; 0 means twice the longest target seen in training",
         "Prediction",
         low=0,
+    ),
+    # Tuning
+    Key("population_size", "int", 4, "members trained side by side by scripts/tune.py", "Tuning", low=2),
+    Key("ready_after", "int", 2, "epochs between two exploit-and-explore steps of the population", "Tuning", low=1),
+    Key("stop_after", "int", 10, "epochs each member trains in all", "Tuning", low=1),
+    Key(
+        "truncation",
+        "float",
+        0.2,
+        "at each step, the members in this bottom fraction copy a member of the top fraction and perturb its settings",
+        "Tuning",
+        low=0,
+        high=0.5,
+        low_open=True,
+    ),
+    Key(
+        "learning_rate_range",
+        "str",
+        "0.0001,0.01",
+        "learning rates the population explores, drawn log-uniformly",
+        "Tuning",
+        pattern=_NUMBER_PAIR,
+        pattern_help="LOW,HIGH with 0 < LOW < HIGH",
+    ),
+    Key(
+        "dropout_range",
+        "str",
+        "0.0,0.5",
+        "dropout rates the population explores, drawn uniformly",
+        "Tuning",
+        pattern=_NUMBER_PAIR,
+        pattern_help="LOW,HIGH with 0 <= LOW < HIGH < 1",
+    ),
+    Key(
+        "batch_size_choices",
+        "str",
+        "32,64,128",
+        "batch sizes the population explores",
+        "Tuning",
+        pattern=r"[1-9]\d*(,[1-9]\d*)*",
+        pattern_help="comma-separated positive integers",
+    ),
+    Key(
+        "ray_address",
+        "str",
+        "",
+        "Ray cluster to tune on; empty starts a local Ray in scripts/tune.py",
+        "Tuning",
+        pattern=r"([\w.-]+:\d+)?",
+        pattern_help="HOST:PORT, or empty",
     ),
 )
 KEYS_BY_NAME = {key.name: key for key in KEYS}
@@ -550,6 +611,10 @@ def _check_together(values: dict[str, Any]) -> None:
         raise ConfigError(
             f"n_best={values['n_best']} needs beam_width >= {values['n_best']} (beam_width={values['beam_width']})"
         )
+    for name, low, high in (("learning_rate_range", 0, math.inf), ("dropout_range", 0, 1)):
+        first, second = map(float, values[name].split(","))
+        if not (low <= first < second < high) or (name == "learning_rate_range" and first == 0):
+            raise ConfigError(f"{name}={values[name]}: expected {KEYS_BY_NAME[name].pattern_help}")
     if monitor == "val_chrf" and not values["eval_every"]:
         raise ConfigError("monitor=val_chrf needs eval_every >= 1")
     if monitor.endswith("accuracy") and "accuracy" not in values["metrics"]:

@@ -1,6 +1,15 @@
-"""Choosing where TensorFlow computes: `device=auto|cpu|gpu|gpu:N`."""
+"""Where TensorFlow computes: `device=auto|cpu|gpu|gpu:N`, and over how many devices and machines.
+
+`distribution` picks a tf.distribute strategy; Keras' `fit` does the rest once the model is
+built and compiled in the strategy's scope. `batch_size` is the global batch: every step's pairs
+are split among all replicas (see `training.make_dataset`), so a step sees the same pairs however
+many devices share it.
+"""
 
 from __future__ import annotations
+
+import json
+import os
 
 import tensorflow as tf
 
@@ -26,3 +35,40 @@ def configure_device(device: str) -> None:
         tf.config.set_visible_devices(gpus, "GPU")
     for gpu in gpus:
         tf.config.experimental.set_memory_growth(gpu, True)
+
+
+def make_strategy(distribution: str) -> tf.distribute.Strategy:
+    """The tf.distribute strategy for `distribution=auto|none|mirrored|multi_worker`.
+
+    mirrored: MirroredStrategy over the visible GPUs, or over the logical CPUs when there is no
+    GPU. multi_worker: MultiWorkerMirroredStrategy over the cluster in the TF_CONFIG environment
+    variable. auto: mirrored when more than one GPU is visible, else one device.
+    """
+    if distribution == "auto":  # visible devices, not logical ones: listing those would start TensorFlow's runtime
+        distribution = "mirrored" if len(tf.config.get_visible_devices("GPU")) > 1 else "none"
+    if distribution == "none":
+        return tf.distribute.get_strategy()
+    if distribution == "mirrored":
+        gpus = [device.name for device in tf.config.list_logical_devices("GPU")]
+        return tf.distribute.MirroredStrategy(gpus or [device.name for device in tf.config.list_logical_devices("CPU")])
+    # Collective operations must be set up before TensorFlow's runtime starts: nothing above runs first.
+    if not os.environ.get("TF_CONFIG"):
+        raise ConfigError("distribution=multi_worker needs the cluster in the TF_CONFIG environment variable")
+    try:
+        json.loads(os.environ["TF_CONFIG"])
+    except ValueError as error:
+        raise ConfigError(f"TF_CONFIG is not valid JSON ({error})") from None
+    return tf.distribute.MultiWorkerMirroredStrategy()
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """Whether this process writes the run folder: always, except on the non-chief workers of a cluster.
+
+    The chief is the `chief` task, or worker 0 when the cluster has no chief (TensorFlow's rule).
+    """
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    if resolver.task_type == "chief":
+        return True
+    return resolver.task_type == "worker" and resolver.task_id == 0 and "chief" not in resolver.cluster_spec().jobs

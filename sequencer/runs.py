@@ -49,7 +49,7 @@ LATEST_FILE = "latest"
 
 # Settings that say how a run was trained, and so go into its folder name when not the default.
 _NAMED_SECTIONS = ("Data", "Model", "Training")
-_UNNAMED_KEYS = ("model", "on_bad_line", "metrics", "device")
+_UNNAMED_KEYS = ("model", "on_bad_line", "metrics", "device", "distribution")
 
 
 def temporary_path(path: Path) -> Path:

@@ -10,7 +10,10 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import shutil
+import tempfile
 from collections.abc import Callable, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import keras
@@ -21,10 +24,11 @@ from sequencer import batchers, builders
 from sequencer.callbacks import CurvePlot, EpochStats, RunState, ValidationChrF, initial_state
 from sequencer.config import Config
 from sequencer.data import Corpus, Sequences, teacher_forcing
-from sequencer.devices import configure_device
+from sequencer.devices import configure_device, is_chief, make_strategy
 from sequencer.errors import ConfigError, DataError
 from sequencer.evaluation import EVAL_FILE, record, table
 from sequencer.runs import (
+    CONFIG_FILE,
     LOG_FILE,
     METRICS_FILE,
     PLOT_FILE,
@@ -32,13 +36,23 @@ from sequencer.runs import (
     TEST_FILE,
     create_run,
     load_checkpoint,
+    load_config,
     load_run,
     load_vocabularies,
     mark_latest,
     write_atomically,
+    write_json,
 )
 
 log = logging.getLogger(__name__)
+
+
+def replica_slices(batch: np.ndarray, replicas: int) -> list[np.ndarray]:
+    """One batch's pair indices split among `replicas` as evenly as can be.
+
+    A batch of fewer pairs than replicas repeats its pairs, so that no replica gets an empty batch.
+    """
+    return np.array_split(np.resize(batch, max(len(batch), replicas)), replicas)
 
 
 def make_dataset(
@@ -47,32 +61,49 @@ def make_dataset(
     plan: Callable[[int], list[np.ndarray]],
     epochs: Sequence[int],
     batches_per_epoch: int,
+    replicas: range = range(1),
+    replica_count: int = 1,
 ) -> tf.data.Dataset:
     """Batches of ((source ids, decoder input ids), decoder target ids) for the given epochs, in order.
 
     `plan(epoch)` gives the pair indices of each of the `batches_per_epoch` batches of that epoch;
     each batch is padded with id 0 to its own longest pair, inside tf.data, while the model trains
-    on the previous one.
+    on the previous one. Under tf.distribute each planned batch is split into `replica_count`
+    slices, and this dataset yields the slices of `replicas` (those fed by one input pipeline) in
+    turn: together the replicas train on exactly the planned batch. The slices of one batch are
+    padded alike, to the batch's longest pair, because the replicas' results are summed.
     """
     decoder_input, decoder_target = teacher_forcing(target)
     columns = [tf.RaggedTensor.from_row_lengths(s.values, s.lengths) for s in (source, decoder_input, decoder_target)]
 
     def epoch_plan(epoch):
-        batches = plan(int(epoch))
-        return np.concatenate(batches).astype(np.int64), np.array([len(b) for b in batches], np.int64)
+        slices, widths = [], []
+        for batch in plan(int(epoch)):
+            parts = replica_slices(batch, replica_count)[replicas.start : replicas.stop]
+            slices += parts
+            widths += [[source.lengths[batch].max(), target.lengths[batch].max() + 1]] * len(parts)
+        sizes = np.array([len(part) for part in slices], np.int64)
+        return np.concatenate(slices).astype(np.int64), sizes, np.array(widths, np.int64)
 
     def batches_of(epoch):
-        indices, sizes = tf.numpy_function(epoch_plan, [epoch], (tf.int64, tf.int64), stateful=False)
+        indices, sizes, widths = tf.numpy_function(epoch_plan, [epoch], (tf.int64,) * 3, stateful=False)
         indices.set_shape([None])
         sizes.set_shape([None])
-        return tf.data.Dataset.from_tensor_slices(tf.RaggedTensor.from_row_lengths(indices, sizes))
+        widths.set_shape([None, 2])
+        return tf.data.Dataset.from_tensor_slices((tf.RaggedTensor.from_row_lengths(indices, sizes), widths))
 
-    def gather(indices):
-        source_ids, input_ids, target_ids = (tf.gather(column, indices).to_tensor() for column in columns)
+    def pad_to(ids, width):
+        return tf.pad(ids, [[0, 0], [0, width - tf.shape(ids, tf.int64)[1]]])
+
+    def gather(indices, widths):
+        source_ids, input_ids, target_ids = (
+            pad_to(tf.gather(column, indices).to_tensor(), width)
+            for column, width in zip(columns, (widths[0], widths[1], widths[1]))
+        )
         return (source_ids, input_ids), target_ids
 
     batches = tf.data.Dataset.from_tensor_slices(tf.constant(list(epochs), tf.int64)).flat_map(batches_of)
-    batches = batches.apply(tf.data.experimental.assert_cardinality(len(epochs) * batches_per_epoch))
+    batches = batches.apply(tf.data.experimental.assert_cardinality(len(epochs) * batches_per_epoch * len(replicas)))
     return batches.map(gather, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
@@ -88,25 +119,53 @@ class Trainer:
     def train(self, corpus: Corpus) -> Path:
         """Train a new model in a new run folder; return the folder."""
         self._prepare()
-        model = self._new_model(corpus)
-        vocabularies = (corpus.source_vocab, corpus.target_vocab)
-        run_dir = create_run(self.config, vocabularies, data_summary(corpus), corpus.test_pairs)
-        mark_latest(run_dir)
-        log.info("run folder: %s", run_dir)
-        return self._fit(model, run_dir, corpus, initial_state())
+        with self._worker_scratch() as scratch:
+            if scratch:
+                self.config = self.config.replace(model_dir=scratch)
+            model = self._new_model(corpus)
+            vocabularies = (corpus.source_vocab, corpus.target_vocab)
+            run_dir = create_run(self.config, vocabularies, data_summary(corpus), corpus.test_pairs)
+            mark_latest(run_dir)
+            log.info("run folder: %s", run_dir)
+            return self._fit(model, run_dir, corpus, initial_state())
 
     def resume(self, run_dir: Path, corpus: Corpus) -> Path:
         """Continue `run_dir` from its last checkpoint: weights, optimizer state, epoch and counters."""
         if load_vocabularies(run_dir) != (corpus.source_vocab, corpus.target_vocab):
             raise DataError(f"the training data in {self.config.train_dir} changed since {run_dir} started")
         self._prepare()
+        with self._worker_scratch() as scratch:
+            if scratch:
+                run_dir = Path(shutil.copytree(run_dir, scratch / run_dir.name))
+            return self._resume(run_dir, corpus)
+
+    @contextmanager
+    def _worker_scratch(self):
+        """None on the process that writes the run; a temporary folder, deleted afterwards, on the
+        other workers of a multi-worker cluster, which save what the chief saves (TensorFlow's
+        advice: saving may take part in collective operations) and throw it away."""
+        if is_chief(self.strategy):
+            yield None
+            return
+        scratch = Path(tempfile.mkdtemp(prefix="sequencer-worker-"))
+        try:
+            yield scratch
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+    def _resume(self, run_dir: Path, corpus: Corpus) -> Path:
+        saved_config = load_config(run_dir)
         checkpoint = load_checkpoint(run_dir)
         if checkpoint is None:  # interrupted before its first epoch ended: start it again
             model = self._new_model(corpus)
             state = initial_state()
         else:
-            model, state = checkpoint
-        log.info("resuming %s after epoch %d", run_dir, state["epochs_completed"])
+            saved_model, state = checkpoint
+            model = self._continue(saved_model, corpus, saved_config)
+        saved, now = saved_config.to_dict(), self.config.to_dict()
+        changes = ", ".join(f"{key} {saved[key]} -> {value}" for key, value in now.items() if value != saved[key])
+        write_json(run_dir / CONFIG_FILE, now)  # the settings the run trains with from now on
+        log.info("resuming %s after epoch %d%s", run_dir, state["epochs_completed"], f"; {changes}" if changes else "")
         _keep_metrics_rows(run_dir / METRICS_FILE, state["epochs_completed"])
         return self._fit(model, run_dir, corpus, state)
 
@@ -129,12 +188,18 @@ class Trainer:
                 f"batcher={config.batcher} must make {steps} batches of {config.batch_size} pairs or fewer"
             )
         epochs = range(first_epoch, config.epochs)
-        train_data = make_dataset(corpus.train_source, corpus.train_target, plan, epochs, steps)
+        train_data = self._distribute(
+            lambda *replicas: make_dataset(corpus.train_source, corpus.train_target, plan, epochs, steps, *replicas)
+        )
         val_data = None
         if len(corpus.val_source):
             val_lengths = np.stack([corpus.val_source.lengths, corpus.val_target.lengths], axis=1)
             val_batches = self.batcher.batches(val_lengths, config.batch_size, None)
-            val_data = make_dataset(corpus.val_source, corpus.val_target, lambda _: val_batches, [0], len(val_batches))
+            val_data = self._distribute(
+                lambda *replicas: make_dataset(
+                    corpus.val_source, corpus.val_target, lambda _: val_batches, [0], len(val_batches), *replicas
+                )
+            )
 
         run_state = RunState(run_dir, config, state, data_summary(corpus))
         chrf = []
@@ -158,15 +223,18 @@ class Trainer:
         package_log.setLevel(logging.DEBUG)  # epoch lines are DEBUG: for train.log, not the console
         try:
             model.summary(print_fn=lambda line, **_: log.info("%s", line))
-            model.fit(
-                train_data,
-                steps_per_epoch=steps,
-                validation_data=val_data,
-                epochs=config.epochs,
-                initial_epoch=first_epoch,
-                callbacks=callbacks,
-                shuffle=False,
-            )
+            if isinstance(self.strategy, tf.distribute.MultiWorkerMirroredStrategy):
+                _work_around_keras_multi_worker(model)
+            with self.strategy.scope():
+                model.fit(
+                    train_data,
+                    steps_per_epoch=steps,
+                    validation_data=val_data,
+                    epochs=config.epochs,
+                    initial_epoch=first_epoch,
+                    callbacks=callbacks,
+                    shuffle=False,
+                )
         except KeyboardInterrupt:
             log.warning(
                 "interrupted during epoch %d; %s keeps the run as of epoch %d: resume it with --resume",
@@ -181,9 +249,21 @@ class Trainer:
             package_log.setLevel(level)
             log_file.close()
         log.info("best epoch %d of %d; model.keras holds it", state["best_epoch"], state["epochs_completed"])
-        if corpus.test_pairs:
+        if corpus.test_pairs and is_chief(self.strategy):
             self._evaluate(run_dir, corpus.test_pairs)
         return run_dir
+
+    def _distribute(self, make: Callable[..., tf.data.Dataset]) -> tf.data.Dataset | tf.distribute.DistributedDataset:
+        """`make()` on one device; under several replicas, `make(replicas, replica_count)` for each input pipeline."""
+        if self.strategy.num_replicas_in_sync == 1:
+            return make()
+
+        def pipeline(context: tf.distribute.InputContext) -> tf.data.Dataset:
+            local = context.num_replicas_in_sync // context.num_input_pipelines
+            first = context.input_pipeline_id * local
+            return make(range(first, first + local), context.num_replicas_in_sync)
+
+        return self.strategy.distribute_datasets_from_function(pipeline)
 
     def _evaluate(self, run_dir: Path, test_pairs: list[tuple[str, str]]) -> None:
         """Score the best model on the held-out test pairs, into eval.json."""
@@ -195,6 +275,26 @@ class Trainer:
         record(run_dir, TEST_FILE, scores)
         log.info("held-out test pairs (%s):\n%s", run_dir / EVAL_FILE, table({TEST_FILE: scores}))
 
+    def _continue(self, saved: keras.Model, corpus: Corpus, saved_config: Config) -> keras.Model:
+        """A model built and compiled from this config, holding `saved`'s weights and optimizer state.
+
+        Building anew, rather than training `saved` as loaded, lets the settings that leave the
+        weights' shapes alone differ from the checkpoint's: dropout, learning_rate, batch_size
+        (what population-based training changes between rounds). A learning rate that differs
+        from the run's replaces the saved one, which a plateau may have lowered.
+        """
+        model = self._new_model(corpus)
+        model.set_weights(saved.get_weights())
+        with self.strategy.scope():
+            model.optimizer.build(model.trainable_variables)
+        if len(model.optimizer.variables) != len(saved.optimizer.variables):
+            raise DataError(f"the checkpoint's optimizer state does not fit optimizer={self.config.optimizer}")
+        for variable, value in zip(model.optimizer.variables, saved.optimizer.variables):
+            variable.assign(value)
+        if self.config.learning_rate != saved_config.learning_rate:
+            model.optimizer.learning_rate = self.config.learning_rate
+        return model
+
     def _prepare(self) -> None:
         """Device, precision and seeds, before any model exists.
 
@@ -203,6 +303,7 @@ class Trainer:
         Keras' mixed_float16 policy; it pays off only on a GPU, so without one it is an error.
         """
         configure_device(self.config.device)
+        self.strategy = make_strategy(self.config.distribution)
         if self.config.mixed_precision and not tf.config.list_logical_devices("GPU"):
             raise ConfigError("mixed_precision=true needs a GPU, and TensorFlow sees none on this machine")
         keras.mixed_precision.set_global_policy("mixed_float16" if self.config.mixed_precision else "float32")
@@ -217,14 +318,33 @@ class Trainer:
         settings = {"learning_rate": config.learning_rate}
         if config.clipnorm:
             settings["clipnorm"] = config.clipnorm
-        model = self.builder.build(len(corpus.source_vocab), len(corpus.target_vocab))
-        model.compile(
-            optimizer=keras.optimizers.get({"class_name": config.optimizer, "config": settings}),
-            loss="sparse_categorical_crossentropy",
-            metrics=config.metrics,
-            jit_compile={"auto": "auto", "true": True, "false": False}[config.jit_compile],
-        )
+        with self.strategy.scope():  # variables made here are mirrored on every replica
+            model = self.builder.build(len(corpus.source_vocab), len(corpus.target_vocab))
+            model.compile(
+                optimizer=keras.optimizers.get({"class_name": config.optimizer, "config": settings}),
+                loss="sparse_categorical_crossentropy",
+                metrics=config.metrics,
+                jit_compile={"auto": "auto", "true": True, "false": False}[config.jit_compile],
+            )
         return model
+
+
+def _work_around_keras_multi_worker(model: keras.Model) -> None:
+    """Two changes that let Keras 3's `fit` run under MultiWorkerMirroredStrategy (keras-team/keras#20585).
+
+    Before training, Keras reduces a first batch across the replicas to build the model, which
+    fails under this strategy; the model is built already, and with the strategy taken from the
+    scope `fit` runs in rather than from the model, Keras skips that step. After each step, Keras
+    averages the replicas' logged values along axis 0, which scalars do not have; as vectors of
+    one value they average as they should.
+    """
+    model._distribute_strategy = None
+
+    def as_vectors(step):
+        return lambda data: {name: tf.reshape(value, [1]) for name, value in step(data).items()}
+
+    model.train_step = as_vectors(model.train_step)
+    model.test_step = as_vectors(model.test_step)
 
 
 def data_summary(corpus: Corpus) -> dict:

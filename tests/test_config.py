@@ -113,6 +113,15 @@ def test_bad_value_names_key_value_and_what_is_allowed(tmp_path):
         ("metrics=accuracy,f1\n", "comma-separated, from accuracy"),
         ("on_bad_line=ignore\n", "one of error, skip"),
         ("train_dir=\n", "expected a path"),
+        ("token_level=subword\n", "one of char, word"),
+        ("attention=dot\n", "one of luong, bahdanau"),
+        ("dropout=1\n", "a number in [0, 1)"),
+        ("distribution=parameter_server\n", "one of auto, none, mirrored, multi_worker"),
+        ("learning_rate_range=0.01\n", "LOW,HIGH with 0 < LOW < HIGH"),
+        ("learning_rate_range=0.01,0.001\n", "LOW,HIGH with 0 < LOW < HIGH"),
+        ("dropout_range=0.2,1.5\n", "LOW,HIGH with 0 <= LOW < HIGH < 1"),
+        ("batch_size_choices=32,,64\n", "comma-separated positive integers"),
+        ("ray_address=http://head\n", "HOST:PORT, or empty"),
     ],
 )
 def test_each_kind_of_bad_value(tmp_path, text, expected):

@@ -11,7 +11,7 @@ from sequencer import Predictor, Preprocessor, Trainer, builders
 from sequencer.config import PACKAGE_DIR
 from sequencer.devices import configure_device
 from sequencer.errors import ConfigError
-from sequencer.runs import load_checkpoint, load_run
+from sequencer.runs import load_checkpoint, load_config, load_run
 
 
 def train(config, callbacks=()):
@@ -73,6 +73,21 @@ def test_resumed_run_ends_like_an_uninterrupted_one(tmp_path):
     assert [float(row["loss"]) for row in metrics_rows(resumed)] == pytest.approx(
         [float(row["loss"]) for row in metrics_rows(whole)], rel=1e-5
     )
+
+
+def test_resuming_may_change_learning_rate_dropout_and_batch_size(tmp_path):
+    config = tiny_config(tmp_path, epochs="1")
+    run_dir = train(config)
+    after_one = load_checkpoint(run_dir)[0]
+    changed = load_config(run_dir, {"epochs": "2", "learning_rate": "0.01", "dropout": "0.3", "batch_size": "16"})
+    Trainer(changed).resume(run_dir, Preprocessor(changed).load())
+    saved = json.loads((run_dir / "config.json").read_text())
+    assert (saved["learning_rate"], saved["dropout"], saved["batch_size"]) == (0.01, 0.3, 16)
+    model = load_checkpoint(run_dir)[0]
+    assert model.get_layer("encoder_lstm").dropout == 0.3
+    assert float(model.optimizer.learning_rate) == pytest.approx(0.01)
+    assert int(model.optimizer.iterations) == int(after_one.optimizer.iterations) + 240 // 16  # went on counting
+    assert [row["epoch"] for row in metrics_rows(run_dir)] == ["0", "1"]
 
 
 def test_early_stopping_keeps_the_best_weights(tmp_path):

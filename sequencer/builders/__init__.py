@@ -50,7 +50,12 @@ class ModelBuilder(ABC):
 
 
 def step_cells(cells: list, inputs: tf.Tensor, states: list) -> tuple[tf.Tensor, list]:
-    """One time step through a stack of recurrent cells: (the last cell's output, each cell's new state)."""
+    """One time step through a stack of recurrent cells: (the last cell's output, each cell's new state).
+
+    `inputs` lose the padding mask their layer attached: cells take no mask, and one step's tokens
+    need none (the outputs of finished sentences, which read padding, are ignored).
+    """
+    inputs = tf.identity(inputs)
     new_states = []
     for cell, state in zip(cells, states):
         inputs, state = cell(inputs, state)

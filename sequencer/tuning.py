@@ -1,0 +1,208 @@
+"""Population-based training (Jaderberg et al., 2017) on Ray Tune.
+
+Each member of the population is an ordinary training run (the `Trainer` of train.py, with its
+run folder and checkpoints) inside one Tune trial. After every epoch a member reports its
+metrics to Tune; every `ready_after` epochs it also reports its run folder as a Tune checkpoint.
+At those points Tune's `PopulationBasedTraining` scheduler restarts each member of the bottom
+`truncation` fraction from the checkpoint of a member of the top fraction (exploit: weights,
+optimizer state and history) with that member's hyperparameters perturbed (explore). The
+restarted member resumes the copied run folder with its new learning_rate, dropout and
+batch_size. Ray Tune does all the scheduling; this module only says what a member is.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+from datetime import datetime
+from pathlib import Path
+
+import keras
+import ray
+from ray import tune
+from ray.tune.schedulers import PopulationBasedTraining
+
+from sequencer.config import Config, config_from_dict
+from sequencer.data import Corpus, Preprocessor
+from sequencer.errors import ConfigError
+from sequencer.runs import SUMMARY_FILE, mark_latest, temporary_path, write_json
+from sequencer.training import Trainer
+
+log = logging.getLogger(__name__)
+
+POPULATION_FILE = "population.json"
+LINEAGE_FILE = "lineage.json"
+EXPLORED = ("learning_rate", "dropout", "batch_size")
+MEMBER_RUN = "run"  # the run folder's name inside each member's trial folder
+
+
+class ReportToTune(keras.callbacks.Callback):
+    """After each epoch, the epoch's metrics and settings to Tune; every `ready_after` epochs, the run folder too.
+
+    It must come after the callbacks that save the run, so the folder it reports is complete.
+    """
+
+    def __init__(self, run_dir: Path, config: Config, member: str):
+        super().__init__()
+        self.run_dir = run_dir
+        self.config = config
+        self.member = member
+
+    def on_train_begin(self, logs=None):
+        if not (self.run_dir / LINEAGE_FILE).is_file():  # a new run, not one copied from another member
+            write_json(self.run_dir / LINEAGE_FILE, {"member": self.member, "copied": []})
+
+    def on_epoch_end(self, epoch, logs=None):
+        metrics = {name: float(value) for name, value in (logs or {}).items()}
+        metrics.update({f"hp_{name}": getattr(self.config, name) for name in EXPLORED})
+        epochs = epoch + 1
+        if epochs % self.config.ready_after == 0 or epochs == self.config.stop_after:
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(self.run_dir))
+        else:
+            tune.report(metrics)
+
+
+def train_member(hyperparameters: dict, base: dict, corpus: Corpus) -> None:
+    """One member: a new run, or the run of the checkpoint Tune hands it, resumed with `hyperparameters`.
+
+    The run folder's `lineage.json` names the member training it and the members it was copied
+    from, with the epoch each copy was made after.
+    """
+    flags = {name: str(value) for name, value in within_ranges(hyperparameters, base).items()}
+    context = tune.get_context()
+    trial_dir = Path(context.get_trial_dir())
+    config = config_from_dict(base, "the tuned config", flags).replace(model_dir=trial_dir, run_name=MEMBER_RUN)
+    run_dir = trial_dir / MEMBER_RUN
+    trainer = Trainer(config, [ReportToTune(run_dir, config, context.get_trial_id())])
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None:
+        trainer.train(corpus)
+        return
+    shutil.rmtree(run_dir, ignore_errors=True)
+    with checkpoint.as_directory() as folder:
+        shutil.copytree(folder, run_dir)
+    lineage = _lineage(run_dir)
+    epochs = json.loads((run_dir / SUMMARY_FILE).read_text(encoding="utf-8"))["epochs_completed"]
+    if lineage["member"] != context.get_trial_id():  # a copy of another member's run: an exploit step
+        copied = [*lineage["copied"], {"member": lineage["member"], "after_epoch": epochs}]
+        write_json(run_dir / LINEAGE_FILE, {"member": context.get_trial_id(), "copied": copied})
+    trainer.resume(run_dir, corpus)
+
+
+def _lineage(run_dir: Path) -> dict:
+    return json.loads((run_dir / LINEAGE_FILE).read_text(encoding="utf-8"))
+
+
+def within_ranges(hyperparameters: dict, base: dict) -> dict:
+    """The explored settings, each clipped into its range: PBT's perturbation (x 0.8 or x 1.2) can step out."""
+    ranges = {name: tuple(map(float, base[f"{name}_range"].split(","))) for name in ("learning_rate", "dropout")}
+    clipped = {name: min(max(hyperparameters[name], low), high) for name, (low, high) in ranges.items()}
+    return {**clipped, "batch_size": int(hyperparameters["batch_size"])}
+
+
+def search_space(config: Config) -> dict:
+    """Where each explored hyperparameter starts and how the scheduler may perturb or resample it."""
+    low_rate, high_rate = map(float, config.learning_rate_range.split(","))
+    low_dropout, high_dropout = map(float, config.dropout_range.split(","))
+    return {
+        "learning_rate": tune.loguniform(low_rate, high_rate),
+        "dropout": tune.uniform(low_dropout, high_dropout),
+        "batch_size": tune.choice([int(size) for size in config.batch_size_choices.split(",")]),
+    }
+
+
+def tune_population(config: Config) -> Path:
+    """Train a population with PBT; save the best member as an ordinary run folder and return it."""
+    corpus = Preprocessor(config).load()
+    mode = config.mode if config.mode != "auto" else ("min" if config.monitor.endswith("loss") else "max")
+    space = search_space(config)
+    scheduler = PopulationBasedTraining(
+        time_attr="training_iteration",
+        perturbation_interval=config.ready_after,
+        quantile_fraction=config.truncation,
+        hyperparam_mutations=space,
+        synch=True,  # members wait for each other at every step, as in the paper's synchronous variant
+    )
+    base = config.replace(epochs=config.stop_after, early_stopping_patience=0).to_dict()
+    # Absolute paths: Ray Tune runs each member in a working folder of its own.
+    base = {name: str(value.resolve()) if isinstance(value, Path) else value for name, value in base.items()}
+    experiment = config.model_dir.resolve() / f"pbt-{config.model}-{datetime.now():%Y%m%d-%H%M%S}"
+    ray.init(address=config.ray_address or None, include_dashboard=False, configure_logging=False)
+    try:
+        tuner = tune.Tuner(
+            tune.with_resources(tune.with_parameters(train_member, base=base, corpus=corpus), {"cpu": 1}),
+            param_space=space,
+            tune_config=tune.TuneConfig(
+                scheduler=scheduler, num_samples=config.population_size, metric=config.monitor, mode=mode
+            ),
+            run_config=tune.RunConfig(
+                name="members",
+                storage_path=str(experiment),
+                stop={"training_iteration": config.stop_after},
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+                verbose=1,
+            ),
+        )
+        results = tuner.fit()
+    finally:
+        ray.shutdown()
+    if results.errors:
+        raise ConfigError(f"{len(results.errors)} member(s) failed; first: {results.errors[0]}")
+    return _save_best(config, results, experiment, mode)
+
+
+def _save_best(config: Config, results, experiment: Path, mode: str) -> Path:
+    """Copy the best member's last checkpoint to model_dir as a run folder, with the population's table."""
+    members = []
+    for result in results:
+        frame = result.metrics_dataframe
+        schedule = []
+        for row in frame.to_dict("records"):
+            settings = {name: row[f"hp_{name}"] for name in EXPLORED}
+            if not schedule or schedule[-1]["settings"] != settings:
+                schedule.append({"from_epoch": int(row["training_iteration"]), "settings": settings})
+        members.append(
+            {
+                "trial": result.metrics["trial_id"],
+                "checkpoint": result.checkpoint.path,
+                "copied": _lineage(Path(result.checkpoint.path))["copied"],
+                config.monitor: float(result.metrics[config.monitor]),
+                "schedule": schedule,
+            }
+        )
+    sign = 1 if mode == "min" else -1
+    members.sort(
+        key=lambda member: sign * member[config.monitor] if not math.isnan(member[config.monitor]) else math.inf
+    )
+    best = results.get_best_result(metric=config.monitor, mode=mode, scope="last")
+    run_dir = config.model_dir / (config.run_name or f"{experiment.name}-best")
+    if run_dir.exists():
+        raise ConfigError(f"run_name={config.run_name}: {run_dir} exists already; choose another name")
+    partial = temporary_path(run_dir)
+    with best.checkpoint.as_directory() as folder:
+        shutil.copytree(folder, partial)
+    write_json(partial / POPULATION_FILE, {"monitor": config.monitor, "members": members})
+    os.replace(partial, run_dir)
+    mark_latest(run_dir)
+    log.info("population (%s, best first):\n%s", config.monitor, table(members, config.monitor))
+    log.info("best member saved as %s", run_dir)
+    return run_dir
+
+
+def table(members: list[dict], monitor: str) -> str:
+    """A Markdown table of the members: the final monitored value and the hyperparameter schedule."""
+    lines = [
+        f"| member | {monitor} | schedule (from epoch: learning_rate, dropout, batch_size) |",
+        "| --- | ---: | --- |",
+    ]
+    for member in members:
+        schedule = "; ".join(
+            f"{step['from_epoch']}: {step['settings']['learning_rate']:.3g}, {step['settings']['dropout']:.2f}, "
+            f"{step['settings']['batch_size']}"
+            for step in member["schedule"]
+        )
+        lines.append(f"| {member['trial']} | {member[monitor]:.4f} | {schedule} |")
+    return "\n".join(lines)

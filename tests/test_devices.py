@@ -1,0 +1,110 @@
+"""Training over several devices and machines with tf.distribute, on CPUs.
+
+Logical devices must be configured before TensorFlow starts, and a cluster needs processes of its
+own, so these tests run their training in fresh Python processes.
+"""
+
+import csv
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from conftest import TINY_CONFIG
+
+from sequencer.devices import make_strategy
+from sequencer.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+ONE_AND_TWO_CPUS = textwrap.dedent(
+    """
+    import csv, json, sys
+    from pathlib import Path
+    import tensorflow as tf
+
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    sys.path.insert(0, sys.argv[2])
+    from conftest import tiny_config
+    from sequencer import Preprocessor, Trainer
+
+    curves = {}
+    for distribution in ("none", "mirrored"):
+        config = tiny_config(Path(sys.argv[1]) / distribution, distribution=distribution, epochs="2")
+        trainer = Trainer(config)
+        run_dir = trainer.train(Preprocessor(config).load())
+        with open(run_dir / "metrics.csv", newline="") as stream:
+            rows = list(csv.DictReader(stream))
+        curves[distribution] = {
+            "replicas": trainer.strategy.num_replicas_in_sync,
+            "loss": [float(row["loss"]) for row in rows],
+            "val_loss": [float(row["val_loss"]) for row in rows],
+        }
+    print(json.dumps(curves))
+    """
+)
+
+
+def python(*args, env=None, **kwargs):
+    environment = {key: value for key, value in os.environ.items() if not key.startswith("SEQUENCER_")}
+    return subprocess.Popen(
+        [sys.executable, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**environment, **(env or {})},
+        **kwargs,
+    )
+
+
+def test_mirrored_over_two_cpus_follows_the_one_device_loss_curve(tmp_path):
+    process = python("-c", ONE_AND_TWO_CPUS, str(tmp_path), str(Path(__file__).parent), cwd=ROOT)
+    stdout, stderr = process.communicate(timeout=600)
+    assert process.returncode == 0, stderr[-3000:]
+    curves = json.loads(stdout.strip().splitlines()[-1])
+    assert (curves["none"]["replicas"], curves["mirrored"]["replicas"]) == (1, 2)
+    for metric in ("loss", "val_loss"):
+        assert curves["mirrored"][metric] == pytest.approx(curves["none"][metric], rel=0.02)
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_two_workers_train_one_epoch_and_only_the_chief_writes_a_run(tmp_path):
+    workers = [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]
+    processes = []
+    for index in range(2):
+        tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
+        arguments = ["--config", str(TINY_CONFIG), "--model_dir", str(tmp_path / "models"), "--epochs", "1"]
+        processes.append(
+            python(
+                str(ROOT / "scripts" / "train.py"),
+                *arguments,
+                "--distribution",
+                "multi_worker",
+                env={"TF_CONFIG": json.dumps(tf_config)},
+                cwd=tmp_path,
+            )
+        )
+    for process in processes:
+        _, stderr = process.communicate(timeout=600)
+        assert process.returncode == 0, stderr[-3000:]
+    runs = [path for path in (tmp_path / "models").iterdir() if path.is_dir()]
+    assert len(runs) == 1 and (runs[0] / "model.keras").is_file()
+    with open(runs[0] / "metrics.csv", newline="") as stream:
+        assert len(list(csv.DictReader(stream))) == 1
+
+
+def test_multi_worker_needs_a_cluster(monkeypatch):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    with pytest.raises(ConfigError) as caught:
+        make_strategy("multi_worker")
+    assert "TF_CONFIG" in str(caught.value)

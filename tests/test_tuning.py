@@ -1,0 +1,38 @@
+import csv
+import json
+from pathlib import Path
+
+from conftest import tiny_config
+
+from sequencer import Predictor
+from sequencer.runs import load_run
+from sequencer.tuning import tune_population
+
+
+def metrics_rows(run_folder):
+    with open(Path(run_folder) / "metrics.csv", newline="") as stream:
+        return list(csv.DictReader(stream))
+
+
+def test_population_of_two_exploits_weights_and_settings_and_saves_the_best_as_a_run(tmp_path):
+    config = tiny_config(tmp_path, population_size="2", ready_after="1", stop_after="2", latent_dim="16")
+    best = tune_population(config)
+
+    population = json.loads((best / "population.json").read_text())
+    members = {member["trial"]: member for member in population["members"]}
+    assert len(members) == 2
+    [copier] = [member for member in members.values() if member["copied"]]  # after epoch 1, the worse copies
+    [copy] = copier["copied"]
+    donor = members[copy["member"]]
+    assert copy["after_epoch"] == 1 and donor is not copier
+    # Weights: the copier's run goes on from the donor's: its first epoch is the donor's, row for row.
+    assert metrics_rows(copier["checkpoint"])[0] == metrics_rows(donor["checkpoint"])[0]
+    assert len(metrics_rows(copier["checkpoint"])) == 2
+    # Settings: the copier starts epoch 2 with the donor's settings, perturbed.
+    before, after = copier["schedule"][0]["settings"], copier["schedule"][-1]["settings"]
+    assert copier["schedule"][-1]["from_epoch"] == 2 and after != before
+
+    run = load_run(best)  # an ordinary run folder
+    assert len(metrics_rows(best)) == 2
+    assert len(Predictor(run).translate(["Go.", "Hello!"])) == 2
+    assert (config.model_dir / "latest").read_text().strip() == best.name
