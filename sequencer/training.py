@@ -117,7 +117,7 @@ class Trainer:
         self.extra_callbacks = list(callbacks)
 
     def train(self, corpus: Corpus) -> Path:
-        """Train a new model in a new run folder; return the folder."""
+        """Train a new model in a new run folder; return the folder (deleted already on a non-chief worker)."""
         self._prepare()
         with self._worker_scratch() as scratch:
             if scratch:

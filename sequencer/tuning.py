@@ -12,7 +12,6 @@ batch_size. Ray Tune does all the scheduling; this module only says what a membe
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -28,7 +27,7 @@ from ray.tune.schedulers import PopulationBasedTraining
 from sequencer.config import Config, config_from_dict
 from sequencer.data import Corpus, Preprocessor
 from sequencer.errors import ConfigError
-from sequencer.runs import SUMMARY_FILE, mark_latest, temporary_path, write_json
+from sequencer.runs import SUMMARY_FILE, mark_latest, read_json, temporary_path, write_json
 from sequencer.training import Trainer
 
 log = logging.getLogger(__name__)
@@ -52,8 +51,18 @@ class ReportToTune(keras.callbacks.Callback):
         self.member = member
 
     def on_train_begin(self, logs=None):
-        if not (self.run_dir / LINEAGE_FILE).is_file():  # a new run, not one copied from another member
-            write_json(self.run_dir / LINEAGE_FILE, {"member": self.member, "copied": []})
+        """Record in the run's lineage.json who trains it from which epoch with which settings."""
+        lineage_file = self.run_dir / LINEAGE_FILE
+        lineage = read_json(lineage_file) if lineage_file.is_file() else {"member": self.member, "copied": []}
+        epochs = read_json(self.run_dir / SUMMARY_FILE).get("epochs_completed", 0)
+        if lineage["member"] != self.member:  # a copy of another member's run: an exploit step
+            lineage["copied"].append({"member": lineage["member"], "after_epoch": epochs})
+            lineage["member"] = self.member
+        settings = {name: getattr(self.config, name) for name in EXPLORED}
+        schedule = lineage.setdefault("schedule", [])
+        if not schedule or schedule[-1]["settings"] != settings:
+            schedule.append({"from_epoch": epochs + 1, "settings": settings})
+        write_json(lineage_file, lineage)
 
     def on_epoch_end(self, epoch, logs=None):
         metrics = {name: float(value) for name, value in (logs or {}).items()}
@@ -68,8 +77,8 @@ class ReportToTune(keras.callbacks.Callback):
 def train_member(hyperparameters: dict, base: dict, corpus: Corpus) -> None:
     """One member: a new run, or the run of the checkpoint Tune hands it, resumed with `hyperparameters`.
 
-    The run folder's `lineage.json` names the member training it and the members it was copied
-    from, with the epoch each copy was made after.
+    The checkpoint may be another member's (an exploit step); the run folder's `lineage.json`
+    keeps the record (see `ReportToTune.on_train_begin`).
     """
     flags = {name: str(value) for name, value in within_ranges(hyperparameters, base).items()}
     context = tune.get_context()
@@ -84,16 +93,7 @@ def train_member(hyperparameters: dict, base: dict, corpus: Corpus) -> None:
     shutil.rmtree(run_dir, ignore_errors=True)
     with checkpoint.as_directory() as folder:
         shutil.copytree(folder, run_dir)
-    lineage = _lineage(run_dir)
-    epochs = json.loads((run_dir / SUMMARY_FILE).read_text(encoding="utf-8"))["epochs_completed"]
-    if lineage["member"] != context.get_trial_id():  # a copy of another member's run: an exploit step
-        copied = [*lineage["copied"], {"member": lineage["member"], "after_epoch": epochs}]
-        write_json(run_dir / LINEAGE_FILE, {"member": context.get_trial_id(), "copied": copied})
     trainer.resume(run_dir, corpus)
-
-
-def _lineage(run_dir: Path) -> dict:
-    return json.loads((run_dir / LINEAGE_FILE).read_text(encoding="utf-8"))
 
 
 def within_ranges(hyperparameters: dict, base: dict) -> dict:
@@ -110,7 +110,8 @@ def search_space(config: Config) -> dict:
     return {
         "learning_rate": tune.loguniform(low_rate, high_rate),
         "dropout": tune.uniform(low_dropout, high_dropout),
-        "batch_size": tune.choice([int(size) for size in config.batch_size_choices.split(",")]),
+        # A list: PBT perturbs it by moving to a neighbouring size rather than by scaling it.
+        "batch_size": sorted(int(size) for size in config.batch_size_choices.split(",")),
     }
 
 
@@ -134,7 +135,7 @@ def tune_population(config: Config) -> Path:
     try:
         tuner = tune.Tuner(
             tune.with_resources(tune.with_parameters(train_member, base=base, corpus=corpus), {"cpu": 1}),
-            param_space=space,
+            param_space={**space, "batch_size": tune.choice(space["batch_size"])},
             tune_config=tune.TuneConfig(
                 scheduler=scheduler, num_samples=config.population_size, metric=config.monitor, mode=mode
             ),
@@ -158,19 +159,14 @@ def _save_best(config: Config, results, experiment: Path, mode: str) -> Path:
     """Copy the best member's last checkpoint to model_dir as a run folder, with the population's table."""
     members = []
     for result in results:
-        frame = result.metrics_dataframe
-        schedule = []
-        for row in frame.to_dict("records"):
-            settings = {name: row[f"hp_{name}"] for name in EXPLORED}
-            if not schedule or schedule[-1]["settings"] != settings:
-                schedule.append({"from_epoch": int(row["training_iteration"]), "settings": settings})
+        lineage = read_json(Path(result.checkpoint.path) / LINEAGE_FILE)
         members.append(
             {
                 "trial": result.metrics["trial_id"],
                 "checkpoint": result.checkpoint.path,
-                "copied": _lineage(Path(result.checkpoint.path))["copied"],
                 config.monitor: float(result.metrics[config.monitor]),
-                "schedule": schedule,
+                "copied": lineage["copied"],
+                "schedule": lineage["schedule"],
             }
         )
     sign = 1 if mode == "min" else -1
