@@ -143,7 +143,8 @@ def tune_population(config: Config) -> Path:
                 name="members",
                 storage_path=str(experiment),
                 stop={"training_iteration": config.stop_after},
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+                # Ray warns that keeping 2 or fewer can delete a checkpoint before a member copies it.
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=4),
                 verbose=1,
             ),
         )
