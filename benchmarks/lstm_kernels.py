@@ -1,0 +1,83 @@
+#!/usr/bin/env python3
+"""Cost of one LSTM training step on this machine, by kernel: is there a cheaper one than Keras'?
+
+Times a forward and backward pass over one batch shaped like a bucketed batch of the default
+config (batch 64, 36 time steps, 80 one-hot inputs, 256 units) with Keras' LSTM layer, with the
+same layer compiled by XLA, and with TensorFlow's fused `BlockLSTMV2` kernel. Each is timed twice,
+interleaved, as the mean of 20 steps after a warm-up.
+
+    python benchmarks/lstm_kernels.py          # under a minute
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+BATCH, STEPS, INPUTS, UNITS, REPEATS = 64, 36, 80, 256, 20
+
+
+def main() -> None:
+    inputs = tf.constant(np.random.default_rng(0).random((BATCH, STEPS, INPUTS), dtype=np.float32))
+    time_major = tf.transpose(inputs, [1, 0, 2])
+    lstm = keras.layers.LSTM(UNITS, return_sequences=True)
+    lstm(inputs)
+    kernel = tf.Variable(tf.random.normal([INPUTS + UNITS, 4 * UNITS]) * 0.05)
+    bias = tf.Variable(tf.zeros([4 * UNITS]))
+
+    def keras_step():
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(lstm(inputs))
+        return tape.gradient(loss, lstm.trainable_variables)
+
+    def fused_step():
+        zeros, peephole = tf.zeros([BATCH, UNITS]), tf.zeros([UNITS])
+        with tf.GradientTape() as tape:
+            outputs = tf.raw_ops.BlockLSTMV2(
+                seq_len_max=tf.constant(STEPS, tf.int64),
+                x=time_major,
+                cs_prev=zeros,
+                h_prev=zeros,
+                w=kernel,
+                wci=peephole,
+                wcf=peephole,
+                wco=peephole,
+                b=bias,
+                cell_clip=0.0,
+                use_peephole=False,
+            )
+            loss = tf.reduce_sum(outputs.h)
+        return tape.gradient(loss, [kernel, bias])
+
+    steps = {
+        "keras LSTM": tf.function(keras_step),
+        "keras LSTM, XLA": tf.function(keras_step, jit_compile=True),
+        "BlockLSTMV2 (fused)": tf.function(fused_step),
+    }
+    timings: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(2):
+        for name, step in steps.items():
+            step()
+            started = time.perf_counter()
+            for _ in range(REPEATS):
+                step()
+            timings[name].append(1000 * (time.perf_counter() - started) / REPEATS)
+
+    print(f"machine: {platform.machine()}, {os.cpu_count()} CPU cores, TensorFlow {tf.__version__}")
+    print(f"batch {BATCH}, {STEPS} steps, {INPUTS} inputs, {UNITS} units; forward and backward")
+    print("| kernel | ms per step (two rounds) | × keras LSTM |")
+    print("| --- | --- | ---: |")
+    reference = min(timings["keras LSTM"])
+    for name, values in timings.items():
+        print(f"| {name} | {' / '.join(f'{value:.1f}' for value in values)} | {min(values) / reference:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
