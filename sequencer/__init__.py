@@ -1,4 +1,4 @@
-"""sequencer: config-file driven character-level sequence-to-sequence translation on Keras.
+"""sequencer: config-file driven sequence-to-sequence translation on Keras, by character or by word.
 
 `Preprocessor` reads and encodes the training pairs, `Trainer` trains and saves a run folder,
 `Predictor` translates with a saved run. TensorFlow is imported on first use of the latter two.

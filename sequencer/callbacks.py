@@ -107,8 +107,8 @@ class RunState(keras.callbacks.Callback):
         self.config = config
         self.state = state
         self.data_summary = data_summary
-        mode = config.mode if config.mode != "auto" else ("min" if config.monitor.endswith("loss") else "max")
-        self.better = (lambda new, old: new > old) if mode == "max" else (lambda new, old: new < old)
+        maximise = config.monitor_mode == "max"
+        self.better = (lambda new, old: new > old) if maximise else (lambda new, old: new < old)
 
     def on_epoch_end(self, epoch, logs=None):
         config, state = self.config, self.state

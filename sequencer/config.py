@@ -503,6 +503,13 @@ class Config:
             raise ConfigError(f"unknown key {sorted(unknown)[0]!r}")
         return Config({**self._values, **changes}, self.config_file)
 
+    @property
+    def monitor_mode(self) -> str:
+        """ "min" or "max": `mode`, or for auto, min for losses and max for accuracy and chrF."""
+        if self.mode != "auto":
+            return self.mode
+        return "min" if self.monitor.endswith("loss") else "max"
+
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready values (paths as strings), in declaration order."""
         return {name: (str(value) if isinstance(value, Path) else value) for name, value in self._values.items()}
@@ -596,6 +603,12 @@ def _resolve(settings: dict[str, _Setting], base_dir: Path, config_file: Path | 
     return Config(values, config_file)
 
 
+def number_pair(text: str) -> tuple[float, float]:
+    """The two numbers of a `LOW,HIGH` value (a key with the _NUMBER_PAIR pattern)."""
+    low, high = map(float, text.split(","))
+    return low, high
+
+
 def _check_together(values: dict[str, Any]) -> None:
     """Values that are each allowed but not with each other."""
     monitor = values["monitor"]
@@ -612,7 +625,7 @@ def _check_together(values: dict[str, Any]) -> None:
             f"n_best={values['n_best']} needs beam_width >= {values['n_best']} (beam_width={values['beam_width']})"
         )
     for name, low, high in (("learning_rate_range", 0, math.inf), ("dropout_range", 0, 1)):
-        first, second = map(float, values[name].split(","))
+        first, second = number_pair(values[name])
         if not (low <= first < second < high) or (name == "learning_rate_range" and first == 0):
             raise ConfigError(f"{name}={values[name]}: expected {KEYS_BY_NAME[name].pattern_help}")
     if monitor == "val_chrf" and not values["eval_every"]:

@@ -232,16 +232,16 @@ class Preprocessor:
             test_pairs,
         )
         log.info(
-            "data: %d training, %d validation and %d test pairs; source: %d %s tokens, longest %d; "
-            "target: %d %s tokens, longest %d",
+            "data: %d training, %d validation and %d test pairs; source: %d distinct %ss, longest %d; "
+            "target: %d distinct %ss, longest %d",
             len(train_indices),
             val_count,
             len(test_pairs),
             len(source_vocab.tokens),
-            level,
+            source_vocab.unit,
             corpus.max_source_len,
             len(target_vocab.tokens),
-            level,
+            target_vocab.unit,
             corpus.max_target_len,
         )
         return corpus

@@ -11,3 +11,7 @@ class ConfigError(SequencerError):
 
 class DataError(SequencerError):
     """A data file (training pairs, prediction input, a run folder) is wrong."""
+
+
+class TuningError(SequencerError):
+    """A member of a tuned population failed; Ray Tune's results folder holds its traceback."""

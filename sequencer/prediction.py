@@ -223,6 +223,6 @@ class Predictor:
         if self.unknown_tokens:
             total = sum(self.unknown_tokens.values())
             examples = " ".join(repr(token) for token, _ in self.unknown_tokens.most_common(5))
-            kind = {"char": "character", "word": "word"}[self.run.source_vocab.level]
-            log.warning("%d %s(s) never seen in training were read as unknown (most common: %s)", total, kind, examples)
+            unit = self.run.source_vocab.unit
+            log.warning("%d %s(s) never seen in training were read as unknown (most common: %s)", total, unit, examples)
             self.unknown_tokens.clear()

@@ -24,9 +24,9 @@ import ray
 from ray import tune
 from ray.tune.schedulers import PopulationBasedTraining
 
-from sequencer.config import Config, config_from_dict
+from sequencer.config import Config, config_from_dict, number_pair
 from sequencer.data import Corpus, Preprocessor
-from sequencer.errors import ConfigError
+from sequencer.errors import ConfigError, TuningError
 from sequencer.runs import SUMMARY_FILE, mark_latest, read_json, temporary_path, write_json
 from sequencer.training import Trainer
 
@@ -36,6 +36,10 @@ POPULATION_FILE = "population.json"
 LINEAGE_FILE = "lineage.json"
 EXPLORED = ("learning_rate", "dropout", "batch_size")
 MEMBER_RUN = "run"  # the run folder's name inside each member's trial folder
+
+
+def _first_line(error: object) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
 class ReportToTune(keras.callbacks.Callback):
@@ -80,10 +84,10 @@ def train_member(hyperparameters: dict, base: dict, corpus: Corpus) -> None:
     The checkpoint may be another member's (an exploit step); the run folder's `lineage.json`
     keeps the record (see `ReportToTune.on_train_begin`).
     """
-    flags = {name: str(value) for name, value in within_ranges(hyperparameters, base).items()}
+    tuned = config_from_dict(base, "the tuned config")
     context = tune.get_context()
     trial_dir = Path(context.get_trial_dir())
-    config = config_from_dict(base, "the tuned config", flags).replace(model_dir=trial_dir, run_name=MEMBER_RUN)
+    config = tuned.replace(**within_ranges(hyperparameters, tuned), model_dir=trial_dir, run_name=MEMBER_RUN)
     run_dir = trial_dir / MEMBER_RUN
     trainer = Trainer(config, [ReportToTune(run_dir, config, context.get_trial_id())])
     checkpoint = tune.get_checkpoint()
@@ -96,20 +100,18 @@ def train_member(hyperparameters: dict, base: dict, corpus: Corpus) -> None:
     trainer.resume(run_dir, corpus)
 
 
-def within_ranges(hyperparameters: dict, base: dict) -> dict:
+def within_ranges(hyperparameters: dict, config: Config) -> dict:
     """The explored settings, each clipped into its range: PBT's perturbation (x 0.8 or x 1.2) can step out."""
-    ranges = {name: tuple(map(float, base[f"{name}_range"].split(","))) for name in ("learning_rate", "dropout")}
-    clipped = {name: min(max(hyperparameters[name], low), high) for name, (low, high) in ranges.items()}
+    ranges = {name: number_pair(getattr(config, f"{name}_range")) for name in ("learning_rate", "dropout")}
+    clipped = {name: min(max(float(hyperparameters[name]), low), high) for name, (low, high) in ranges.items()}
     return {**clipped, "batch_size": int(hyperparameters["batch_size"])}
 
 
 def search_space(config: Config) -> dict:
     """Where each explored hyperparameter starts and how the scheduler may perturb or resample it."""
-    low_rate, high_rate = map(float, config.learning_rate_range.split(","))
-    low_dropout, high_dropout = map(float, config.dropout_range.split(","))
     return {
-        "learning_rate": tune.loguniform(low_rate, high_rate),
-        "dropout": tune.uniform(low_dropout, high_dropout),
+        "learning_rate": tune.loguniform(*number_pair(config.learning_rate_range)),
+        "dropout": tune.uniform(*number_pair(config.dropout_range)),
         # A list: PBT perturbs it by moving to a neighbouring size rather than by scaling it.
         "batch_size": sorted(int(size) for size in config.batch_size_choices.split(",")),
     }
@@ -118,7 +120,7 @@ def search_space(config: Config) -> dict:
 def tune_population(config: Config) -> Path:
     """Train a population with PBT; save the best member as an ordinary run folder and return it."""
     corpus = Preprocessor(config).load()
-    mode = config.mode if config.mode != "auto" else ("min" if config.monitor.endswith("loss") else "max")
+    mode = config.monitor_mode
     space = search_space(config)
     scheduler = PopulationBasedTraining(
         time_attr="training_iteration",
@@ -128,10 +130,13 @@ def tune_population(config: Config) -> Path:
         synch=True,  # members wait for each other at every step, as in the paper's synchronous variant
     )
     base = config.replace(epochs=config.stop_after, early_stopping_patience=0).to_dict()
-    # Absolute paths: Ray Tune runs each member in a working folder of its own.
-    base = {name: str(value.resolve()) if isinstance(value, Path) else value for name, value in base.items()}
     experiment = config.model_dir.resolve() / f"pbt-{config.model}-{datetime.now():%Y%m%d-%H%M%S}"
-    ray.init(address=config.ray_address or None, include_dashboard=False, configure_logging=False)
+    try:
+        ray.init(address=config.ray_address or None, include_dashboard=False, configure_logging=False)
+    except ConnectionError as error:
+        raise ConfigError(
+            f"ray_address={config.ray_address}: no Ray cluster answers there ({_first_line(error)})"
+        ) from None
     try:
         tuner = tune.Tuner(
             tune.with_resources(tune.with_parameters(train_member, base=base, corpus=corpus), {"cpu": 1}),
@@ -152,7 +157,7 @@ def tune_population(config: Config) -> Path:
     finally:
         ray.shutdown()
     if results.errors:
-        raise ConfigError(f"{len(results.errors)} member(s) failed; first: {results.errors[0]}")
+        raise TuningError(f"{len(results.errors)} member(s) failed; the first: {_first_line(results.errors[0])}")
     return _save_best(config, results, experiment, mode)
 
 
@@ -171,9 +176,7 @@ def _save_best(config: Config, results, experiment: Path, mode: str) -> Path:
             }
         )
     sign = 1 if mode == "min" else -1
-    members.sort(
-        key=lambda member: sign * member[config.monitor] if not math.isnan(member[config.monitor]) else math.inf
-    )
+    members.sort(key=lambda member: (math.isnan(member[config.monitor]), sign * member[config.monitor]))
     best = results.get_best_result(metric=config.monitor, mode=mode, scope="last")
     run_dir = config.model_dir / (config.run_name or f"{experiment.name}-best")
     if run_dir.exists():

@@ -89,6 +89,11 @@ class Vocabulary:
         """The number of ids, reserved ones included: the size of the model's input and softmax."""
         return len(SPECIALS) + len(self.tokens)
 
+    @property
+    def unit(self) -> str:
+        """What a token is, for messages: "character" or "word"."""
+        return "character" if self.level == "char" else "word"
+
     def tokenize(self, text: str) -> list[str]:
         return list(text) if self.level == "char" else tokenize_words(text)
 
