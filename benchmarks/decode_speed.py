@@ -94,7 +94,7 @@ def main() -> None:
     sentences = [source for source, _ in pairs[10000:]]  # after the first 10,000: not trained on
 
     greedy = Predictor(run)
-    beam = Predictor(run, beam_width=4)
+    beam = Predictor(run, run.config.replace(beam_width=4))
     greedy.translate(sentences[:8])  # compile the loops before timing
     beam.translate(sentences[:8])
     greedy_out, greedy_seconds = timed(greedy.translate, sentences)

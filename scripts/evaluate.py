@@ -10,24 +10,31 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a clone without installing
 
-from sequencer.cli import make_parser, run_script
+from sequencer.cli import Parser, import_tensorflow, keys_of, run_script
+
+USES = ("model_dir", "run", "device", "on_bad_line", *(key for key in keys_of("Prediction") if key != "n_best"))
 
 
 def evaluate(config, args):
-    from sequencer import Predictor
     from sequencer.data import read_pairs
     from sequencer.errors import DataError
-    from sequencer.evaluation import EVAL_FILE, record, table
+    from sequencer.runs import find_run
 
+    find_run(config.model_dir, config.run)  # checked before TensorFlow starts
+    test_sets = {}
     for path in args.files:
         if not path.is_file():
             raise DataError(f"test file {path} does not exist")
+        test_sets[path], _ = read_pairs(path, config.on_bad_line)
+        if not test_sets[path]:
+            raise DataError(f"test file {path} holds no source<TAB>target pairs")
+    import_tensorflow()
+    from sequencer import Predictor
+    from sequencer.evaluation import EVAL_FILE, record, table
+
     predictor = Predictor.from_config(config)
     rows = {}
-    for path in args.files:
-        pairs, _ = read_pairs(path, config.on_bad_line)
-        if not pairs:
-            raise DataError(f"test file {path} holds no source<TAB>target pairs")
+    for path, pairs in test_sets.items():
         rows[str(path)] = predictor.evaluate(pairs)
         record(predictor.run.path, str(path), rows[str(path)])
     predictor.warn_unknown_tokens()
@@ -35,7 +42,11 @@ def evaluate(config, args):
     print(f"\nsaved in {predictor.run.path / EVAL_FILE}; {next(iter(rows.values()))['bleu_signature']}")
 
 
-if __name__ == "__main__":
-    parser = make_parser(__doc__)
+def parser():
+    parser = Parser(__doc__, USES)
     parser.add_argument("files", nargs="+", type=Path, metavar="FILE", help="test files: source<TAB>target per line")
-    run_script(parser, evaluate)
+    return parser
+
+
+if __name__ == "__main__":
+    run_script(parser(), evaluate)

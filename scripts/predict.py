@@ -1,20 +1,26 @@
 #!/usr/bin/env python3
 """Translate every *.txt file in predict_in into predict_out, or standard input with `-`."""
 
-import logging
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a clone without installing
 
-from sequencer.cli import make_parser, run_script
+from sequencer.cli import Parser, import_tensorflow, keys_of, run_script
+
+USES = ("model_dir", "run", "predict_in", "predict_out", "device", *keys_of("Prediction"))
 
 
 def predict(config, args):
+    from sequencer.data import translation_inputs
+    from sequencer.runs import find_run
+
+    find_run(config.model_dir, config.run)  # checked before TensorFlow starts
+    if not args.stdin:
+        translation_inputs(config.predict_in, config.predict_out)
+    import_tensorflow()
     from sequencer import Predictor
 
-    if args.quiet:
-        logging.getLogger("sequencer").setLevel(logging.WARNING)
     predictor = Predictor.from_config(config)
     predictor.show_progress = sys.stderr.isatty() and not args.quiet
     if args.stdin:
@@ -23,13 +29,16 @@ def predict(config, args):
         predictor.translate_folder(config.predict_in, config.predict_out)
 
 
-if __name__ == "__main__":
-    parser = make_parser(__doc__)
+def parser():
+    parser = Parser(__doc__, USES)
     parser.add_argument(
         "stdin",
         nargs="?",
         choices=["-"],
         help="read sentences from standard input, write translations to standard output",
     )
-    parser.add_argument("--quiet", action="store_true", help="no progress line and no messages but warnings and errors")
-    run_script(parser, predict)
+    return parser
+
+
+if __name__ == "__main__":
+    run_script(parser(), predict)

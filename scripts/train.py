@@ -6,27 +6,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a clone without installing
 
-from sequencer.cli import command_line_flags, make_parser, run_script
-from sequencer.config import KEYS_BY_NAME
-from sequencer.errors import ConfigError
-
-# A resumed run keeps the settings it was trained with (config.json in its folder); of those, only
-# these may change (the last three are what population-based training varies between rounds).
-# Flags of other sections (files, prediction) do not concern training.
-RESUMABLE_FLAGS = (
-    "epochs",
-    "early_stopping_patience",
-    "device",
-    "distribution",
-    "learning_rate",
-    "dropout",
-    "batch_size",
-)
-TRAINING_SECTIONS = ("Data", "Model", "Training")
+from sequencer.cli import TRAINING_KEYS, Parser, command_line_flags, import_tensorflow, run_script
 
 
 def train(config, args):
-    from sequencer import Preprocessor, Trainer, batchers, builders, runs
+    from sequencer import Preprocessor, batchers, builders, runs
+    from sequencer.config import check_resume, run_folder
 
     if args.list:
         for heading, found in (("model=", builders.available()), ("batcher=", batchers.available())):
@@ -34,28 +19,37 @@ def train(config, args):
             for name, description in found.items():
                 print(f"  {name:12} {description}")
         return
-    if args.resume is None:
-        Trainer(config).train(Preprocessor(config).load())
-        return
-    run_dir = runs.find_run(config.model_dir, args.resume)
-    saved, flags = runs.load_config(run_dir), command_line_flags(args)
-    for name in flags:
-        if name in RESUMABLE_FLAGS or KEYS_BY_NAME[name].section not in TRAINING_SECTIONS:
-            continue
-        if getattr(config, name) != getattr(saved, name):
-            raise ConfigError(f"--{name} cannot change when resuming {run_dir}; only {', '.join(RESUMABLE_FLAGS)} can")
-    config = runs.load_config(run_dir, {name: flags[name] for name in RESUMABLE_FLAGS if name in flags})
-    Trainer(config).resume(run_dir, Preprocessor(config).load())
+    # Everything that can be checked without TensorFlow is checked before it starts.
+    run_dir = None
+    if args.resume is not None:
+        run_dir = runs.find_run(config.model_dir, args.resume and run_folder(args.resume, config.model_dir, Path.cwd()))
+        config, saved = runs.load_config(run_dir, command_line_flags(args)), runs.load_config(run_dir)
+        check_resume(saved, config, run_dir)
+    corpus = Preprocessor(config).load()
+    import_tensorflow()
+    from sequencer.training import Trainer
+
+    progress = "none" if args.quiet else "bar" if sys.stdout.isatty() else "lines"
+    trainer = Trainer(config, progress=progress)
+    if run_dir is None:
+        trainer.train(corpus)
+    else:
+        trainer.resume(run_dir, corpus)
 
 
-if __name__ == "__main__":
-    parser = make_parser(__doc__)
+def parser():
+    parser = Parser(__doc__, TRAINING_KEYS)
     parser.add_argument("--list", action="store_true", help="list the model builders and batchers, and exit")
     parser.add_argument(
         "--resume",
         nargs="?",
         const="",
         metavar="RUN",
-        help="continue a run from its last checkpoint (default: the newest run in model_dir)",
+        help="continue a run from its last checkpoint: its name in model_dir or its path (default: the newest run); "
+        "flags may change epochs, early_stopping_patience, device, distribution, learning_rate, dropout, batch_size",
     )
-    run_script(parser, train)
+    return parser
+
+
+if __name__ == "__main__":
+    run_script(parser(), train)

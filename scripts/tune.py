@@ -6,14 +6,22 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a clone without installing
 
-from sequencer.cli import make_parser, run_script
+from sequencer.cli import TRAINING_KEYS, Parser, import_tensorflow, keys_of, run_script
 
 
 def tune(config, args):
+    from sequencer import Preprocessor
+
+    corpus = Preprocessor(config).load()  # checked before TensorFlow starts
+    import_tensorflow()
     from sequencer.tuning import tune_population
 
-    tune_population(config)
+    tune_population(config, corpus)
+
+
+def parser():
+    return Parser(__doc__, (*TRAINING_KEYS, *keys_of("Tuning")))
 
 
 if __name__ == "__main__":
-    run_script(make_parser(__doc__), tune)
+    run_script(parser(), tune)

@@ -4,8 +4,9 @@ Keras' own CSVLogger and TensorBoard callbacks write `metrics.csv` and the event
 what they lack. `ValidationChrF` translates validation pairs every `eval_every` epochs.
 `EpochStats` puts the learning rate, the epoch's seconds and samples per second into the epoch's
 logs, so that every later callback records them. `RunState` keeps the best model, the last
-checkpoint, early stopping and the learning-rate schedule, with counters that are saved in each
-checkpoint so that a resumed run decides exactly as an uninterrupted one would.
+checkpoint, early stopping and the learning-rate schedule, with counters (`TrainingState`) that
+are saved in each checkpoint so that a resumed run decides exactly as an uninterrupted one would.
+`EpochLine` writes each epoch's line. Epochs are numbered from 1 in every file and message.
 """
 
 from __future__ import annotations
@@ -14,32 +15,30 @@ import csv
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import keras
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from sequencer.builders import Inference
 from sequencer.config import Config
 from sequencer.data import Corpus, pad_ids
 from sequencer.evaluation import ReferenceSet, score
-from sequencer.runs import MODEL_FILE, SUMMARY_FILE, save_checkpoint, save_model, temporary_path, write_json
+from sequencer.files import atomic_path, write_json
+from sequencer.runs import MODEL_FILE, SUMMARY_FILE, TrainingState, save_checkpoint, save_model
 from sequencer.search import GreedyDecoder
 
 log = logging.getLogger(__name__)
 
 
 class EpochStats(keras.callbacks.Callback):
-    """Adds `learning_rate`, `epoch_seconds` and `samples_per_second` to each epoch's logs, and logs the epoch.
+    """Adds `learning_rate`, `epoch_seconds` and `samples_per_second` to each epoch's logs."""
 
-    The epoch's line is logged at DEBUG level: train.log gets it, the console has Keras' progress bar.
-    """
-
-    def __init__(self, train_pairs: int, epochs: int):
+    def __init__(self, train_pairs: int):
         super().__init__()
         self.train_pairs = train_pairs
-        self.epochs = epochs
         self._started = 0.0
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -50,21 +49,22 @@ class EpochStats(keras.callbacks.Callback):
         logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         logs["epoch_seconds"] = seconds
         logs["samples_per_second"] = self.train_pairs / seconds
-        values = "  ".join(f"{name} {value:.4g}" for name, value in logs.items())
-        log.debug("epoch %d/%d: %s", epoch + 1, self.epochs, values)
 
 
-def initial_state() -> dict:
-    """The training state of a run that has not finished an epoch."""
-    return {
-        "epochs_completed": 0,
-        "best_epoch": 0,
-        "best_value": None,
-        "best_metrics": {},
-        "plateau_epochs": 0,
-        "stopped_early": False,
-        "seconds": 0.0,
-    }
+class EpochLine(keras.callbacks.Callback):
+    """One line per epoch with its logs, once the epoch is saved: at DEBUG level, for train.log, and
+    to `echo` if given (the console's line per epoch when there is no progress bar)."""
+
+    def __init__(self, epochs: int, echo: Callable[[str], None] | None = None):
+        super().__init__()
+        self.epochs = epochs
+        self.echo = echo
+
+    def on_epoch_end(self, epoch, logs=None):
+        line = f"epoch {epoch + 1}/{self.epochs}: " + "  ".join(f"{name} {value:.4g}" for name, value in logs.items())
+        log.debug("%s", line)
+        if self.echo:
+            self.echo(line)
 
 
 class ValidationChrF(keras.callbacks.Callback):
@@ -75,10 +75,16 @@ class ValidationChrF(keras.callbacks.Callback):
     """
 
     def __init__(
-        self, inference: Callable[[keras.Model], Inference], corpus: Corpus, pairs: int, every: int, max_len: int
+        self,
+        inference: Callable[[keras.Model], Inference],
+        corpus: Corpus,
+        pairs: int,
+        every: int,
+        max_len: int,
+        min_len: int,
     ):
         super().__init__()
-        self.inference, self.every, self.max_len = inference, every, max_len
+        self.inference, self.every, self.max_len, self.min_len = inference, every, max_len, min_len
         sources = [corpus.source_vocab.decode(ids) for ids in corpus.val_source][:pairs]
         targets = [corpus.target_vocab.decode(ids) for ids in corpus.val_target][:pairs]
         self.references = ReferenceSet.from_pairs(list(zip(sources, targets)))
@@ -93,7 +99,7 @@ class ValidationChrF(keras.callbacks.Callback):
         if (epoch + 1) % self.every:
             logs["val_chrf"] = float("nan")
             return
-        output = self.decoder(self.source_ids, self.max_len).ids[:, 0]
+        output = self.decoder(self.source_ids, self.max_len, self.min_len).ids[:, 0]
         hypotheses = [self.target_vocab.decode(ids) for ids in output]
         logs["val_chrf"] = score(hypotheses, self.references.references)["chrf"]
 
@@ -101,7 +107,7 @@ class ValidationChrF(keras.callbacks.Callback):
 class RunState(keras.callbacks.Callback):
     """Best model, last checkpoint, early stopping and learning-rate reduction on a plateau of `monitor`."""
 
-    def __init__(self, run_dir: Path, config: Config, state: dict, data_summary: dict):
+    def __init__(self, run_dir: Path, config: Config, state: TrainingState, data_summary: dict):
         super().__init__()
         self.run_dir = run_dir
         self.config = config
@@ -114,29 +120,29 @@ class RunState(keras.callbacks.Callback):
         config, state = self.config, self.state
         value = float(logs[config.monitor])
         if math.isnan(value):  # val_chrf on an epoch without evaluation: nothing to compare
-            if state["best_value"] is None:
+            if state.best_value is None:
                 save_model(self.model, self.run_dir / MODEL_FILE)  # something to predict with meanwhile
-        elif state["best_value"] is None or self.better(value, state["best_value"]):
+        elif state.best_value is None or self.better(value, state.best_value):
             save_model(self.model, self.run_dir / MODEL_FILE)
-            metrics = {name: float(number) for name, number in logs.items()}
-            state.update(best_epoch=epoch + 1, best_value=value, best_metrics=metrics, plateau_epochs=0)
+            state.best_epoch, state.best_value, state.plateau_epochs = epoch + 1, value, 0
+            state.best_metrics = {name: float(number) for name, number in logs.items()}
         else:
-            state["plateau_epochs"] += 1
-            if config.lr_patience and state["plateau_epochs"] >= config.lr_patience:
+            state.plateau_epochs += 1
+            if config.lr_patience and state.plateau_epochs >= config.lr_patience:
                 learning_rate = logs["learning_rate"] * config.lr_factor
                 self.model.optimizer.learning_rate = learning_rate
-                state["plateau_epochs"] = 0
+                state.plateau_epochs = 0
                 log.info(
                     "no better %s for %d epochs: learning rate now %.4g",
                     config.monitor,
                     config.lr_patience,
                     learning_rate,
                 )
-        state["epochs_completed"] = epoch + 1
-        state["seconds"] += logs["epoch_seconds"]
-        if config.early_stopping_patience and epoch + 1 - state["best_epoch"] >= config.early_stopping_patience:
+        state.epochs_completed = epoch + 1
+        state.seconds += logs["epoch_seconds"]
+        if config.early_stopping_patience and epoch + 1 - state.best_epoch >= config.early_stopping_patience:
             self.model.stop_training = True
-            state["stopped_early"] = True
+            state.stopped_early = True
             log.info("no better %s for %d epochs: stopping early", config.monitor, config.early_stopping_patience)
         save_checkpoint(self.run_dir, self.model, state)
         self.write_summary(interrupted=False)
@@ -149,33 +155,45 @@ class RunState(keras.callbacks.Callback):
             {
                 **self.data_summary,
                 "monitor": self.config.monitor,
-                "epochs_completed": state["epochs_completed"],
-                "best_epoch": state["best_epoch"],
-                "best_metrics": state["best_metrics"],
-                "stopped_early": state["stopped_early"],
+                "epochs_completed": state.epochs_completed,
+                "best_epoch": state.best_epoch,
+                "best_metrics": state.best_metrics,
+                "stopped_early": state.stopped_early,
+                "resumed_after": state.resumed_after,
                 "interrupted": interrupted,
-                "seconds": round(state["seconds"], 3),
+                "seconds": round(state.seconds, 3),
             },
         )
 
 
-class CurvePlot(keras.callbacks.Callback):
-    """Redraws the loss and accuracy curves from `metrics.csv` after every epoch."""
+class EpochCSVLogger(keras.callbacks.CSVLogger):
+    """Keras' CSVLogger, numbering epochs from 1 as the log, the summary and the plot do."""
 
-    def __init__(self, metrics_file: Path, plot_file: Path):
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch + 1, logs)
+
+
+class CurvePlot(keras.callbacks.Callback):
+    """Redraws the curves from `metrics.csv` after every epoch, marking the best epoch and the resumptions."""
+
+    def __init__(self, metrics_file: Path, plot_file: Path, state: TrainingState):
         super().__init__()
         self.metrics_file = metrics_file
         self.plot_file = plot_file
+        self.state = state
 
     def on_epoch_end(self, epoch, logs=None):
-        plot_metrics(self.metrics_file, self.plot_file)
+        plot_metrics(self.metrics_file, self.plot_file, self.state.best_epoch, self.state.resumed_after)
 
 
-def plot_metrics(metrics_file: Path, plot_file: Path) -> None:
-    """A PNG of loss and accuracy per epoch, training and validation, written atomically."""
+def plot_metrics(metrics_file: Path, plot_file: Path, best_epoch: int = 0, resumed_after: Sequence[int] = ()) -> None:
+    """A PNG of loss, accuracy (and chrF) per epoch, training and validation, written atomically.
+
+    A dotted line marks the best epoch, a dashed one each point where the run was resumed.
+    """
     with open(metrics_file, newline="", encoding="utf-8") as stream:
         rows = list(csv.DictReader(stream))
-    epochs = [int(row["epoch"]) + 1 for row in rows]
+    epochs = [int(row["epoch"]) for row in rows]
     metrics = ["loss", "accuracy"] + (["chrf"] if rows and "val_chrf" in rows[0] else [])
     figure = Figure(figsize=(5 * len(metrics), 4), layout="constrained")
     for axes, metric in zip(figure.subplots(1, len(metrics)), metrics):
@@ -185,9 +203,13 @@ def plot_metrics(metrics_file: Path, plot_file: Path) -> None:
                 shown = [(epoch, value) for epoch, value in zip(epochs, values) if not math.isnan(value)]
                 if shown:
                     axes.plot(*zip(*shown), marker=".", label=label)
+        if best_epoch:
+            axes.axvline(best_epoch, color="tab:green", linestyle=":", label=f"best epoch ({best_epoch})")
+        for number, epoch in enumerate(resumed_after):
+            axes.axvline(epoch + 0.5, color="grey", linestyle="--", label="resumed" if number == 0 else None)
         axes.set(title=metric, xlabel="epoch")
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         if axes.lines:
             axes.legend()
-    temporary = temporary_path(plot_file)
-    figure.savefig(temporary, format="png", dpi=80)
-    temporary.replace(plot_file)
+    with atomic_path(plot_file) as temporary:
+        figure.savefig(temporary, format="png", dpi=80)

@@ -1,21 +1,25 @@
-"""What the scripts share: flags generated from the config keys, logging, and clean failure.
+"""What the scripts share: flags generated from the config keys, a quiet TensorFlow, logging, clean failure.
 
 A SequencerError (bad configuration or input) is printed as one line and exits with status 2,
-without a traceback; a file that cannot be read or written (OSError) likewise, with status 1;
-Ctrl-C and SIGTERM exit with status 130 after the work in hand has cleaned up.
+without a traceback; so is a mistyped flag, with the closest valid one. A file that cannot be
+read or written (OSError) is one line too, with status 1; Ctrl-C and SIGTERM exit with status
+130 after the work in hand has cleaned up.
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import logging
 import os
+import re
 import signal
 import sys
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Collection
 
-# Before TensorFlow is imported anywhere: its C++ start-up chatter (CUDA probing on a CPU machine)
-# buries the messages that matter. Its real errors still surface as Python exceptions.
+# Before TensorFlow is imported anywhere: most of its C++ start-up chatter (CUDA probing on a CPU
+# machine) follows this variable; `import_tensorflow` catches the lines that do not.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from sequencer.config import KEYS, Config, load_config, render_config
@@ -25,32 +29,93 @@ EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
 
+log = logging.getLogger("sequencer.cli")
 
-def make_parser(description: str) -> argparse.ArgumentParser:
-    """A parser with `--config`, `--print-config` and one `--KEY VALUE` flag per config key."""
-    parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--config", metavar="FILE", help="config file (default: config.txt in the repository)")
-    parser.add_argument("--print-config", action="store_true", help="print the resolved configuration and exit")
-    groups: dict[str, argparse._ArgumentGroup] = {}
-    for key in KEYS:
-        if key.section not in groups:
-            groups[key.section] = parser.add_argument_group(f"{key.section} (config keys; flags override config.txt)")
-        groups[key.section].add_argument(
-            f"--{key.name}",
-            metavar=key.kind.upper(),
-            default=argparse.SUPPRESS,
-            help=f"{key.help}; {key.allowed()} (default: {key.format(key.default) or 'empty'})",
+# Lines TensorFlow's C++ libraries log while they load: absl's notice that logging is not set up,
+# and log lines in absl's format (I0000 00:00:... file.cc:12] ...) or TensorFlow's own
+# (2026-01-01 12:00:00.000000: I file.cc:12] ...).
+_NATIVE_LOG_LINE = re.compile(
+    r"WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
+    r"|[IWE]\d{4} [\d:.]+ +\d+ \S+:\d+\] .*"
+    r"|\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: [IWE] \S+:\d+\] .*"
+)
+
+
+def keys_of(*sections: str) -> tuple[str, ...]:
+    """The names of the config keys of `sections`, in declaration order."""
+    return tuple(key.name for key in KEYS if key.section in sections)
+
+
+# The keys training reads (train.py, tune.py): the held-out test split is scored at the end with
+# the Prediction settings, and only the best translation of each sentence.
+TRAINING_KEYS = (
+    "train_dir",
+    "model_dir",
+    "run_name",
+    *keys_of("Data", "Model", "Training"),
+    *(name for name in keys_of("Prediction") if name != "n_best"),
+)
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors, a "did you mean" for a mistyped flag, and the keys a script uses.
+
+    Every config key is a flag (`--epochs 5`), but `--help` lists only the keys in `uses`, and a
+    flag of another key is accepted with a warning that the script ignores it.
+    """
+
+    def __init__(self, description: str, uses: Collection[str]):
+        script = os.path.basename(sys.argv[0]) or "the script"
+        super().__init__(
+            description=description,
+            allow_abbrev=False,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+            epilog=f"The other config keys are accepted as flags but {script} does not use them; "
+            "docs/configuration.md describes every key.",
         )
-    return parser
+        self.uses = frozenset(uses)
+        self.add_argument("--config", metavar="FILE", help="config file (default: config.txt in the repository)")
+        self.add_argument("--print-config", action="store_true", help="print the resolved configuration and exit")
+        self.add_argument("--quiet", action="store_true", help="no progress and no messages but warnings and errors")
+        groups: dict[str, argparse._ArgumentGroup] = {}
+        for key in KEYS:
+            help_text = argparse.SUPPRESS
+            if key.name in self.uses:
+                if key.section not in groups:
+                    groups[key.section] = self.add_argument_group(f"{key.section} keys (flags override config.txt)")
+                default = key.format(key.default) or "empty"
+                help_text = f"{key.help}; {key.allowed()} (default: {default})"
+            (groups.get(key.section) or self).add_argument(
+                f"--{key.name}", metavar=key.kind.upper(), default=argparse.SUPPRESS, help=help_text
+            )
+
+    def parse_args(self, args=None, namespace=None) -> argparse.Namespace:
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            extra = extras[0]
+            if not extra.startswith("-"):
+                self.error(f"unexpected argument {extra!r}")
+            flags = [option for option in self._option_string_actions if option.startswith("--")]
+            close = difflib.get_close_matches(extra.split("=", 1)[0], flags, n=1)
+            self.error(f"unknown flag {extra}" + (f" (did you mean {close[0]}?)" if close else ""))
+        return parsed
+
+    def error(self, message: str):
+        print(f"error: {message}; see {self.prog} --help", file=sys.stderr)
+        sys.exit(EXIT_BAD_INPUT)
 
 
-def run_script(parser: argparse.ArgumentParser, job: Callable[[Config, argparse.Namespace], None]) -> None:
+def run_script(parser: Parser, job: Callable[[Config, argparse.Namespace], None]) -> None:
     """Parse the command line, resolve the config and run `job`, turning user errors into exit 2."""
     args = parser.parse_args()
-    _configure_logging()
+    _configure_logging(logging.WARNING if args.quiet else logging.INFO)
     signal.signal(signal.SIGTERM, _interrupt)
     try:
-        config = load_config(args.config, command_line_flags(args))
+        flags = command_line_flags(args)
+        config = load_config(args.config, flags)
+        for name in flags:
+            if name not in parser.uses:
+                log.warning("--%s is not a setting %s uses; it is ignored", name, parser.prog)
         if args.print_config:
             sys.stdout.write(render_config(config))
             return
@@ -72,6 +137,36 @@ def command_line_flags(args: argparse.Namespace) -> dict[str, str]:
     return {key.name: getattr(args, key.name) for key in KEYS if hasattr(args, key.name)}
 
 
+def import_tensorflow() -> None:
+    """Import TensorFlow and Keras without the lines their C++ libraries print as they load.
+
+    TensorFlow 2.21 logs some start-up lines through absl before its own log level applies (the
+    oneDNN notice on CPUs where oneDNN is on by default, CUDA probing on machines without CUDA):
+    they go straight to file descriptor 2, out of Python's reach, and TF_CPP_MIN_LOG_LEVEL does
+    not silence them. So standard error is caught at that level while TensorFlow loads; its log
+    lines are dropped and anything else is passed on. If the import fails, everything is passed
+    on. oneDNN itself stays as TensorFlow chose.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as caught:
+        os.dup2(caught.fileno(), 2)
+        imported = False
+        try:
+            import keras  # noqa: F401
+            import tensorflow  # noqa: F401
+
+            imported = True
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            caught.seek(0)
+            for line in caught.read().decode("utf-8", "replace").splitlines():
+                if not (imported and _NATIVE_LOG_LINE.fullmatch(line)):
+                    print(line, file=sys.stderr)
+
+
 def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
@@ -82,10 +177,10 @@ class _Formatter(logging.Formatter):
         return prefix + record.getMessage()
 
 
-def _configure_logging() -> None:
+def _configure_logging(level: int) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_Formatter())
-    handler.setLevel(logging.INFO)
+    handler.setLevel(level)
     logger = logging.getLogger("sequencer")
     logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
+    logger.setLevel(level)

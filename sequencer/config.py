@@ -42,11 +42,13 @@ _SECTION_HEADER = re.compile(r"^\[[^\]]*\]$")
 
 @dataclass(frozen=True)
 class Key:
-    """One configuration key. `kind` is int, float, bool, str, path, choice or list (comma-separated).
+    """One configuration key. `kind` is int, float, bool, str, path, run, choice or list (comma-separated).
 
     `choices` is a tuple, or a function returning one for choices found at run time (plug-ins).
     A str key may have a `pattern` (a regular expression the whole value must match), described
-    to the user by `pattern_help`.
+    to the user by `pattern_help`. A `run` is a run folder: a bare name means a folder in
+    `model_dir` (see `run_folder`). `resumable` keys of the training sections may change when a
+    run is resumed; the others must stay as the run was started (see `check_resume`).
     """
 
     name: str
@@ -61,6 +63,7 @@ class Key:
     high_open: bool = False  # True when `high` itself is not allowed
     pattern: str = ""
     pattern_help: str = ""
+    resumable: bool = False
 
     def options(self) -> tuple[str, ...]:
         return self.choices() if callable(self.choices) else self.choices
@@ -73,6 +76,8 @@ class Key:
             return "comma-separated, from " + ", ".join(self.options()) + "; empty for none"
         if self.kind == "path":
             return "a path"
+        if self.kind == "run":
+            return "a run folder: its name in model_dir, or a path"
         if self.kind == "bool":
             return "true or false"
         if self.kind == "str":
@@ -88,7 +93,7 @@ class Key:
     def parse(self, text: str) -> Any:
         """Turn the text of a value into its typed value; ValueError if it is not allowed."""
         text = text.strip()
-        if self.kind == "path":
+        if self.kind in ("path", "run"):
             if not text and self.default:  # only a path that is empty by default may be left empty
                 raise ValueError
             return text
@@ -134,6 +139,9 @@ def _fmt(number: float) -> str:
     return str(int(number)) if float(number).is_integer() else str(number)
 
 
+# The sections whose keys say how a run is trained: they name the run folder, and resuming may
+# change only their `resumable` keys.
+TRAINING_SECTIONS = ("Data", "Model", "Training")
 OPTIMIZERS = ("adadelta", "adafactor", "adagrad", "adam", "adamax", "adamw", "ftrl", "lion", "nadam", "rmsprop", "sgd")
 PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -172,7 +180,13 @@ KEYS: tuple[Key, ...] = (
         "folder the translations are written to, one file per input file, same name",
         "Files",
     ),
-    Key("run", "path", "", "run folder that predict.py uses; empty means the newest run in model_dir", "Files"),
+    Key(
+        "run",
+        "run",
+        "",
+        "run folder that predict.py uses; empty means the newest run in model_dir",
+        "Files",
+    ),
     Key(
         "run_name",
         "str",
@@ -278,6 +292,7 @@ KEYS: tuple[Key, ...] = (
         low=0,
         high=1,
         high_open=True,
+        resumable=True,
     ),
     Key(
         "attention",
@@ -289,7 +304,16 @@ KEYS: tuple[Key, ...] = (
     ),
     # Training
     Key("optimizer", "choice", "rmsprop", "Keras optimizer", "Training", choices=OPTIMIZERS),
-    Key("learning_rate", "float", 0.001, "the optimizer's initial learning rate", "Training", low=0, low_open=True),
+    Key(
+        "learning_rate",
+        "float",
+        0.001,
+        "the optimizer's initial learning rate",
+        "Training",
+        low=0,
+        low_open=True,
+        resumable=True,
+    ),
     Key("clipnorm", "float", 0.0, "clip each gradient to this norm; 0 means no clipping", "Training", low=0),
     Key(
         "loss",
@@ -307,7 +331,7 @@ KEYS: tuple[Key, ...] = (
         "Training",
         choices=("accuracy",),
     ),
-    Key("batch_size", "int", 64, "pairs per training batch", "Training", low=1),
+    Key("batch_size", "int", 64, "pairs per training batch", "Training", low=1, resumable=True),
     Key(
         "batcher",
         "choice",
@@ -316,7 +340,7 @@ KEYS: tuple[Key, ...] = (
         "Training",
         choices=_batchers,
     ),
-    Key("epochs", "int", 100, "passes over the training pairs", "Training", low=1),
+    Key("epochs", "int", 100, "passes over the training pairs", "Training", low=1, resumable=True),
     Key(
         "monitor",
         "choice",
@@ -349,6 +373,7 @@ KEYS: tuple[Key, ...] = (
         "stop after this many epochs without a better monitor; 0 never stops early",
         "Training",
         low=0,
+        resumable=True,
     ),
     Key(
         "lr_patience",
@@ -377,6 +402,7 @@ KEYS: tuple[Key, ...] = (
         "Training",
         pattern=r"auto|cpu|gpu(:\d+)?",
         pattern_help="auto, cpu, gpu or gpu:N",
+        resumable=True,
     ),
     Key(
         "distribution",
@@ -386,6 +412,7 @@ KEYS: tuple[Key, ...] = (
         "auto: mirrored when several GPUs are visible",
         "Training",
         choices=("auto", "none", "mirrored", "multi_worker"),
+        resumable=True,
     ),
     Key(
         "jit_compile",
@@ -426,6 +453,14 @@ KEYS: tuple[Key, ...] = (
         "int",
         0,
         "longest translation in tokens; 0 means twice the longest target seen in training",
+        "Prediction",
+        low=0,
+    ),
+    Key(
+        "min_output_len",
+        "int",
+        1,
+        "shortest translation in tokens of a non-empty sentence: the end marker cannot come sooner; 0 allows none",
         "Prediction",
         low=0,
     ),
@@ -501,7 +536,9 @@ class Config:
         unknown = set(changes) - set(KEYS_BY_NAME)
         if unknown:
             raise ConfigError(f"unknown key {sorted(unknown)[0]!r}")
-        return Config({**self._values, **changes}, self.config_file)
+        values = {**self._values, **changes}
+        _check_together(values)
+        return Config(values, self.config_file)
 
     @property
     def monitor_mode(self) -> str:
@@ -598,9 +635,38 @@ def _resolve(settings: dict[str, _Setting], base_dir: Path, config_file: Path | 
             base = setting.base_dir
         if key.kind == "path" and value != "":
             value = (base / Path(value).expanduser()).resolve()
+        if key.kind == "run" and value != "":
+            value = run_folder(value, values["model_dir"], base)
         values[key.name] = value
     _check_together(values)
     return Config(values, config_file)
+
+
+def run_folder(text: str, model_dir: Path, base_dir: Path) -> Path:
+    """The run folder `text` names: a bare name (no slash) is a run in `model_dir`, as `models/latest`
+    names it; anything else is a path, relative to `base_dir`."""
+    if not any(mark in text for mark in ("/", os.sep, "~")) and text not in (".", ".."):
+        return model_dir / text
+    return (base_dir / Path(text).expanduser()).resolve()
+
+
+def check_resume(saved: Config, config: Config, run_dir: Path) -> None:
+    """ConfigError if `config` changes a setting that a run resumed from `saved` must keep.
+
+    The settings of the training sections shape the data, the weights and the optimizer; only
+    the keys declared `resumable` may change between the start of a run and its resumption.
+    Files, prediction and tuning keys do not concern the weights and may always change.
+    """
+    for key in KEYS:
+        if key.section not in TRAINING_SECTIONS or key.resumable:
+            continue
+        before, now = getattr(saved, key.name), getattr(config, key.name)
+        if before != now:
+            allowed = ", ".join(key.name for key in KEYS if key.resumable)
+            raise ConfigError(
+                f"{key.name} cannot change when resuming {run_dir} (it was {key.format(before) or 'empty'}, "
+                f"not {key.format(now) or 'empty'}); only {allowed} can"
+            )
 
 
 def number_pair(text: str) -> tuple[float, float]:
@@ -630,6 +696,10 @@ def _check_together(values: dict[str, Any]) -> None:
             raise ConfigError(f"{name}={values[name]}: expected {KEYS_BY_NAME[name].pattern_help}")
     if monitor == "val_chrf" and not values["eval_every"]:
         raise ConfigError("monitor=val_chrf needs eval_every >= 1")
+    if values["max_output_len"] and values["min_output_len"] > values["max_output_len"]:
+        raise ConfigError(
+            f"min_output_len={values['min_output_len']} is more than max_output_len={values['max_output_len']}"
+        )
     if monitor.endswith("accuracy") and "accuracy" not in values["metrics"]:
         raise ConfigError(f"monitor={monitor} needs accuracy in metrics (metrics={','.join(values['metrics'])})")
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from sequencer.config import Config
-from sequencer.errors import DataError
+from sequencer.errors import ConfigError, DataError
 from sequencer.vocabulary import END_ID, PAD_ID, START_ID, Vocabulary
 
 log = logging.getLogger(__name__)
@@ -107,6 +107,22 @@ def decode_line(raw: bytes, path: Path, number: int) -> str:
     if number == 1:
         text = text.removeprefix("\ufeff")
     return text.rstrip("\r\n")
+
+
+def translation_inputs(input_dir: Path, output_dir: Path) -> list[Path]:
+    """The `*.txt` files of `input_dir` to translate into `output_dir`, which must not be `input_dir`."""
+    if not input_dir.is_dir():
+        raise DataError(f"predict_in {input_dir} is not a folder")
+    if output_dir.resolve() == input_dir.resolve():
+        raise ConfigError(
+            f"predict_out is the same folder as predict_in ({input_dir}); translations would overwrite the inputs"
+        )
+    if output_dir.exists() and not output_dir.is_dir():
+        raise ConfigError(f"predict_out {output_dir} is not a folder")
+    inputs = sorted(input_dir.glob("*.txt"))
+    if not inputs:
+        raise DataError(f"predict_in {input_dir} has no *.txt files to translate")
+    return inputs
 
 
 def parse_pair(text: str) -> tuple[str, str]:

@@ -7,13 +7,13 @@ source: one hypothesis per distinct source, scored against all of its references
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from sacrebleu.metrics import BLEU, CHRF
 
-from sequencer.runs import write_json
+from sequencer.files import read_json, write_json
+from sequencer.text import markdown_table
 
 EVAL_FILE = "eval.json"
 
@@ -59,15 +59,18 @@ def score(hypotheses: list[str], references: list[list[str]]) -> dict:
 def record(run_dir: Path, name: str, scores: dict) -> None:
     """Add the scores of one test file to the run's eval.json, keeping the other files' scores."""
     path = run_dir / EVAL_FILE
-    results = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    results = read_json(path) if path.is_file() else {}
     results[name] = scores
     write_json(path, results)
 
 
 def table(rows: dict[str, dict]) -> str:
     """A Markdown table of scores, one row per test file."""
-    lines = ["| file | sentences | references | BLEU | chrF | exact % |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
-    for name, s in rows.items():
-        numbers = f"{s['sentences']} | {s['references']} | {s['bleu']:.2f} | {s['chrf']:.2f} | {s['exact_match']:.1f}"
-        lines.append(f"| {name} | {numbers} |")
-    return "\n".join(lines)
+    return markdown_table(
+        ["file", "sentences", "references", "BLEU", "chrF", "exact %"],
+        [
+            [name, s["sentences"], s["references"], f"{s['bleu']:.2f}", f"{s['chrf']:.2f}", f"{s['exact_match']:.1f}"]
+            for name, s in rows.items()
+        ],
+        numeric=[False] + [True] * 5,
+    )

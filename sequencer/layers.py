@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import keras
+import tensorflow as tf
 from keras import layers, ops
 
 from sequencer.vocabulary import PAD_ID
@@ -62,3 +63,17 @@ def find_stacked(model: keras.Model, name: str) -> list[layers.Layer]:
     while stacked_name(name, count) in names:
         count += 1
     return [model.get_layer(stacked_name(name, layer)) for layer in range(count)]
+
+
+def step_cells(cells: list, inputs: tf.Tensor, states: list) -> tuple[tf.Tensor, list]:
+    """One time step through a stack of recurrent cells: (the last cell's output, each cell's new state).
+
+    `inputs` lose the padding mask their layer attached: cells take no mask, and one step's tokens
+    need none (the outputs of finished sentences, which read padding, are ignored).
+    """
+    inputs = tf.identity(inputs)
+    new_states = []
+    for cell, state in zip(cells, states):
+        inputs, state = cell(inputs, state)
+        new_states.append(state)
+    return inputs, new_states

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import time
 from collections import Counter
@@ -15,11 +14,11 @@ from typing import BinaryIO, TextIO
 
 from sequencer import builders
 from sequencer.config import Config
-from sequencer.data import decode_line, pad_ids, read_lines
+from sequencer.data import decode_line, pad_ids, read_lines, translation_inputs
 from sequencer.devices import configure_device
-from sequencer.errors import ConfigError, DataError
 from sequencer.evaluation import EVAL_FILE, ReferenceSet, record, score, table
-from sequencer.runs import Run, find_run, load_run, temporary_path
+from sequencer.files import atomic_path
+from sequencer.runs import Run, find_run, load_run
 from sequencer.search import BeamSearchDecoder, GreedyDecoder
 from sequencer.vocabulary import UNK_ID
 
@@ -56,29 +55,28 @@ class Progress:
 
 
 class Predictor:
-    """Translates with the model, vocabularies and length bound of one run folder."""
+    """Translates with the model and vocabularies of one run folder.
 
-    def __init__(
-        self,
-        run: Run,
-        decode_batch_size: int = 256,
-        max_output_len: int = 0,
-        beam_width: int = 1,
-        length_penalty: float = 0.6,
-        n_best: int = 1,
-    ):
+    The Prediction keys of `config` (beam_width, n_best, decode_batch_size, the output length
+    bounds...) say how; by default, those saved with the run.
+    """
+
+    def __init__(self, run: Run, config: Config | None = None):
+        config = config or run.config
         self.run = run
-        self.decode_batch_size = decode_batch_size
-        self.max_output_len = max_output_len or 2 * int(run.summary.get("max_target_len", 0)) or 100
-        self.n_best = n_best
+        self.decode_batch_size = config.decode_batch_size
+        self.max_output_len = config.max_output_len or 2 * int(run.summary.get("max_target_len", 0)) or 100
+        min_len = min(config.min_output_len, self.max_output_len)
+        self.n_best = config.n_best
         inference = builders.get(run.config.model)(run.config).inference(run.model)
-        if beam_width == 1:
+        if config.beam_width == 1:
             greedy = GreedyDecoder(inference)
-            self.decode = lambda source_ids: greedy(source_ids, self.max_output_len)
+            self.decode = lambda source_ids: greedy(source_ids, self.max_output_len, min_len)
         else:
-            beam = BeamSearchDecoder(inference, beam_width, length_penalty)
-            self.decode = lambda source_ids: beam(source_ids, self.max_output_len, n_best)
+            beam = BeamSearchDecoder(inference, config.beam_width, config.length_penalty)
+            self.decode = lambda source_ids: beam(source_ids, self.max_output_len, min_len, config.n_best)
         self.unknown_tokens: Counter[str] = Counter()
+        self.sentences = self.empty_translations = 0  # non-empty sentences translated, and those translated as ""
         self.show_progress = False  # a progress line on stderr while translating a file or stream
         self.progress: Progress | None = None
 
@@ -88,14 +86,7 @@ class Predictor:
         configure_device(config.device)
         run = load_run(find_run(config.model_dir, config.run))
         log.info("translating with %s", run.path)
-        return cls(
-            run,
-            config.decode_batch_size,
-            config.max_output_len,
-            config.beam_width,
-            config.length_penalty,
-            config.n_best,
-        )
+        return cls(run, config)
 
     def translate(self, sentences: list[str]) -> list[str]:
         """One translation per sentence, in order; an empty sentence gives an empty translation."""
@@ -119,6 +110,8 @@ class Predictor:
             batch = by_length[start : start + self.decode_batch_size]
             for i, hypotheses in zip(batch, self.decode(pad_ids([encoded[i] for i in batch])).ids):
                 translations[i] = [self.run.target_vocab.decode(ids) for ids in hypotheses]
+                self.empty_translations += translations[i][0] == ""
+            self.sentences += len(batch)
             if self.progress:
                 self.progress.advance(len(batch))
         if self.progress:
@@ -142,17 +135,7 @@ class Predictor:
 
     def translate_folder(self, input_dir: Path, output_dir: Path) -> list[Path]:
         """Translate every `*.txt` in `input_dir` into the file of the same name in `output_dir`."""
-        if not input_dir.is_dir():
-            raise DataError(f"predict_in {input_dir} is not a folder")
-        if output_dir.resolve() == input_dir.resolve():
-            raise ConfigError(
-                f"predict_out is the same folder as predict_in ({input_dir}); translations would overwrite the inputs"
-            )
-        if output_dir.exists() and not output_dir.is_dir():
-            raise ConfigError(f"predict_out {output_dir} is not a folder")
-        inputs = sorted(input_dir.glob("*.txt"))
-        if not inputs:
-            raise DataError(f"predict_in {input_dir} has no *.txt files to translate")
+        inputs = translation_inputs(input_dir, output_dir)
         output_dir.mkdir(parents=True, exist_ok=True)
         written, scored = [], {}
         for path in inputs:
@@ -173,25 +156,24 @@ class Predictor:
         When every non-empty line carries a target column (a file in the training format), the
         translations are also scored against the targets, and the scores returned.
         """
-        temporary = temporary_path(output_path)
         translations: dict[str, str] = {}  # the best translation of each source, for scoring
         pairs: list[tuple[str, str]] = []
         targeted = True
         lines = (text for _, text in read_lines(input_path))
-        try:
-            with open(temporary, "w", encoding="utf-8") as output, self._progress():
-                while chunk := list(islice(lines, CHUNK_LINES)):
-                    for line, translation in zip(chunk, self.translate_lines(chunk)):
-                        output.write(translation + "\n")
-                        columns = [column.strip() for column in line.split("\t")]
-                        if len(columns) > 1 and columns[0] and columns[1]:
-                            pairs.append((columns[0], columns[1]))
-                            translations[columns[0]] = translation.split("\t", 1)[0]
-                        elif columns[0]:
-                            targeted = False
-            os.replace(temporary, output_path)
-        finally:
-            temporary.unlink(missing_ok=True)
+        with (
+            atomic_path(output_path) as temporary,
+            open(temporary, "w", encoding="utf-8") as output,
+            self._progress(input_path),
+        ):
+            while chunk := list(islice(lines, CHUNK_LINES)):
+                for line, translation in zip(chunk, self.translate_lines(chunk)):
+                    output.write(translation + "\n")
+                    columns = [column.strip() for column in line.split("\t")]
+                    if len(columns) > 1 and columns[0] and columns[1]:
+                        pairs.append((columns[0], columns[1]))
+                        translations[columns[0]] = translation.split("\t", 1)[0]
+                    elif columns[0]:
+                        targeted = False
         if not (targeted and pairs):
             return None
         reference_set = ReferenceSet.from_pairs(pairs)
@@ -200,7 +182,7 @@ class Predictor:
     def translate_stream(self, input_stream: BinaryIO, output_stream: TextIO) -> None:
         """Translate standard-input style lines to an output stream, flushing after every chunk."""
         lines = (decode_line(raw, Path("<stdin>"), number) for number, raw in enumerate(input_stream, start=1))
-        with self._progress():
+        with self._progress(Path("<stdin>")):
             for count, translation in enumerate(self.translate_lines(lines), start=1):
                 output_stream.write(translation + "\n")
                 if count % CHUNK_LINES == 0:
@@ -209,14 +191,23 @@ class Predictor:
         self.warn_unknown_tokens()
 
     @contextmanager
-    def _progress(self):
+    def _progress(self, source: Path):
+        """The progress line while `source` is translated, and a warning if most of it came out empty."""
         self.progress = Progress(sys.stderr) if self.show_progress else None
+        self.sentences = self.empty_translations = 0
         try:
             yield
         finally:
             if self.progress:
                 self.progress.close()
             self.progress = None
+        if self.empty_translations > self.sentences / 2:
+            log.warning(
+                "%s: %d of %d sentences were translated as empty lines; the model may need more training",
+                source,
+                self.empty_translations,
+                self.sentences,
+            )
 
     def warn_unknown_tokens(self) -> None:
         """One warning for all the tokens translated as unknown since the last call."""

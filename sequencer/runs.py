@@ -10,28 +10,31 @@
         test.txt, eval.json  the held-out test pairs (test_split) and the scores of evaluations
         metrics.csv, train.log, curves.png, tensorboard/
 
-Every file is written under a temporary name and renamed into place, and a checkpoint becomes
-the last one only when `checkpoints/last` is replaced after it is complete, so an interruption
-at any moment leaves a run that prediction and `--resume` accept. `model_dir/latest` names the
-newest run. Nothing is unpickled and no code is loaded from a run folder: Keras loads models in
-safe mode, everything else is JSON.
+Every file is written atomically (`files.atomic_path`), and a checkpoint becomes the last one
+only when `checkpoints/last` is replaced after it is complete, so an interruption at any moment
+leaves a run that prediction and `--resume` accept. `model_dir/latest` names the newest run.
+Nothing is unpickled and no code is loaded from a run folder: Keras loads models in safe mode,
+everything else is JSON. Keras is imported only to save or load a model, so that the scripts can
+check a run folder before TensorFlow starts.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
-
-import keras
+from typing import TYPE_CHECKING
 
 from sequencer import builders
-from sequencer.config import KEYS, Config, config_from_dict
+from sequencer.config import KEYS, TRAINING_SECTIONS, Config, config_from_dict
 from sequencer.errors import ConfigError, DataError
+from sequencer.files import atomic_path, read_json, write_atomically, write_json
+from sequencer.text import first_line
 from sequencer.vocabulary import Vocabulary
+
+if TYPE_CHECKING:
+    import keras
 
 CONFIG_FILE = "config.json"
 VOCAB_FILE = "vocab.json"
@@ -47,38 +50,42 @@ STATE_FILE = "state.json"
 TEST_FILE = "test.txt"
 LATEST_FILE = "latest"
 
-# Settings that say how a run was trained, and so go into its folder name when not the default.
-_NAMED_SECTIONS = ("Data", "Model", "Training")
+# Training settings that do not go into a run folder's name.
 _UNNAMED_KEYS = ("model", "on_bad_line", "metrics", "device", "distribution")
 
 
-def temporary_path(path: Path) -> Path:
-    """A hidden name beside `path` for writing it before it is renamed into place."""
-    return path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+@dataclass
+class TrainingState:
+    """The counters of a training run, saved with every checkpoint so that a resumed run decides
+    (best epoch, early stopping, learning-rate plateaus) exactly as an uninterrupted one would."""
 
+    epochs_completed: int = 0
+    best_epoch: int = 0
+    best_value: float | None = None  # of `monitor`, at best_epoch
+    best_metrics: dict[str, float] = field(default_factory=dict)
+    plateau_epochs: int = 0  # epochs since the last better monitor or learning-rate cut
+    stopped_early: bool = False
+    seconds: float = 0.0  # training time, summed over epochs
+    resumed_after: list[int] = field(default_factory=list)  # epochs after which the run was resumed
 
-def write_atomically(path: Path, text: str) -> None:
-    """Write `text` to `path` through a temporary file in the same folder, then rename it into place."""
-    temporary = temporary_path(path)
-    try:
-        temporary.write_text(text, encoding="utf-8")
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+    def finished(self, epochs: int) -> bool:
+        """Whether a run of `epochs` epochs in this state has nothing left to train."""
+        return self.epochs_completed >= epochs or self.stopped_early
 
+    def to_json(self) -> dict:
+        return asdict(self)
 
-def write_json(path: Path, data: object) -> None:
-    write_atomically(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    @classmethod
+    def from_json(cls, data: dict) -> TrainingState:
+        """The state saved by `to_json`; fields an older version did not save take their defaults."""
+        known = {item.name for item in fields(cls)}
+        return cls(**{name: value for name, value in data.items() if name in known})
 
 
 def save_model(model: keras.Model, path: Path) -> None:
-    """`model.save` to a temporary `.keras` file beside `path`, then rename it into place."""
-    temporary = temporary_path(path)
-    try:
+    """`model.save`, atomically."""
+    with atomic_path(path) as temporary:
         model.save(temporary)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 def run_name(config: Config) -> str:
@@ -88,7 +95,7 @@ def run_name(config: Config) -> str:
     values = config.to_dict()
     parts = [config.model]
     for key in KEYS:
-        if key.section in _NAMED_SECTIONS and key.name not in _UNNAMED_KEYS and values[key.name] != key.default:
+        if key.section in TRAINING_SECTIONS and key.name not in _UNNAMED_KEYS and values[key.name] != key.default:
             parts.append(f"{key.name}={key.format(values[key.name])}")
     parts.append(datetime.now().strftime("%Y%m%d-%H%M%S"))
     return "-".join(parts)
@@ -122,26 +129,26 @@ def mark_latest(run_dir: Path) -> None:
     write_atomically(run_dir.parent / LATEST_FILE, run_dir.name + "\n")
 
 
-def save_checkpoint(run_dir: Path, model: keras.Model, state: dict) -> None:
+def save_checkpoint(run_dir: Path, model: keras.Model, state: TrainingState) -> None:
     """Save the model with its optimizer and the training `state`, then make it the last checkpoint."""
     checkpoints = run_dir / CHECKPOINTS_DIR
-    folder = checkpoints / f"epoch-{state['epochs_completed']:04d}"
+    folder = checkpoints / f"epoch-{state.epochs_completed:04d}"
     folder.mkdir(parents=True, exist_ok=True)
     save_model(model, folder / MODEL_FILE)
-    write_json(folder / STATE_FILE, state)
+    write_json(folder / STATE_FILE, state.to_json())
     write_atomically(checkpoints / LAST_CHECKPOINT, folder.name + "\n")
     for old in checkpoints.glob("epoch-*"):
         if old != folder:
             shutil.rmtree(old, ignore_errors=True)
 
 
-def load_checkpoint(run_dir: Path) -> tuple[keras.Model, dict] | None:
+def load_checkpoint(run_dir: Path) -> tuple[keras.Model, TrainingState] | None:
     """The last checkpoint's compiled model (with optimizer state) and training state; None if there is none."""
     pointer = run_dir / CHECKPOINTS_DIR / LAST_CHECKPOINT
     if not pointer.is_file():
         return None
     folder = pointer.parent / pointer.read_text(encoding="utf-8").strip()
-    state = read_json(folder / STATE_FILE)
+    state = TrainingState.from_json(read_json(folder / STATE_FILE))
     return _load_model(folder / MODEL_FILE, load_config(run_dir), compile=True), state
 
 
@@ -158,24 +165,31 @@ class Run:
 
 
 def find_run(model_dir: Path, run: Path | str) -> Path:
-    """The run folder to use: `run` if given, else the one `model_dir/latest` names."""
+    """The run folder to use: `run` if given (see `config.run_folder`), else the one `model_dir/latest` names."""
     if run:
         path = Path(run)
+        if not path.exists():
+            raise DataError(f"the run folder {path} does not exist")
         if not (path / CONFIG_FILE).is_file():
-            raise DataError(f"run={path} is not a run folder: it has no {CONFIG_FILE}")
+            raise DataError(f"{path} is not a run folder: it has no {CONFIG_FILE}")
         return path
     latest = model_dir / LATEST_FILE
     if not latest.is_file():
         raise DataError(f"no trained model: {latest} does not exist; train one with scripts/train.py or set run=PATH")
     path = model_dir / latest.read_text(encoding="utf-8").strip()
     if not (path / CONFIG_FILE).is_file():
-        raise DataError(f"{latest} names {path}, which is not a run folder: it has no {CONFIG_FILE}")
+        problem = "is not a run folder: it has no " + CONFIG_FILE if path.exists() else "does not exist"
+        raise DataError(f"{latest} names {path}, which {problem}")
     return path
 
 
 def load_config(run_dir: Path, flags: dict[str, str] | None = None) -> Config:
     """The configuration a run was trained with, `flags` on top."""
     return config_from_dict(read_json(run_dir / CONFIG_FILE), str(run_dir / CONFIG_FILE), flags)
+
+
+def load_summary(run_dir: Path) -> dict:
+    return read_json(run_dir / SUMMARY_FILE)
 
 
 def load_vocabularies(run_dir: Path) -> tuple[Vocabulary, Vocabulary]:
@@ -189,7 +203,7 @@ def load_vocabularies(run_dir: Path) -> tuple[Vocabulary, Vocabulary]:
 def load_run(path: Path) -> Run:
     """Load a run folder's best model in safe mode; DataError names what is missing or unreadable."""
     source_vocab, target_vocab = load_vocabularies(path)
-    config, summary = load_config(path), read_json(path / SUMMARY_FILE)
+    config, summary = load_config(path), load_summary(path)
     if not (path / MODEL_FILE).is_file():
         raise DataError(f"{path} has no {MODEL_FILE} yet: its training has not finished an epoch")
     return Run(path, _load_model(path / MODEL_FILE, config, compile=False), source_vocab, target_vocab, config, summary)
@@ -197,21 +211,10 @@ def load_run(path: Path) -> Run:
 
 def _load_model(path: Path, config: Config, compile: bool) -> keras.Model:
     """Load in safe mode, after importing the run's builder so that its custom layers are known."""
+    import keras
+
     builders.get(config.model)
     try:
         return keras.saving.load_model(path, compile=compile, safe_mode=True)
     except Exception as error:  # Keras raises many types for a damaged or foreign file
-        lines = str(error).strip().splitlines() or ["no details"]
-        raise DataError(f"{path}: cannot load the model ({type(error).__name__}: {lines[0]})") from None
-
-
-def read_json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(f"{path} is missing") from None
-    except (ValueError, UnicodeDecodeError) as error:
-        raise DataError(f"{path}: not valid JSON ({error})") from None
-    if not isinstance(data, dict):
-        raise DataError(f"{path}: expected a JSON object")
-    return data
+        raise DataError(f"{path}: cannot load the model ({type(error).__name__}: {first_line(error)})") from None

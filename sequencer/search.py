@@ -4,6 +4,9 @@ The original example called `model.predict` once per output character per senten
 encoder runs once per batch and every decoder step of every sentence in the batch runs inside one
 `tf.function` loop, which stops when each sentence (each beam) has produced its end marker or at
 `max_len`. Both use only a builder's `encode` and `step`, so they decode every builder's models.
+Neither emits padding or the start marker, nor the end marker before `min_len` tokens: a
+barely trained model, which ranks the end marker first, would otherwise translate every
+sentence as an empty string.
 
 Scores are log-probabilities under the model, divided by the GNMT length penalty
 ((5 + length) / 6) ** alpha (Wu et al., 2016); alpha = 0 compares plain log-probabilities.
@@ -19,7 +22,8 @@ import tensorflow as tf
 from sequencer.builders import Inference
 from sequencer.vocabulary import END_ID, PAD_ID, START_ID
 
-_SIGNATURE = [tf.TensorSpec([None, None], tf.int32), tf.TensorSpec([], tf.int32)]
+# (source ids (batch, time), max_len, min_len)
+_SIGNATURE = [tf.TensorSpec([None, None], tf.int32), tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.int32)]
 
 
 def length_penalty(lengths, alpha: float):
@@ -42,14 +46,17 @@ class Hypotheses:
         return self.log_probs / length_penalty(self.lengths.astype(np.float32), alpha)
 
 
-def never_pad_or_start(probabilities):
-    """`probabilities` with padding and the start marker at 0: no training target is either, so no output is.
+def allowed_next(probabilities, step, min_len):
+    """`probabilities` (batch, vocab) of the token at `step` (0 for the first), with the tokens
+    decoding may not emit there at 0.
 
-    An untrained or small model can still rank them first; read back as input, padding would
-    then be a token the training graph never saw unmasked.
+    Padding and the start marker are never emitted: no training target holds them, but an
+    untrained or small model can still rank them first, and padding read back as input is a token
+    the training graph never saw unmasked. The end marker is not emitted before `min_len` tokens.
     """
     ids = tf.range(tf.shape(probabilities)[-1])
-    return tf.where((ids == PAD_ID) | (ids == START_ID), tf.zeros_like(probabilities), probabilities)
+    banned = (ids == PAD_ID) | (ids == START_ID) | ((ids == END_ID) & (step < min_len))
+    return tf.where(banned, tf.zeros_like(probabilities), probabilities)
 
 
 class GreedyDecoder:
@@ -59,12 +66,12 @@ class GreedyDecoder:
         self.inference = inference
         self._decode = tf.function(self._decode_batch, input_signature=_SIGNATURE)
 
-    def __call__(self, source_ids: np.ndarray, max_len: int) -> Hypotheses:
+    def __call__(self, source_ids: np.ndarray, max_len: int, min_len: int = 0) -> Hypotheses:
         """One hypothesis per sentence; its ids end with END_ID, or are cut at `max_len`."""
-        ids, log_probs, lengths = self._decode(tf.constant(source_ids, tf.int32), tf.constant(max_len, tf.int32))
+        ids, log_probs, lengths = self._decode(*_tensors(source_ids, max_len, min_len))
         return Hypotheses(ids.numpy()[:, None], log_probs.numpy()[:, None], lengths.numpy()[:, None])
 
-    def _decode_batch(self, source_ids, max_len):
+    def _decode_batch(self, source_ids, max_len, min_len):
         state = self.inference.encode(source_ids)
         batch_size = tf.shape(source_ids)[0]
         token = tf.fill([batch_size], START_ID)
@@ -74,7 +81,7 @@ class GreedyDecoder:
         steps = tf.TensorArray(tf.int32, size=0, dynamic_size=True, element_shape=[None])
         for step in tf.range(max_len):
             probabilities, state = self.inference.step(token, state)
-            probabilities = never_pad_or_start(probabilities)
+            probabilities = allowed_next(probabilities, step, min_len)
             token = tf.where(finished, PAD_ID, tf.argmax(probabilities, axis=-1, output_type=tf.int32))
             chosen = tf.gather(probabilities, token, batch_dims=1)
             log_prob += tf.where(finished, 0.0, tf.math.log(chosen))
@@ -102,16 +109,17 @@ class BeamSearchDecoder:
         self.greedy = GreedyDecoder(inference)
         self._search = tf.function(self._search_batch, input_signature=_SIGNATURE)
 
-    def __call__(self, source_ids: np.ndarray, max_len: int, n_best: int = 1) -> Hypotheses:
+    def __call__(self, source_ids: np.ndarray, max_len: int, min_len: int = 0, n_best: int = 1) -> Hypotheses:
         """The `n_best` best hypotheses of each sentence, best first, the greedy one included."""
-        return _merge(self.beams(source_ids, max_len), self.greedy(source_ids, max_len), self.alpha, n_best)
+        beams = self.beams(source_ids, max_len, min_len)
+        return _merge(beams, self.greedy(source_ids, max_len, min_len), self.alpha, n_best)
 
-    def beams(self, source_ids: np.ndarray, max_len: int) -> Hypotheses:
+    def beams(self, source_ids: np.ndarray, max_len: int, min_len: int = 0) -> Hypotheses:
         """The `beam_width` hypotheses of plain beam search, best first."""
-        ids, log_probs, lengths = self._search(tf.constant(source_ids, tf.int32), tf.constant(max_len, tf.int32))
+        ids, log_probs, lengths = self._search(*_tensors(source_ids, max_len, min_len))
         return Hypotheses(ids.numpy(), log_probs.numpy(), lengths.numpy())
 
-    def _search_batch(self, source_ids, max_len):
+    def _search_batch(self, source_ids, max_len, min_len):
         k, alpha = self.beam_width, self.alpha
         batch_size = tf.shape(source_ids)[0]
         state = tf.nest.map_structure(lambda s: tf.repeat(s, k, axis=0), self.inference.encode(source_ids))
@@ -121,10 +129,10 @@ class BeamSearchDecoder:
         lengths = tf.zeros([batch_size, k], tf.int32)
         finished = tf.zeros([batch_size, k], tf.bool)
         ids = tf.zeros([batch_size, k, 0], tf.int32)
-        for _ in tf.range(max_len):
+        for step in tf.range(max_len):
             tf.autograph.experimental.set_loop_options(shape_invariants=[(ids, tf.TensorShape([None, k, None]))])
             probabilities, state = self.inference.step(tokens, state)
-            probabilities = never_pad_or_start(probabilities)
+            probabilities = allowed_next(probabilities, step, min_len)
             vocab_size = tf.shape(probabilities)[-1]
             step_log_probs = tf.math.log(tf.reshape(probabilities, [batch_size, k, vocab_size]))
             # A finished hypothesis can only be followed by padding, at no cost.
@@ -146,6 +154,10 @@ class BeamSearchDecoder:
             if tf.reduce_all(finished):
                 break
         return ids, log_probs, lengths
+
+
+def _tensors(source_ids: np.ndarray, max_len: int, min_len: int) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    return tf.constant(source_ids, tf.int32), tf.constant(max_len, tf.int32), tf.constant(min_len, tf.int32)
 
 
 def _merge(beams: Hypotheses, greedy: Hypotheses, alpha: float, n_best: int) -> Hypotheses:

@@ -21,12 +21,13 @@ import numpy as np
 import tensorflow as tf
 
 from sequencer import batchers, builders
-from sequencer.callbacks import CurvePlot, EpochStats, RunState, ValidationChrF, initial_state
-from sequencer.config import Config
+from sequencer.callbacks import CurvePlot, EpochCSVLogger, EpochLine, EpochStats, RunState, ValidationChrF
+from sequencer.config import Config, check_resume
 from sequencer.data import Corpus, Sequences, teacher_forcing
 from sequencer.devices import configure_device, is_chief, make_strategy
 from sequencer.errors import ConfigError, DataError
 from sequencer.evaluation import EVAL_FILE, record, table
+from sequencer.files import write_atomically, write_json
 from sequencer.runs import (
     CONFIG_FILE,
     LOG_FILE,
@@ -34,17 +35,18 @@ from sequencer.runs import (
     PLOT_FILE,
     TENSORBOARD_DIR,
     TEST_FILE,
+    TrainingState,
     create_run,
     load_checkpoint,
     load_config,
     load_run,
     load_vocabularies,
     mark_latest,
-    write_atomically,
-    write_json,
 )
 
 log = logging.getLogger(__name__)
+
+PROGRESS = ("bar", "lines", "none")
 
 
 def replica_slices(batch: np.ndarray, replicas: int) -> list[np.ndarray]:
@@ -108,13 +110,20 @@ def make_dataset(
 
 
 class Trainer:
-    """Trains the model the config describes on a Corpus, in a run folder it creates or resumes."""
+    """Trains the model the config describes on a Corpus, in a run folder it creates or resumes.
 
-    def __init__(self, config: Config, callbacks: Sequence[keras.callbacks.Callback] = ()):
+    `progress` is what the console shows while training: Keras' progress bar ("bar"), one line
+    per epoch on standard output ("lines", as train.log has them), or nothing ("none").
+    """
+
+    def __init__(self, config: Config, callbacks: Sequence[keras.callbacks.Callback] = (), progress: str = "bar"):
+        if progress not in PROGRESS:
+            raise ValueError(f"progress must be one of {', '.join(PROGRESS)}, not {progress!r}")
         self.config = config
         self.builder = builders.get(config.model)(config)
         self.batcher = batchers.get(config.batcher)()
         self.extra_callbacks = list(callbacks)
+        self.progress = progress
 
     def train(self, corpus: Corpus) -> Path:
         """Train a new model in a new run folder; return the folder (deleted already on a non-chief worker)."""
@@ -127,17 +136,23 @@ class Trainer:
             run_dir = create_run(self.config, vocabularies, data_summary(corpus), corpus.test_pairs)
             mark_latest(run_dir)
             log.info("run folder: %s", run_dir)
-            return self._fit(model, run_dir, corpus, initial_state())
+            return self._fit(model, run_dir, corpus, TrainingState())
 
     def resume(self, run_dir: Path, corpus: Corpus) -> Path:
-        """Continue `run_dir` from its last checkpoint: weights, optimizer state, epoch and counters."""
+        """Continue `run_dir` from its last checkpoint: weights, optimizer state, epoch and counters.
+
+        The config may differ from the run's only in keys declared resumable (and in files,
+        prediction and tuning keys); the corpus must be the one the run started with.
+        """
+        saved_config = load_config(run_dir)
+        check_resume(saved_config, self.config, run_dir)
         if load_vocabularies(run_dir) != (corpus.source_vocab, corpus.target_vocab):
             raise DataError(f"the training data in {self.config.train_dir} changed since {run_dir} started")
         self._prepare()
         with self._worker_scratch() as scratch:
             if scratch:
                 run_dir = Path(shutil.copytree(run_dir, scratch / run_dir.name))
-            return self._resume(run_dir, corpus)
+            return self._resume(run_dir, corpus, saved_config)
 
     @contextmanager
     def _worker_scratch(self):
@@ -153,30 +168,58 @@ class Trainer:
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
 
-    def _resume(self, run_dir: Path, corpus: Corpus) -> Path:
-        saved_config = load_config(run_dir)
+    def _resume(self, run_dir: Path, corpus: Corpus, saved_config: Config) -> Path:
         checkpoint = load_checkpoint(run_dir)
         if checkpoint is None:  # interrupted before its first epoch ended: start it again
-            model = self._new_model(corpus)
-            state = initial_state()
+            model, state = self._new_model(corpus), TrainingState()
         else:
             saved_model, state = checkpoint
             model = self._continue(saved_model, corpus, saved_config)
+            if not state.finished(self.config.epochs):
+                state.resumed_after.append(state.epochs_completed)
         saved, now = saved_config.to_dict(), self.config.to_dict()
         changes = ", ".join(f"{key} {saved[key]} -> {value}" for key, value in now.items() if value != saved[key])
         write_json(run_dir / CONFIG_FILE, now)  # the settings the run trains with from now on
-        log.info("resuming %s after epoch %d%s", run_dir, state["epochs_completed"], f"; {changes}" if changes else "")
-        _keep_metrics_rows(run_dir / METRICS_FILE, state["epochs_completed"])
+        log.info("resuming %s after epoch %d%s", run_dir, state.epochs_completed, f"; {changes}" if changes else "")
+        _keep_metrics_rows(run_dir / METRICS_FILE, state.epochs_completed)
         return self._fit(model, run_dir, corpus, state)
 
-    def _fit(self, model: keras.Model, run_dir: Path, corpus: Corpus, state: dict) -> Path:
-        """Keras `fit` from the state's epoch to `epochs`; on Ctrl-C the run is left resumable."""
-        config = self.config
-        first_epoch = state["epochs_completed"]
-        if first_epoch >= config.epochs or state["stopped_early"]:
-            log.info("%s has finished training already (epoch %d)", run_dir, first_epoch)
+    def _fit(self, model: keras.Model, run_dir: Path, corpus: Corpus, state: TrainingState) -> Path:
+        """Keras `fit` from the state's epoch to `epochs`, then the test split; on Ctrl-C the run is left resumable."""
+        if state.finished(self.config.epochs):
+            log.info("%s has finished training already (epoch %d)", run_dir, state.epochs_completed)
             return run_dir
+        train_data, steps = self._training_batches(corpus, state.epochs_completed)
+        run_state = RunState(run_dir, self.config, state, data_summary(corpus))
+        with self._run_log(run_dir):
+            log.debug("%s", _summary_table(model))
+            log.info("model %s: %s parameters", model.name, f"{model.count_params():,}")
+            try:
+                self._keras_fit(
+                    model,
+                    train_data,
+                    steps,
+                    self._validation_batches(corpus),
+                    state,
+                    [*self._run_callbacks(run_dir, corpus, run_state), *self.extra_callbacks],
+                )
+            except KeyboardInterrupt:
+                log.warning(
+                    "interrupted during epoch %d; %s keeps the run as of epoch %d: resume it with --resume",
+                    state.epochs_completed + 1,
+                    run_dir,
+                    state.epochs_completed,
+                )
+                run_state.write_summary(interrupted=True)
+                raise
+        log.info("best epoch %d of %d; model.keras holds it", state.best_epoch, state.epochs_completed)
+        if corpus.test_pairs and is_chief(self.strategy):
+            self._evaluate(run_dir, corpus.test_pairs)
+        return run_dir
 
+    def _training_batches(self, corpus: Corpus, first_epoch: int) -> tuple[tf.data.Dataset, int]:
+        """The batches of the epochs from `first_epoch` on, and the number of batches per epoch."""
+        config = self.config
         lengths = np.stack([corpus.train_source.lengths, corpus.train_target.lengths], axis=1)
 
         def plan(epoch: int) -> list[np.ndarray]:
@@ -188,70 +231,75 @@ class Trainer:
                 f"batcher={config.batcher} must make {steps} batches of {config.batch_size} pairs or fewer"
             )
         epochs = range(first_epoch, config.epochs)
-        train_data = self._distribute(
+        data = self._distribute(
             lambda *replicas: make_dataset(corpus.train_source, corpus.train_target, plan, epochs, steps, *replicas)
         )
-        val_data = None
-        if len(corpus.val_source):
-            val_lengths = np.stack([corpus.val_source.lengths, corpus.val_target.lengths], axis=1)
-            val_batches = self.batcher.batches(val_lengths, config.batch_size, None)
-            val_data = self._distribute(
-                lambda *replicas: make_dataset(
-                    corpus.val_source, corpus.val_target, lambda _: val_batches, [0], len(val_batches), *replicas
-                )
-            )
+        return data, steps
 
-        run_state = RunState(run_dir, config, state, data_summary(corpus))
+    def _validation_batches(self, corpus: Corpus) -> tf.data.Dataset | None:
+        """The validation pairs in fixed batches, or None without any."""
+        if not len(corpus.val_source):
+            return None
+        lengths = np.stack([corpus.val_source.lengths, corpus.val_target.lengths], axis=1)
+        batches = self.batcher.batches(lengths, self.config.batch_size, None)
+        return self._distribute(
+            lambda *replicas: make_dataset(
+                corpus.val_source, corpus.val_target, lambda _: batches, [0], len(batches), *replicas
+            )
+        )
+
+    def _run_callbacks(self, run_dir: Path, corpus: Corpus, run_state: RunState) -> list[keras.callbacks.Callback]:
+        """What each epoch records in the run folder and decides, in the order they must run."""
+        config = self.config
         chrf = []
         if config.eval_every and len(corpus.val_source):
-            max_len = 2 * corpus.max_target_len
-            chrf = [ValidationChrF(self.builder.inference, corpus, config.eval_pairs, config.eval_every, max_len)]
-        callbacks = [
-            *chrf,  # first, so that the callbacks after it see val_chrf
-            EpochStats(len(lengths), config.epochs),
-            run_state,
-            keras.callbacks.CSVLogger(str(run_dir / METRICS_FILE), append=True),
-            CurvePlot(run_dir / METRICS_FILE, run_dir / PLOT_FILE),
-            keras.callbacks.TensorBoard(str(run_dir / TENSORBOARD_DIR), write_graph=False),
-            *self.extra_callbacks,
-        ]
-        log_file = logging.FileHandler(run_dir / LOG_FILE, encoding="utf-8")
-        log_file.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
-        package_log = logging.getLogger("sequencer")
-        package_log.addHandler(log_file)
-        level = package_log.level
-        package_log.setLevel(logging.DEBUG)  # epoch lines are DEBUG: for train.log, not the console
-        try:
-            model.summary(print_fn=lambda line, **_: log.info("%s", line))
-            if isinstance(self.strategy, tf.distribute.MultiWorkerMirroredStrategy):
-                _work_around_keras_multi_worker(model)
-            with self.strategy.scope():
-                model.fit(
-                    train_data,
-                    steps_per_epoch=steps,
-                    validation_data=val_data,
-                    epochs=config.epochs,
-                    initial_epoch=first_epoch,
-                    callbacks=callbacks,
-                    shuffle=False,
+            max_len = config.max_output_len or 2 * corpus.max_target_len
+            chrf = [
+                ValidationChrF(
+                    self.builder.inference, corpus, config.eval_pairs, config.eval_every, max_len, config.min_output_len
                 )
-        except KeyboardInterrupt:
-            log.warning(
-                "interrupted during epoch %d; %s keeps the run as of epoch %d: resume it with --resume",
-                state["epochs_completed"] + 1,
-                run_dir,
-                state["epochs_completed"],
-            )
-            run_state.write_summary(interrupted=True)
-            raise
+            ]
+        echo = (lambda line: print(line, flush=True)) if self.progress == "lines" else None
+        return [
+            *chrf,  # first, so that the callbacks after it see val_chrf
+            EpochStats(len(corpus.train_source)),
+            run_state,
+            EpochCSVLogger(str(run_dir / METRICS_FILE), append=True),
+            CurvePlot(run_dir / METRICS_FILE, run_dir / PLOT_FILE, run_state.state),
+            keras.callbacks.TensorBoard(str(run_dir / TENSORBOARD_DIR), write_graph=False),
+            EpochLine(config.epochs, echo),  # last: the epoch is saved when its line appears
+        ]
+
+    @contextmanager
+    def _run_log(self, run_dir: Path):
+        """The package's log also goes to the run's train.log, the DEBUG lines (each epoch's) included."""
+        handler = logging.FileHandler(run_dir / LOG_FILE, encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+        package_log = logging.getLogger("sequencer")
+        level = package_log.level
+        package_log.addHandler(handler)
+        package_log.setLevel(logging.DEBUG)
+        try:
+            yield
         finally:
-            package_log.removeHandler(log_file)
+            package_log.removeHandler(handler)
             package_log.setLevel(level)
-            log_file.close()
-        log.info("best epoch %d of %d; model.keras holds it", state["best_epoch"], state["epochs_completed"])
-        if corpus.test_pairs and is_chief(self.strategy):
-            self._evaluate(run_dir, corpus.test_pairs)
-        return run_dir
+            handler.close()
+
+    def _keras_fit(self, model, train_data, steps, val_data, state: TrainingState, callbacks) -> None:
+        if isinstance(self.strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            _work_around_keras_multi_worker(model)
+        with self.strategy.scope():
+            model.fit(
+                train_data,
+                steps_per_epoch=steps,
+                validation_data=val_data,
+                epochs=self.config.epochs,
+                initial_epoch=state.epochs_completed,
+                callbacks=callbacks,
+                shuffle=False,
+                verbose=1 if self.progress == "bar" else 0,
+            )
 
     def _distribute(self, make: Callable[..., tf.data.Dataset]) -> tf.data.Dataset | tf.distribute.DistributedDataset:
         """`make()` on one device; under several replicas, `make(replicas, replica_count)` for each input pipeline."""
@@ -269,19 +317,17 @@ class Trainer:
         """Score the best model on the held-out test pairs, into eval.json."""
         from sequencer.prediction import Predictor  # prediction needs the trained run, not the reverse
 
-        config = self.config
-        predictor = Predictor(load_run(run_dir), config.decode_batch_size, config.max_output_len)
-        scores = predictor.evaluate(test_pairs)
+        scores = Predictor(load_run(run_dir), self.config).evaluate(test_pairs)
         record(run_dir, TEST_FILE, scores)
         log.info("held-out test pairs (%s):\n%s", run_dir / EVAL_FILE, table({TEST_FILE: scores}))
 
     def _continue(self, saved: keras.Model, corpus: Corpus, saved_config: Config) -> keras.Model:
         """A model built and compiled from this config, holding `saved`'s weights and optimizer state.
 
-        Building anew, rather than training `saved` as loaded, lets the settings that leave the
-        weights' shapes alone differ from the checkpoint's: dropout, learning_rate, batch_size
-        (what population-based training changes between rounds). A learning rate that differs
-        from the run's replaces the saved one, which a plateau may have lowered.
+        Building anew, rather than training `saved` as loaded, lets the resumable settings that
+        leave the weights' shapes alone (dropout, learning_rate, batch_size) differ from the
+        checkpoint's. A learning rate that differs from the run's replaces the saved one, which a
+        plateau may have lowered.
         """
         model = self._new_model(corpus)
         model.set_weights(saved.get_weights())
@@ -329,6 +375,12 @@ class Trainer:
         return model
 
 
+def _summary_table(model: keras.Model) -> str:
+    lines: list[str] = []
+    model.summary(print_fn=lambda line, **_: lines.append(line))
+    return "\n".join(lines)
+
+
 def _work_around_keras_multi_worker(model: keras.Model) -> None:
     """Two changes that let Keras 3's `fit` run under MultiWorkerMirroredStrategy (keras-team/keras#20585).
 
@@ -363,7 +415,7 @@ def _keep_metrics_rows(metrics_file: Path, epochs: int) -> None:
         return
     with open(metrics_file, newline="", encoding="utf-8") as stream:
         rows = list(csv.reader(stream))
-    kept = rows[:1] + [row for row in rows[1:] if row and int(row[0]) < epochs]
+    kept = rows[:1] + [row for row in rows[1:] if row and int(row[0]) <= epochs]
     if kept != rows:
         text = io.StringIO()
         csv.writer(text, lineterminator="\n").writerows(kept)

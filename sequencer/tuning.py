@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import shutil
 from datetime import datetime
 from pathlib import Path
@@ -27,7 +26,9 @@ from ray.tune.schedulers import PopulationBasedTraining
 from sequencer.config import Config, config_from_dict, number_pair
 from sequencer.data import Corpus, Preprocessor
 from sequencer.errors import ConfigError, TuningError
-from sequencer.runs import SUMMARY_FILE, mark_latest, read_json, temporary_path, write_json
+from sequencer.files import atomic_path, read_json, write_json
+from sequencer.runs import SUMMARY_FILE, mark_latest
+from sequencer.text import first_line, markdown_table
 from sequencer.training import Trainer
 
 log = logging.getLogger(__name__)
@@ -36,10 +37,6 @@ POPULATION_FILE = "population.json"
 LINEAGE_FILE = "lineage.json"
 EXPLORED = ("learning_rate", "dropout", "batch_size")
 MEMBER_RUN = "run"  # the run folder's name inside each member's trial folder
-
-
-def _first_line(error: object) -> str:
-    return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
 class ReportToTune(keras.callbacks.Callback):
@@ -89,7 +86,7 @@ def train_member(hyperparameters: dict, base: dict, corpus: Corpus) -> None:
     trial_dir = Path(context.get_trial_dir())
     config = tuned.replace(**within_ranges(hyperparameters, tuned), model_dir=trial_dir, run_name=MEMBER_RUN)
     run_dir = trial_dir / MEMBER_RUN
-    trainer = Trainer(config, [ReportToTune(run_dir, config, context.get_trial_id())])
+    trainer = Trainer(config, [ReportToTune(run_dir, config, context.get_trial_id())], progress="none")
     checkpoint = tune.get_checkpoint()
     if checkpoint is None:
         trainer.train(corpus)
@@ -117,9 +114,10 @@ def search_space(config: Config) -> dict:
     }
 
 
-def tune_population(config: Config) -> Path:
-    """Train a population with PBT; save the best member as an ordinary run folder and return it."""
-    corpus = Preprocessor(config).load()
+def tune_population(config: Config, corpus: Corpus | None = None) -> Path:
+    """Train a population with PBT on `corpus` (by default, the config's); save the best member as
+    an ordinary run folder and return it."""
+    corpus = corpus or Preprocessor(config).load()
     mode = config.monitor_mode
     space = search_space(config)
     scheduler = PopulationBasedTraining(
@@ -135,7 +133,7 @@ def tune_population(config: Config) -> Path:
         ray.init(address=config.ray_address or None, include_dashboard=False, configure_logging=False)
     except ConnectionError as error:
         raise ConfigError(
-            f"ray_address={config.ray_address}: no Ray cluster answers there ({_first_line(error)})"
+            f"ray_address={config.ray_address}: no Ray cluster answers there ({first_line(error)})"
         ) from None
     try:
         tuner = tune.Tuner(
@@ -157,7 +155,7 @@ def tune_population(config: Config) -> Path:
     finally:
         ray.shutdown()
     if results.errors:
-        raise TuningError(f"{len(results.errors)} member(s) failed; the first: {_first_line(results.errors[0])}")
+        raise TuningError(f"{len(results.errors)} member(s) failed; the first: {first_line(results.errors[0])}")
     return _save_best(config, results, experiment, mode)
 
 
@@ -181,11 +179,9 @@ def _save_best(config: Config, results, experiment: Path, mode: str) -> Path:
     run_dir = config.model_dir / (config.run_name or f"{experiment.name}-best")
     if run_dir.exists():
         raise ConfigError(f"run_name={config.run_name}: {run_dir} exists already; choose another name")
-    partial = temporary_path(run_dir)
-    with best.checkpoint.as_directory() as folder:
+    with atomic_path(run_dir) as partial, best.checkpoint.as_directory() as folder:
         shutil.copytree(folder, partial)
-    write_json(partial / POPULATION_FILE, {"monitor": config.monitor, "members": members})
-    os.replace(partial, run_dir)
+        write_json(partial / POPULATION_FILE, {"monitor": config.monitor, "members": members})
     mark_latest(run_dir)
     log.info("population (%s, best first):\n%s", config.monitor, table(members, config.monitor))
     log.info("best member saved as %s", run_dir)
@@ -194,15 +190,13 @@ def _save_best(config: Config, results, experiment: Path, mode: str) -> Path:
 
 def table(members: list[dict], monitor: str) -> str:
     """A Markdown table of the members: the final monitored value and the hyperparameter schedule."""
-    lines = [
-        f"| member | {monitor} | schedule (from epoch: learning_rate, dropout, batch_size) |",
-        "| --- | ---: | --- |",
-    ]
+    rows = []
     for member in members:
         schedule = "; ".join(
             f"{step['from_epoch']}: {step['settings']['learning_rate']:.3g}, {step['settings']['dropout']:.2f}, "
             f"{step['settings']['batch_size']}"
             for step in member["schedule"]
         )
-        lines.append(f"| {member['trial']} | {member[monitor]:.4f} | {schedule} |")
-    return "\n".join(lines)
+        rows.append([member["trial"], f"{member[monitor]:.4f}", schedule])
+    header = ["member", monitor, "schedule (from epoch: learning_rate, dropout, batch_size)"]
+    return markdown_table(header, rows, numeric=[False, True, False])

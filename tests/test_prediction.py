@@ -1,6 +1,7 @@
 import io
 import logging
 
+import numpy as np
 import pytest
 from conftest import DATA
 
@@ -8,13 +9,16 @@ from sequencer import prediction
 from sequencer.errors import ConfigError
 from sequencer.prediction import Predictor
 from sequencer.runs import load_run
+from sequencer.search import Hypotheses
+from sequencer.vocabulary import END_ID
 
 MIXED = DATA / "predict" / "mixed.txt"
 
 
 @pytest.fixture(scope="module")
 def predictor(trained_run):
-    return Predictor(load_run(trained_run), decode_batch_size=2)
+    run = load_run(trained_run)
+    return Predictor(run, run.config.replace(decode_batch_size=2))
 
 
 def test_folder_translation_keeps_names_order_and_line_count(predictor, tmp_path, caplog):
@@ -42,7 +46,8 @@ def test_translation_does_not_depend_on_batching_or_chunking(predictor, monkeypa
 
 
 def test_output_length_is_bounded(trained_run):
-    bounded = Predictor(load_run(trained_run), max_output_len=4)
+    run = load_run(trained_run)
+    bounded = Predictor(run, run.config.replace(max_output_len=4))
     assert all(len(text) <= 4 for text in bounded.translate(["Who are you?", "Hello!"]))
 
 
@@ -60,7 +65,8 @@ def test_refuses_to_write_over_its_inputs(predictor):
 
 
 def test_n_best_translations_are_tab_columns_best_first(trained_run):
-    beam = Predictor(load_run(trained_run), beam_width=4, n_best=3)
+    run = load_run(trained_run)
+    beam = Predictor(run, run.config.replace(beam_width=4, n_best=3))
     lines = list(beam.translate_lines(["Hello!", "", "I am cold.\tJ'ai froid."]))
     assert lines[1] == ""
     for line, sentence in zip(lines[::2], ["Hello!", "I am cold."]):
@@ -84,3 +90,19 @@ def test_n_best_needs_a_beam(tmp_path):
     with pytest.raises(ConfigError) as caught:
         tiny_config(tmp_path, n_best="2")
     assert "n_best=2 needs beam_width >= 2" in str(caught.value)
+
+
+def test_mostly_empty_translations_are_a_warning(trained_run, tmp_path, caplog):
+    run = load_run(trained_run)
+    predictor = Predictor(run, run.config.replace(min_output_len=0))
+
+    # A model that ends every translation at once, as a barely trained one may when allowed to.
+    def end_at_once(source_ids):
+        batch = len(source_ids)
+        return Hypotheses(np.full((batch, 1, 1), END_ID, np.int32), np.zeros((batch, 1)), np.ones((batch, 1)))
+
+    predictor.decode = end_at_once
+    caplog.set_level(logging.WARNING)
+    predictor.translate_file(MIXED, tmp_path / "mixed.txt")
+    [warning] = [record.getMessage() for record in caplog.records if "translated as empty lines" in record.getMessage()]
+    assert warning.startswith(f"{MIXED}: 4 of 4 sentences")  # the empty line is not counted

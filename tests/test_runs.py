@@ -7,7 +7,7 @@ import pytest
 from conftest import tiny_config
 
 from sequencer.errors import ConfigError, DataError
-from sequencer.runs import LATEST_FILE, find_run, load_checkpoint, load_run, run_name, save_model
+from sequencer.runs import LATEST_FILE, TrainingState, find_run, load_checkpoint, load_run, run_name, save_model
 
 METRICS_COLUMNS = {
     "epoch",
@@ -39,7 +39,7 @@ def test_run_folder_holds_what_prediction_and_resume_need(trained_run):
 def test_metrics_summary_and_log_record_every_epoch(trained_run):
     with open(trained_run / "metrics.csv", newline="") as stream:
         rows = list(csv.DictReader(stream))
-    assert [row["epoch"] for row in rows] == ["0", "1"]
+    assert [row["epoch"] for row in rows] == ["1", "2"]
     assert set(rows[0]) == METRICS_COLUMNS
     assert float(rows[0]["samples_per_second"]) > 0 and float(rows[0]["learning_rate"]) == pytest.approx(0.001)
     summary = json.loads((trained_run / "summary.json").read_text())
@@ -59,7 +59,7 @@ def test_load_run_and_checkpoint(trained_run):
     assert run.config.latent_dim == 32 and run.summary["max_target_len"] == 31
     assert find_run(trained_run.parent, "") == trained_run
     model, state = load_checkpoint(trained_run)
-    assert state["epochs_completed"] == 2
+    assert state.epochs_completed == 2 and state.resumed_after == []
     assert int(model.optimizer.iterations.numpy()) == 2 * 8  # the optimizer state came back with the weights
 
 
@@ -94,8 +94,32 @@ def test_missing_run_is_a_clear_error(tmp_path):
         find_run(tmp_path, "")
     with pytest.raises(DataError) as not_a_run:
         find_run(tmp_path, tmp_path)
+    with pytest.raises(DataError) as missing:
+        find_run(tmp_path, tmp_path / "gone")
+    (tmp_path / LATEST_FILE).write_text("deleted-run\n")
+    with pytest.raises(DataError) as latest_missing:
+        find_run(tmp_path, "")
     assert "no trained model" in str(no_latest.value) and "scripts/train.py" in str(no_latest.value)
-    assert "is not a run folder" in str(not_a_run.value)
+    assert str(not_a_run.value) == f"{tmp_path} is not a run folder: it has no config.json"
+    assert str(missing.value) == f"the run folder {tmp_path / 'gone'} does not exist"
+    latest = tmp_path / LATEST_FILE
+    assert str(latest_missing.value) == f"{latest} names {tmp_path / 'deleted-run'}, which does not exist"
+
+
+def test_a_bare_run_name_is_a_folder_in_model_dir(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = tiny_config(tmp_path, run="lstm-1")
+    assert config.run == config.model_dir / "lstm-1"
+    assert tiny_config(tmp_path, run="./lstm-1").run == tmp_path / "lstm-1"  # a path, from the working directory
+
+
+def test_training_state_round_trips_and_reads_older_files():
+    state = TrainingState(epochs_completed=3, best_epoch=2, best_value=0.5, resumed_after=[1])
+    assert TrainingState.from_json(state.to_json()) == state
+    older = {"epochs_completed": 2, "best_epoch": 2, "best_value": 1.0, "best_metrics": {}, "plateau_epochs": 0,
+             "stopped_early": False, "seconds": 3.0}  # fmt: skip
+    assert TrainingState.from_json(older).resumed_after == []
+    assert state.finished(3) and not state.finished(4)
 
 
 def test_damaged_files_are_data_errors(trained_run, tmp_path):

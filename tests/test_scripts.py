@@ -22,19 +22,24 @@ def script(name, *args, cwd, stdin=None, env=None):
     )
 
 
-def outputs(tmp_path):
-    return ["--config", str(TINY_CONFIG), "--model_dir", "models", "--predict_out", "predicted"]
+# The tiny config, writing under the working directory (a test's tmp_path).
+TRAIN = ["--config", str(TINY_CONFIG), "--model_dir", "models"]
+PREDICT = [*TRAIN, "--predict_out", "predicted"]
 
 
 def test_train_then_predict_files_and_stdin(tmp_path):
     # Run from another folder: paths in the config file are relative to the config file.
-    trained = script("train.py", *outputs(tmp_path), cwd=tmp_path)
+    trained = script("train.py", *TRAIN, cwd=tmp_path)
     assert trained.returncode == 0, trained.stderr
     assert "240 training, 60 validation and 0 test pairs" in trained.stderr
-    assert "Epoch 2/2" in trained.stdout
+    # Standard output is not a terminal: one readable line per epoch and nothing else.
+    epochs = trained.stdout.splitlines()
+    assert [line.split(":")[0] for line in epochs] == ["epoch 1/2", "epoch 2/2"] and "val_loss" in epochs[1]
+    assert not any(character in trained.stdout for character in "\r\b\x1b")
+    assert "I0000" not in trained.stderr and "absl" not in trained.stderr  # TensorFlow's start-up lines
     [run] = [path for path in (tmp_path / "models").iterdir() if path.is_dir()]
 
-    predicted = script("predict.py", *outputs(tmp_path), cwd=tmp_path)
+    predicted = script("predict.py", *PREDICT, cwd=tmp_path)
     assert predicted.returncode == 0, predicted.stderr
     source_lines = (DATA / "predict" / "mixed.txt").read_text(encoding="utf-8").splitlines()
     output_lines = (tmp_path / "predicted" / "mixed.txt").read_text(encoding="utf-8").splitlines()
@@ -42,11 +47,13 @@ def test_train_then_predict_files_and_stdin(tmp_path):
     assert output_lines[1] == ""
     assert "never seen in training" in predicted.stderr
 
-    piped = script(
-        "predict.py", *outputs(tmp_path), "--run", str(run), "-", cwd=tmp_path, stdin="Hello!\n\nI am cold.\n"
-    )
+    piped = script("predict.py", *PREDICT, "--run", run.name, "-", cwd=tmp_path, stdin="Hello!\n\nI am cold.\n")
     assert piped.returncode == 0, piped.stderr
-    assert piped.stdout.split("\n") == [output_lines[0], "", output_lines[2], ""]
+    assert piped.stdout.split("\n") == [output_lines[0], "", output_lines[2], ""]  # a bare name: a run in model_dir
+    assert f"translating with {run}" in piped.stderr
+
+    quiet = script("train.py", *TRAIN, "--epochs", "1", "--quiet", cwd=tmp_path)
+    assert quiet.returncode == 0 and quiet.stdout == "" and quiet.stderr == ""
 
 
 @pytest.mark.parametrize(
@@ -61,10 +68,19 @@ def test_train_then_predict_files_and_stdin(tmp_path):
             "environment variable SEQUENCER_VAL_SPLIT: val_split='2' is not allowed",
         ),
         ([], {}, "train_dir=./missing\n", "train_dir"),
+        (["--epcohs", "2"], {}, "", "unknown flag --epcohs (did you mean --epochs?)"),
+        (  # found after TensorFlow starts
+            ["--train_dir", "train", "--val_split", "0", "--monitor", "loss", "--mixed_precision", "true", "--quiet"],
+            {},
+            "",
+            "mixed_precision=true needs a GPU",
+        ),
     ],
 )
 def test_bad_configuration_exits_2_with_one_line_and_writes_nothing(tmp_path, args, env, config_text, message):
     (tmp_path / "config.txt").write_text(config_text + "model_dir=./models\n", encoding="utf-8")
+    (tmp_path / "train").mkdir()
+    (tmp_path / "train" / "pairs.txt").write_text("Go.\tVa !\nHi.\tSalut.\n", encoding="utf-8")
     result = script("train.py", "--config", "config.txt", *args, cwd=tmp_path, env=env)
     assert result.returncode == 2
     assert result.stderr.startswith("error: ") and message in result.stderr
@@ -85,17 +101,44 @@ def test_malformed_training_line_exits_2_naming_file_and_line(tmp_path):
 
 
 def test_predict_without_a_model_exits_2(tmp_path):
-    result = script("predict.py", *outputs(tmp_path), cwd=tmp_path)
+    result = script("predict.py", *PREDICT, cwd=tmp_path)
     assert result.returncode == 2
     assert "no trained model" in result.stderr and "Traceback" not in result.stderr
+    missing = script("predict.py", *PREDICT, "--run", "lstm-20260101", cwd=tmp_path)
+    assert missing.returncode == 2
+    assert missing.stderr == f"error: the run folder {tmp_path / 'models' / 'lstm-20260101'} does not exist\n"
+
+
+def test_a_damaged_model_is_one_line_after_tensorflow_starts(tmp_path):
+    run = tmp_path / "models" / "broken"
+    run.mkdir(parents=True)
+    vocabulary = {"specials": ["<pad>", "<s>", "</s>", "<unk>"], "level": "char", "tokens": ["a"]}
+    (run / "config.json").write_text("{}")
+    (run / "vocab.json").write_text(json.dumps({"source": vocabulary, "target": vocabulary}))
+    (run / "summary.json").write_text("{}")
+    (run / "model.keras").write_bytes(b"not a zip file")
+    result = script("predict.py", *PREDICT, "--run", "broken", "--quiet", "-", cwd=tmp_path, stdin="a\n")
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: ") and "model.keras: cannot load the model" in result.stderr
+    assert len(result.stderr.splitlines()) == 1
+
+
+def test_help_lists_the_keys_a_script_uses_and_ignored_flags_are_warnings(tmp_path):
+    helped = script("predict.py", "--help", cwd=tmp_path)
+    assert "--beam_width" in helped.stdout and "--predict_in" in helped.stdout
+    assert "--latent_dim" not in helped.stdout and "--population_size" not in helped.stdout
+    assert "docs/configuration.md" in helped.stdout
+    ignored = script("predict.py", *PREDICT, "--latent_dim", "999", cwd=tmp_path)
+    assert ignored.returncode == 2  # no model yet; the warning comes first
+    assert ignored.stderr.splitlines()[0] == "warning: --latent_dim is not a setting predict.py uses; it is ignored"
 
 
 def test_interrupted_training_leaves_a_run_to_predict_with_and_resume(tmp_path):
-    command = [sys.executable, str(ROOT / "scripts" / "train.py"), *outputs(tmp_path), "--epochs", "1000"]
+    command = [sys.executable, str(ROOT / "scripts" / "train.py"), *TRAIN, "--epochs", "1000"]
     process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300
     for line in process.stdout:
-        if line.startswith("Epoch 3/") or time.monotonic() > deadline:
+        if line.startswith("epoch 2/") or time.monotonic() > deadline:
             break
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=300)
@@ -105,19 +148,22 @@ def test_interrupted_training_leaves_a_run_to_predict_with_and_resume(tmp_path):
     summary = json.loads((run / "summary.json").read_text())
     assert summary["interrupted"] is True and summary["epochs_completed"] >= 2
 
-    predicted = script("predict.py", *outputs(tmp_path), "-", cwd=tmp_path, stdin="Hello!\n")
+    predicted = script("predict.py", *PREDICT, "-", cwd=tmp_path, stdin="Hello!\n")
     assert predicted.returncode == 0, predicted.stderr
     assert len(predicted.stdout.split("\n")) == 2
 
-    refused = script("train.py", *outputs(tmp_path), "--resume", "--latent_dim", "8", cwd=tmp_path)
-    assert refused.returncode == 2 and "--latent_dim cannot change when resuming" in refused.stderr
+    refused = script("train.py", *TRAIN, "--resume", "--latent_dim", "8", cwd=tmp_path)
+    assert refused.returncode == 2 and "latent_dim cannot change when resuming" in refused.stderr
+    assert len(refused.stderr.splitlines()) == 1
 
     epochs = summary["epochs_completed"] + 1
-    resumed = script("train.py", *outputs(tmp_path), "--resume", str(run), "--epochs", str(epochs), cwd=tmp_path)
+    resumed = script("train.py", *TRAIN, "--resume", run.name, "--epochs", str(epochs), cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     summary = json.loads((run / "summary.json").read_text())
     assert summary["interrupted"] is False and summary["epochs_completed"] == epochs
-    assert len((run / "metrics.csv").read_text().splitlines()) == 1 + epochs
+    assert summary["resumed_after"] == [epochs - 1]
+    rows = (run / "metrics.csv").read_text().splitlines()
+    assert [row.split(",")[0] for row in rows] == ["epoch", *map(str, range(1, epochs + 1))]
 
 
 def test_list_shows_builders_and_batchers(tmp_path):
@@ -131,13 +177,13 @@ def test_unwritable_output_and_empty_input(tmp_path):
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "empty.txt").write_text("")
     (tmp_path / "out").write_text("a file where a folder should be")
-    trained = script("train.py", *outputs(tmp_path), "--epochs", "1", cwd=tmp_path)
+    trained = script("train.py", *TRAIN, "--epochs", "1", cwd=tmp_path)
     assert trained.returncode == 0, trained.stderr
-    blocked = script("predict.py", *outputs(tmp_path), "--predict_in", "in", "--predict_out", "out", cwd=tmp_path)
+    blocked = script("predict.py", *PREDICT, "--predict_in", "in", "--predict_out", "out", cwd=tmp_path)
     assert blocked.returncode == 2
     assert blocked.stderr.splitlines()[-1] == f"error: predict_out {tmp_path / 'out'} is not a folder"
     assert "Traceback" not in blocked.stderr
-    empty = script("predict.py", *outputs(tmp_path), "--predict_in", "in", "--predict_out", "out2", cwd=tmp_path)
+    empty = script("predict.py", *PREDICT, "--predict_in", "in", "--predict_out", "out2", cwd=tmp_path)
     assert empty.returncode == 0, empty.stderr
     assert (tmp_path / "out2" / "empty.txt").read_text() == ""
 
@@ -145,9 +191,7 @@ def test_unwritable_output_and_empty_input(tmp_path):
 def test_xla_compiled_training_runs(tmp_path):
     # A process of its own: once TensorFlow's op determinism is on, Keras will not compile with XLA.
     # One batch per epoch keeps the number of shapes XLA compiles for small.
-    result = script(
-        "train.py", *outputs(tmp_path), "--jit_compile", "true", "--epochs", "1", "--batch_size", "256", cwd=tmp_path
-    )
+    result = script("train.py", *TRAIN, "--jit_compile", "true", "--epochs", "1", "--batch_size", "256", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "jit_compile=true: TensorFlow's op determinism excludes XLA" in result.stderr
     assert "doesn't support `jit_compile=True`" not in result.stderr  # Keras did compile with XLA

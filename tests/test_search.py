@@ -9,20 +9,20 @@ from conftest import tiny_config
 from sequencer import builders
 from sequencer.builders.lstm import LSTMBuilder
 from sequencer.runs import load_run
-from sequencer.search import BeamSearchDecoder, GreedyDecoder, never_pad_or_start
+from sequencer.search import BeamSearchDecoder, GreedyDecoder, allowed_next
 from sequencer.vocabulary import END_ID, PAD_ID, START_ID, Vocabulary
 
 SENTENCES = ["Go.", "I am cold.", "Hello!", "Who are you?", "Run!", "We lost.", "Be nice.", "It's me."]
 
 
-def step_by_step(model, source_ids, max_len):
+def step_by_step(model, source_ids, max_len, min_len=0):
     """The original example's greedy loop: the whole model on a growing prefix, one character per call."""
     ids = tf.TensorSpec([None, None], tf.int32)
     call = tf.function(lambda inputs: model(inputs, training=False), input_signature=[[ids, ids]])
     prefix = [START_ID]
     for _ in range(max_len):
         probabilities = call([source_ids[None, :], np.array([prefix], np.int32)])
-        token = int(np.argmax(never_pad_or_start(probabilities[0, -1])))
+        token = int(np.argmax(allowed_next(probabilities[0, -1:], len(prefix) - 1, min_len)[0]))
         prefix.append(token)
         if token == END_ID:
             break
@@ -70,14 +70,16 @@ def inference(model):
     return builder.inference(keras_model)
 
 
-def test_batched_greedy_equals_step_by_step_decoding(run, model):
+@pytest.mark.parametrize("min_len", [0, 5])
+def test_batched_greedy_equals_step_by_step_decoding(run, model, min_len):
     max_len = 25
     encoded, batch = padded(run.source_vocab, SENTENCES)
-    batched = GreedyDecoder(inference(model))(batch, max_len).ids[:, 0]
-    for ids, row in zip(encoded, batched):
-        reference = step_by_step(model[1], ids, max_len)
+    batched = GreedyDecoder(inference(model))(batch, max_len, min_len)
+    for ids, row, length in zip(encoded, batched.ids[:, 0], batched.lengths[:, 0]):
+        reference = step_by_step(model[1], ids, max_len, min_len)
         assert list(row[: len(reference)]) == reference
         assert all(token == PAD_ID for token in row[len(reference) :])
+        assert length == len(reference) >= min_len + 1  # the end marker counts in the length
 
 
 def test_output_is_bounded_by_max_len(run):
@@ -103,11 +105,12 @@ def test_beam_search_never_scores_worse_than_greedy(run, model, alpha):
     assert all(len({tuple(ids) for ids in sentence}) == 3 for sentence in beam.ids)  # distinct
 
 
+@pytest.mark.parametrize("min_len", [0, 2])
 @pytest.mark.parametrize("settings", [{}, {"model": "attention", "num_layers": "2"}], ids=["lstm", "attention"])
-def test_a_wide_enough_beam_finds_the_most_probable_output(tmp_path, settings):
+def test_a_wide_enough_beam_finds_the_most_probable_output(tmp_path, settings, min_len):
     # Four ids can be output (end, unknown, x, y) over three steps: a beam of 4 * 4 keeps every
-    # prefix of two steps, so its hypotheses must be the 16 most probable of all possible outputs,
-    # which this test scores one by one.
+    # prefix of two steps, so its hypotheses must be the 16 most probable of all possible outputs
+    # (those with at least `min_len` tokens before the end marker), which this test scores one by one.
     keras.utils.set_random_seed(5)
     source_vocab, target_vocab = Vocabulary.build(["ab"]), Vocabulary.build(["xy"])
     config = tiny_config(tmp_path, latent_dim="8", **settings)
@@ -130,8 +133,9 @@ def test_a_wide_enough_beam_finds_the_most_probable_output(tmp_path, settings):
         for length in range(1, max_len + 1)
         for sequence in itertools.product(outputs, repeat=length)
         if END_ID not in sequence[:-1] and (sequence[-1] == END_ID or length == max_len)
+        if END_ID not in sequence[:min_len]
     ]
     width = len(outputs) ** 2
     best = sorted((log_prob(sequence) for sequence in candidates), reverse=True)[:width]
-    beams = BeamSearchDecoder(steps, width, 0.0).beams(source, max_len)
+    beams = BeamSearchDecoder(steps, width, 0.0).beams(source, max_len, min_len)
     assert beams.log_probs[0] == pytest.approx(best, abs=1e-4)

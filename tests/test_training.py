@@ -69,7 +69,7 @@ def test_resumed_run_ends_like_an_uninterrupted_one(tmp_path):
     resumed = Trainer(config).resume(interrupted, Preprocessor(config).load())
     assert same_weights(load_checkpoint(whole)[0], load_checkpoint(resumed)[0], 1e-6)
     assert same_weights(load_run(whole).model, load_run(resumed).model, 1e-6)
-    assert [row["epoch"] for row in metrics_rows(resumed)] == ["0", "1", "2"]
+    assert [row["epoch"] for row in metrics_rows(resumed)] == ["1", "2", "3"]
     assert [float(row["loss"]) for row in metrics_rows(resumed)] == pytest.approx(
         [float(row["loss"]) for row in metrics_rows(whole)], rel=1e-5
     )
@@ -87,7 +87,13 @@ def test_resuming_may_change_learning_rate_dropout_and_batch_size(tmp_path):
     assert model.get_layer("encoder_lstm").dropout == 0.3
     assert float(model.optimizer.learning_rate) == pytest.approx(0.01)
     assert int(model.optimizer.iterations) == int(after_one.optimizer.iterations) + 240 // 16  # went on counting
-    assert [row["epoch"] for row in metrics_rows(run_dir)] == ["0", "1"]
+    assert [row["epoch"] for row in metrics_rows(run_dir)] == ["1", "2"]
+    assert json.loads((run_dir / "summary.json").read_text())["resumed_after"] == [1]
+
+    reshaped = load_config(run_dir, {"epochs": "3", "latent_dim": "8"})
+    with pytest.raises(ConfigError) as caught:
+        Trainer(reshaped).resume(run_dir, Preprocessor(reshaped).load())
+    assert str(caught.value).startswith(f"latent_dim cannot change when resuming {run_dir} (it was 32, not 8); only ")
 
 
 def test_early_stopping_keeps_the_best_weights(tmp_path):
@@ -249,6 +255,6 @@ def test_attention_model_on_words_trains_saves_and_translates_with_beam_search(t
     run = load_run(run_dir)
     assert run.config.model == "attention" and run.target_vocab.level == "word"
     assert json.loads((run_dir / "eval.json").read_text())["test.txt"]["sentences"] > 0
-    n_best = Predictor(run, beam_width=3, n_best=2).translate_n_best(["Go.", "Who are you?", ""])
+    n_best = Predictor(run, run.config.replace(beam_width=3, n_best=2)).translate_n_best(["Go.", "Who are you?", ""])
     assert [len(alternatives) for alternatives in n_best] == [2, 2, 1]
     assert all("\uffed" not in text for alternatives in n_best for text in alternatives)  # detokenised

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from pathlib import Path
-
-import keras
-import tensorflow as tf
+from typing import TYPE_CHECKING
 
 from sequencer import plugins
 from sequencer.config import Config
+
+if TYPE_CHECKING:  # this module is imported before TensorFlow starts, to find plug-ins
+    import keras
+    import tensorflow as tf
 
 
 class Inference(ABC):
@@ -47,20 +49,6 @@ class ModelBuilder(ABC):
     @abstractmethod
     def inference(self, model: keras.Model) -> Inference:
         """`encode` and `step` over the layers of `model`, a model this builder built."""
-
-
-def step_cells(cells: list, inputs: tf.Tensor, states: list) -> tuple[tf.Tensor, list]:
-    """One time step through a stack of recurrent cells: (the last cell's output, each cell's new state).
-
-    `inputs` lose the padding mask their layer attached: cells take no mask, and one step's tokens
-    need none (the outputs of finished sentences, which read padding, are ignored).
-    """
-    inputs = tf.identity(inputs)
-    new_states = []
-    for cell, state in zip(cells, states):
-        inputs, state = cell(inputs, state)
-        new_states.append(state)
-    return inputs, new_states
 
 
 def available() -> dict[str, str]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from sequencer.builders import Inference, ModelBuilder, step_cells
-from sequencer.layers import find_stacked, find_token_vectors, stacked_name, token_vectors
+from sequencer.builders import Inference, ModelBuilder
+from sequencer.layers import find_stacked, find_token_vectors, stacked_name, step_cells, token_vectors
 
 
 class LSTMBuilder(ModelBuilder):

@@ -1,0 +1,59 @@
+"""Files written so that an interruption never leaves half of one, and the JSON files of a run folder.
+
+Everything the project writes (run folders, translations, plots, exports) goes through
+`atomic_path`: the content is written under a hidden temporary name in the same folder and
+renamed into place only when it is complete, so a reader sees the old file or the new one, never
+a mixture, and Ctrl-C at any moment leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sequencer.errors import DataError
+
+
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """A temporary path beside `path` to write a file or folder to, renamed to `path` when the block ends.
+
+    If the block fails, the temporary file or folder is removed and `path` is left as it was. The
+    temporary name keeps `path`'s suffix, which some writers (Keras, matplotlib) read the format from.
+    """
+    temporary = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    finally:
+        if temporary.is_dir():
+            shutil.rmtree(temporary, ignore_errors=True)
+        else:
+            temporary.unlink(missing_ok=True)
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write `text` to `path` as UTF-8, atomically."""
+    with atomic_path(path) as temporary:
+        temporary.write_text(text, encoding="utf-8")
+
+
+def write_json(path: Path, data: object) -> None:
+    write_atomically(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+def read_json(path: Path) -> dict:
+    """The JSON object in `path`; DataError naming the file if it is missing or not a JSON object."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(f"{path} is missing") from None
+    except (ValueError, UnicodeDecodeError) as error:
+        raise DataError(f"{path}: not valid JSON ({error})") from None
+    if not isinstance(data, dict):
+        raise DataError(f"{path}: expected a JSON object")
+    return data
