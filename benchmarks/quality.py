@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Translation quality at equal training time: the default LSTM against the attention model.
+"""Translation quality and decoding speed at equal training time: LSTM, attention and Transformer.
 
 Each model trains on the same shipped pairs, with the same held-out test split (by source
 sentence, drawn with the same seed) and the same validation split, for the same wall-clock
@@ -7,7 +7,12 @@ budget; training stops at the first batch that ends past the budget. The best ep
 validation loss) is then scored on the test split by the Trainer itself (BLEU and chrF from
 sacrebleu, every translation of a source a reference), as `eval.json` in each run folder.
 
-    python benchmarks/quality.py                  # 2 x 12 minutes of training on 2 CPU cores
+The contenders: the default LSTM on characters (config.txt as shipped), the attention model on
+words, and the Transformer on subwords (configs/transformer.txt as shipped). After training,
+each best model translates the same test sources (--decode-sentences of them) greedily and with
+a beam of 4, at the same batch size, and the sentences per second are reported.
+
+    python benchmarks/quality.py                  # 3 x 30 minutes of training on 2 CPU cores
     python benchmarks/quality.py --minutes 2      # a quick look
 """
 
@@ -29,20 +34,27 @@ sys.path.insert(0, str(ROOT))
 
 import keras  # noqa: E402
 
-from sequencer import Preprocessor, Trainer, load_config  # noqa: E402
+from sequencer import Predictor, Preprocessor, Trainer, load_config  # noqa: E402
+from sequencer.evaluation import ReferenceSet  # noqa: E402
+from sequencer.runs import load_run  # noqa: E402
+from sequencer.text import markdown_table  # noqa: E402
 
-# What each contender changes from the shared settings. The attention model reads words, with
+# Each contender: a config file and the flags it adds. The attention model reads words, with
 # learned embeddings: on a CPU that is what makes attention affordable in a fixed time.
 CONTENDERS = {
-    "lstm (default, characters)": {},
-    "attention (luong, words)": {
-        "model": "attention",
-        "token_level": "word",
-        "max_vocab": "6000",
-        "embedding_dim": "128",
-        "dropout": "0.2",
-        "optimizer": "adam",
-    },
+    "lstm (default, characters)": (ROOT / "config.txt", {}),
+    "attention (luong, words)": (
+        ROOT / "config.txt",
+        {
+            "model": "attention",
+            "token_level": "word",
+            "max_vocab": "6000",
+            "embedding_dim": "128",
+            "dropout": "0.2",
+            "optimizer": "adam",
+        },
+    ),
+    "transformer (subwords)": (ROOT / "configs" / "transformer.txt", {}),
 }
 
 
@@ -66,10 +78,10 @@ class TimeBudget(keras.callbacks.Callback):
         self.elapsed = time.monotonic() - self.started
 
 
-def train(name: str, flags: dict[str, str], shared: dict[str, str], seconds: float) -> dict:
-    config = load_config(flags={**shared, **flags, "run_name": name.split()[0]}, environ={})
+def train(name: str, config_file: Path, flags: dict[str, str], shared: dict[str, str], seconds: float) -> dict:
+    config = load_config(config_file, {**flags, **shared, "run_name": name.split()[0]}, environ={})
     budget = TimeBudget(seconds)
-    run_dir = Trainer(config, [budget]).train(Preprocessor(config).load())
+    run_dir = Trainer(config, [budget], progress="none").train(Preprocessor(config).load())
     summary = json.loads((run_dir / "summary.json").read_text())
     scores = json.loads((run_dir / "eval.json").read_text())["test.txt"]
     return {
@@ -83,10 +95,26 @@ def train(name: str, flags: dict[str, str], shared: dict[str, str], seconds: flo
     }
 
 
+def decoding_speed(run_dir: Path, sentences: list[str], batch_size: int) -> dict[str, float]:
+    """Sentences per second of the best model, greedy and with a beam of 4, after a warm-up."""
+    run = load_run(run_dir)
+    speeds = {}
+    for beam_width in (1, 4):
+        predictor = Predictor(run, run.config.replace(beam_width=beam_width, decode_batch_size=batch_size))
+        predictor.translate(sentences[:batch_size])  # traces the decoding loop
+        started = time.perf_counter()
+        predictor.translate(sentences)
+        speeds[beam_width] = len(sentences) / (time.perf_counter() - started)
+    return speeds
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--minutes", type=float, default=12.0, help="training time per model (default 12)")
+    parser.add_argument("--minutes", type=float, default=30.0, help="training time per model (default 30)")
     parser.add_argument("--num-samples", default="0", help="pairs read from training_files (default 0: all)")
+    parser.add_argument("--decode-sentences", type=int, default=2000, help="test sources decoded for speed")
+    parser.add_argument("--decode-batch-size", type=int, default=64, help="sentences decoded together")
+    parser.add_argument("--only", nargs="*", default=list(CONTENDERS), help="contenders to run (default: all)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
@@ -97,25 +125,47 @@ def main() -> None:
         "test_split": "0.05",
         "val_split": "0.05",
         "epochs": "1000",  # the time budget ends training
+        "early_stopping_patience": "0",
+        "beam_width": "1",  # the test split is scored greedily
     }
-    results = [train(name, flags, shared, 60 * args.minutes) for name, flags in CONTENDERS.items()]
+    contenders = {name: CONTENDERS[name] for name in args.only}
+    results = [train(name, *setting, shared, 60 * args.minutes) for name, setting in contenders.items()]
     if len({result["test"] for result in results}) != 1:
         raise SystemExit("the contenders were tested on different pairs")
+    test_pairs = [tuple(line.split("\t")) for line in results[0]["test"].splitlines()]
+    sentences = ReferenceSet.from_pairs(test_pairs).sources[: args.decode_sentences]
+    for result in results:
+        result["speed"] = decoding_speed(result["run"], sentences, args.decode_batch_size)
 
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}")
     print(
         f"pairs: num_samples={args.num_samples}, test split 5% by source ({results[0]['sentences']} sources, "
-        f"{results[0]['references']} references), validation 5%; budget {args.minutes:g} minutes each"
+        f"{results[0]['references']} references), validation 5%; budget {args.minutes:g} minutes each; "
+        f"decoding: {len(sentences)} test sources, batches of {args.decode_batch_size}"
     )
-    print("| model | epochs (best) | training s | BLEU | chrF | exact % |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: |")
-    for result in results:
+    header = ["model", "epochs (best)", "training s", "BLEU", "chrF", "exact %", "greedy sent/s", "beam 4 sent/s"]
+    rows = [
+        [
+            result["name"],
+            f"{result['epochs']} ({result['best_epoch']})",
+            f"{result['seconds']:.0f}",
+            f"{result['bleu']:.1f}",
+            f"{result['chrf']:.1f}",
+            f"{result['exact_match']:.1f}",
+            f"{result['speed'][1]:.0f}",
+            f"{result['speed'][4]:.0f}",
+        ]
+        for result in results
+    ]
+    print(markdown_table(header, rows, numeric=[False] + [True] * 7))
+    by_name = {result["name"].split()[0]: result for result in results}
+    if {"transformer", "attention"} <= set(by_name):
+        transformer, attention = by_name["transformer"], by_name["attention"]
         print(
-            f"| {result['name']} | {result['epochs']} ({result['best_epoch']}) | {result['seconds']:.0f} "
-            f"| {result['bleu']:.1f} | {result['chrf']:.1f} | {result['exact_match']:.1f} |"
+            f"chrF, transformer - attention: {transformer['chrf'] - attention['chrf']:+.1f} (target: at least +5); "
+            f"greedy speed, transformer / attention: {transformer['speed'][1] / attention['speed'][1]:.2f} "
+            "(target: at least 0.5)"
         )
-    baseline, attention = results
-    print(f"chrF difference (attention - lstm): {attention['chrf'] - baseline['chrf']:+.1f} (target: at least +10)")
     print(f"runs: {workspace}")
 
 

@@ -20,12 +20,13 @@ def train(config, args):
                 print(f"  {name:12} {description}")
         return
     # Everything that can be checked without TensorFlow is checked before it starts.
-    run_dir = None
+    run_dir = vocabularies = None
     if args.resume is not None:
         run_dir = runs.find_run(config.model_dir, args.resume and run_folder(args.resume, config.model_dir, Path.cwd()))
         config, saved = runs.load_config(run_dir, command_line_flags(args)), runs.load_config(run_dir)
         check_resume(saved, config, run_dir)
-    corpus = Preprocessor(config).load()
+        vocabularies = runs.load_vocabularies(run_dir)
+    corpus = Preprocessor(config).load(vocabularies)
     import_tensorflow()
     from sequencer.training import Trainer
 

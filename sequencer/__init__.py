@@ -1,8 +1,10 @@
-"""sequencer: config-file driven sequence-to-sequence translation on Keras, by character or by word.
+"""sequencer: config-file driven sequence-to-sequence translation on Keras, by character, word or subword.
 
 `Preprocessor` reads and encodes the training pairs, `Trainer` trains and saves a run folder,
 `Predictor` translates with a saved run. TensorFlow is imported on first use of the latter two.
 """
+
+__version__ = "0.2.0"
 
 from sequencer.config import Config, load_config
 from sequencer.data import Preprocessor

@@ -22,7 +22,6 @@ import keras
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from sequencer.builders import Inference
 from sequencer.config import Config
 from sequencer.data import Corpus, pad_ids
 from sequencer.evaluation import ReferenceSet, score
@@ -76,7 +75,6 @@ class ValidationChrF(keras.callbacks.Callback):
 
     def __init__(
         self,
-        inference: Callable[[keras.Model], Inference],
         corpus: Corpus,
         pairs: int,
         every: int,
@@ -84,7 +82,7 @@ class ValidationChrF(keras.callbacks.Callback):
         min_len: int,
     ):
         super().__init__()
-        self.inference, self.every, self.max_len, self.min_len = inference, every, max_len, min_len
+        self.every, self.max_len, self.min_len = every, max_len, min_len
         sources = [corpus.source_vocab.decode(ids) for ids in corpus.val_source][:pairs]
         targets = [corpus.target_vocab.decode(ids) for ids in corpus.val_target][:pairs]
         self.references = ReferenceSet.from_pairs(list(zip(sources, targets)))
@@ -93,7 +91,7 @@ class ValidationChrF(keras.callbacks.Callback):
         self.decoder: GreedyDecoder | None = None
 
     def on_train_begin(self, logs=None):
-        self.decoder = GreedyDecoder(self.inference(self.model))
+        self.decoder = GreedyDecoder(self.model)
 
     def on_epoch_end(self, epoch, logs=None):
         if (epoch + 1) % self.every:

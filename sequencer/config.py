@@ -146,7 +146,7 @@ OPTIMIZERS = ("adadelta", "adafactor", "adagrad", "adam", "adamax", "adamw", "ft
 PACKAGE_DIR = Path(__file__).resolve().parent
 
 
-def _builders() -> tuple[str, ...]:
+def _models() -> tuple[str, ...]:
     return tuple(plugins.discover(PACKAGE_DIR / "builders"))
 
 
@@ -229,17 +229,41 @@ KEYS: tuple[Key, ...] = (
         "token_level",
         "choice",
         "char",
-        "what the model reads and writes: characters (char) or words and punctuation (word)",
+        "what the model reads and writes: characters (char), words and punctuation (word), "
+        "or subwords of a SentencePiece model trained on the pairs (subword)",
         "Data",
-        choices=("char", "word"),
+        choices=("char", "word", "subword"),
     ),
     Key(
         "max_vocab",
         "int",
         0,
-        "keep the most frequent tokens of each side, the rest read as unknown; 0 keeps all",
+        "char and word: keep the most frequent tokens of each side, the rest read as unknown; 0 keeps all",
         "Data",
         low=0,
+    ),
+    Key(
+        "subword_vocab",
+        "int",
+        8000,
+        "subword: the number of pieces of the SentencePiece model (at most; a small corpus may give fewer)",
+        "Data",
+        low=300,
+    ),
+    Key(
+        "subword_model",
+        "choice",
+        "unigram",
+        "subword: SentencePiece's segmentation, a unigram language model (unigram) or byte-pair encoding (bpe)",
+        "Data",
+        choices=("unigram", "bpe"),
+    ),
+    Key(
+        "joint_vocab",
+        "bool",
+        True,
+        "subword: one SentencePiece model for both sides, so that model=transformer shares one embedding table",
+        "Data",
     ),
     Key(
         "on_bad_line",
@@ -262,9 +286,9 @@ KEYS: tuple[Key, ...] = (
         "model",
         "choice",
         "lstm",
-        "model builder: a file in sequencer/builders (python scripts/train.py --list)",
+        "the model: a file in sequencer/builders (python scripts/train.py --list)",
         "Model",
-        choices=_builders,
+        choices=_models,
     ),
     Key(
         "latent_dim",
@@ -302,6 +326,17 @@ KEYS: tuple[Key, ...] = (
         "Model",
         choices=("luong", "bahdanau"),
     ),
+    Key("model_dim", "int", 256, "model=transformer: the width of embeddings and layers", "Model", low=1),
+    Key("num_heads", "int", 4, "model=transformer: attention heads; model_dim must be a multiple", "Model", low=1),
+    Key("ffn_dim", "int", 1024, "model=transformer: units of each layer's feed-forward network", "Model", low=1),
+    Key(
+        "positions",
+        "choice",
+        "sinusoidal",
+        "model=transformer: how token positions are encoded, fixed sinusoids (sinusoidal) or learned (learned)",
+        "Model",
+        choices=("sinusoidal", "learned"),
+    ),
     # Training
     Key("optimizer", "choice", "rmsprop", "Keras optimizer", "Training", choices=OPTIMIZERS),
     Key(
@@ -313,6 +348,33 @@ KEYS: tuple[Key, ...] = (
         low=0,
         low_open=True,
         resumable=True,
+    ),
+    Key(
+        "lr_schedule",
+        "choice",
+        "constant",
+        "the learning rate over the steps, after warmup_steps: learning_rate (constant), learning_rate * "
+        "sqrt(warmup_steps / step) (inverse_sqrt), or a cosine decay to 0 at the last epoch (cosine)",
+        "Training",
+        choices=("constant", "inverse_sqrt", "cosine"),
+    ),
+    Key(
+        "warmup_steps",
+        "int",
+        0,
+        "training steps over which the learning rate rises linearly from 0 to learning_rate; 0 starts there",
+        "Training",
+        low=0,
+    ),
+    Key(
+        "label_smoothing",
+        "float",
+        0.0,
+        "fraction of each target's probability spread over the whole vocabulary in the loss; 0 smooths nothing",
+        "Training",
+        low=0,
+        high=1,
+        high_open=True,
     ),
     Key("clipnorm", "float", 0.0, "clip each gradient to this norm; 0 means no clipping", "Training", low=0),
     Key(
@@ -464,6 +526,35 @@ KEYS: tuple[Key, ...] = (
         "Prediction",
         low=0,
     ),
+    # Serving
+    Key(
+        "host",
+        "str",
+        "127.0.0.1",
+        "address scripts/serve.py listens on; 0.0.0.0 opens it to other machines",
+        "Serving",
+        pattern=r"[\w.:-]+",
+        pattern_help="a host name or IP address",
+    ),
+    Key("port", "int", 8000, "port scripts/serve.py listens on", "Serving", low=1, high=65535),
+    Key(
+        "dynamic_batching",
+        "bool",
+        True,
+        "decode the sentences of concurrent requests together, up to decode_batch_size at a time",
+        "Serving",
+    ),
+    Key(
+        "batch_wait_ms",
+        "int",
+        5,
+        "with dynamic_batching, how long a request waits for others to join its batch, in milliseconds",
+        "Serving",
+        low=0,
+    ),
+    Key("max_request_sentences", "int", 64, "sentences one request may hold", "Serving", low=1),
+    Key("max_sentence_chars", "int", 1000, "characters one sentence of a request may hold", "Serving", low=1),
+    Key("max_beam_width", "int", 8, "the widest beam a request may ask for", "Serving", low=1),
     # Tuning
     Key("population_size", "int", 4, "members trained side by side by scripts/tune.py", "Tuning", low=2),
     Key("ready_after", "int", 2, "epochs between two exploit-and-explore steps of the population", "Tuning", low=1),
@@ -696,6 +787,18 @@ def _check_together(values: dict[str, Any]) -> None:
             raise ConfigError(f"{name}={values[name]}: expected {KEYS_BY_NAME[name].pattern_help}")
     if monitor == "val_chrf" and not values["eval_every"]:
         raise ConfigError("monitor=val_chrf needs eval_every >= 1")
+    if values["token_level"] == "subword" and values["max_vocab"]:
+        raise ConfigError(
+            f"max_vocab={values['max_vocab']} applies to char and word tokens; subwords use subword_vocab"
+        )
+    if values["model_dim"] % values["num_heads"]:
+        raise ConfigError(f"model_dim={values['model_dim']} must be a multiple of num_heads={values['num_heads']}")
+    if values["lr_patience"] and values["lr_schedule"] != "constant":
+        raise ConfigError(
+            f"lr_patience lowers a constant learning rate; lr_schedule={values['lr_schedule']} is not one"
+        )
+    if values["lr_schedule"] == "inverse_sqrt" and not values["warmup_steps"]:
+        raise ConfigError("lr_schedule=inverse_sqrt needs warmup_steps >= 1 (its peak comes at the end of warm-up)")
     if values["max_output_len"] and values["min_output_len"] > values["max_output_len"]:
         raise ConfigError(
             f"min_output_len={values['min_output_len']} is more than max_output_len={values['max_output_len']}"

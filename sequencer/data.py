@@ -6,6 +6,7 @@ arrays: memory grows with the number of tokens, not with tokens x vocabulary siz
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -15,9 +16,12 @@ import numpy as np
 
 from sequencer.config import Config
 from sequencer.errors import ConfigError, DataError
-from sequencer.vocabulary import END_ID, PAD_ID, START_ID, Vocabulary
+from sequencer.vocabulary import END_ID, PAD_ID, START_ID, SubwordVocabulary, Vocabulary
 
 log = logging.getLogger(__name__)
+
+# The SentencePiece model files of subword vocabularies, in the run folder.
+JOINT_MODEL, SOURCE_MODEL, TARGET_MODEL = "subwords.model", "source-subwords.model", "target-subwords.model"
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,7 @@ class Corpus:
     val_source: Sequences
     val_target: Sequences
     test_pairs: list[tuple[str, str]] = field(default_factory=list)
+    fingerprint: str = ""  # of the pairs read, before splitting: a resumed run checks it trains on the same data
 
     @property
     def max_source_len(self) -> int:
@@ -215,12 +220,14 @@ class Preprocessor:
             raise DataError(f"train_dir {train_dir} holds {len(pairs)} pair(s); training needs at least 2")
         return pairs
 
-    def build(self, pairs: list[tuple[str, str]]) -> Corpus:
+    def build(self, pairs: list[tuple[str, str]], vocabularies: tuple[Vocabulary, Vocabulary] | None = None) -> Corpus:
         """A test split by source sentence, vocabularies over the other pairs, their ids, and a validation split.
 
         Both splits are drawn with `seed`. The test pairs stay text: they are for translating and
-        scoring, and tokens only they contain are unknown to the model, as in real use.
+        scoring, and tokens only they contain are unknown to the model, as in real use. Given
+        `vocabularies` (a resumed run's) are used as they are instead of being built.
         """
+        fingerprint = hashlib.sha256("".join(f"{source}\t{target}\n" for source, target in pairs).encode()).hexdigest()
         test_pairs, pairs = split_by_source(pairs, self.config.test_split, np.random.default_rng([self.config.seed, 1]))
         if len(pairs) < 2:
             raise DataError(
@@ -228,9 +235,7 @@ class Preprocessor:
             )
         sources = [source for source, _ in pairs]
         targets = [target for _, target in pairs]
-        level, max_size = self.config.token_level, self.config.max_vocab
-        source_vocab = Vocabulary.build(sources, level, max_size)
-        target_vocab = Vocabulary.build(targets, level, max_size)
+        source_vocab, target_vocab = vocabularies or self.vocabularies(sources, targets)
         source_ids, target_ids = Sequences.encode(sources, source_vocab), Sequences.encode(targets, target_vocab)
 
         order = np.random.default_rng(self.config.seed).permutation(len(pairs))
@@ -246,6 +251,7 @@ class Preprocessor:
             source_ids.select(val_indices),
             target_ids.select(val_indices),
             test_pairs,
+            fingerprint,
         )
         log.info(
             "data: %d training, %d validation and %d test pairs; source: %d distinct %ss, longest %d; "
@@ -262,5 +268,22 @@ class Preprocessor:
         )
         return corpus
 
-    def load(self) -> Corpus:
-        return self.build(self.read())
+    def vocabularies(self, sources: list[str], targets: list[str]) -> tuple[Vocabulary, Vocabulary]:
+        """The source and target vocabularies of `token_level`: one shared SentencePiece model for
+        subwords with `joint_vocab`, else one per side."""
+        config = self.config
+        if config.token_level != "subword":
+            return (
+                Vocabulary.build(sources, config.token_level, config.max_vocab),
+                Vocabulary.build(targets, config.token_level, config.max_vocab),
+            )
+        if config.joint_vocab:
+            joint = SubwordVocabulary.train(sources + targets, config.subword_vocab, config.subword_model, JOINT_MODEL)
+            return joint, joint
+        return (
+            SubwordVocabulary.train(sources, config.subword_vocab, config.subword_model, SOURCE_MODEL),
+            SubwordVocabulary.train(targets, config.subword_vocab, config.subword_model, TARGET_MODEL),
+        )
+
+    def load(self, vocabularies: tuple[Vocabulary, Vocabulary] | None = None) -> Corpus:
+        return self.build(self.read(), vocabularies)

@@ -24,11 +24,19 @@ def atomic_path(path: Path) -> Iterator[Path]:
 
     If the block fails, the temporary file or folder is removed and `path` is left as it was. The
     temporary name keeps `path`'s suffix, which some writers (Keras, matplotlib) read the format from.
+    A folder replacing a folder is renamed into place after the old one is moved aside, which is
+    deleted last: `path` is missing for a moment, but never half-written.
     """
     temporary = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
     try:
         yield temporary
-        os.replace(temporary, path)
+        if temporary.is_dir() and path.is_dir():  # os.replace cannot put a folder over a folder
+            old = path.with_name(f".{path.stem}.{os.getpid()}.old{path.suffix}")
+            os.replace(path, old)
+            os.replace(temporary, path)
+            shutil.rmtree(old)
+        else:
+            os.replace(temporary, path)
     finally:
         if temporary.is_dir():
             shutil.rmtree(temporary, ignore_errors=True)

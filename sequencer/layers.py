@@ -1,4 +1,4 @@
-"""Custom Keras layers the model builders share."""
+"""Custom Keras layers and helpers the models share."""
 
 from __future__ import annotations
 
@@ -35,6 +35,28 @@ class OneHot(layers.Layer):
         return {**super().get_config(), "depth": self.depth}
 
 
+@keras.saving.register_keras_serializable(package="sequencer")
+class TokenProbabilities(layers.Layer):
+    """Softmax over the target vocabulary, in float32, carrying the decoder inputs' padding mask.
+
+    Called on [logits (B, T, V), decoder input ids (B, T)]. Keras leaves masked positions out of
+    the loss and the metrics; models whose last layers do not pass a padding mask on (a tied
+    output projection) attach it here. Float32 even under mixed precision, as the Keras mixed
+    precision guide advises for the outputs.
+    """
+
+    def __init__(self, **kwargs):
+        kwargs["dtype"] = "float32"
+        super().__init__(**kwargs)
+
+    def call(self, inputs):
+        logits, _ = inputs
+        return ops.softmax(ops.cast(logits, "float32"))
+
+    def compute_mask(self, inputs, mask=None):
+        return ops.not_equal(inputs[1], PAD_ID)
+
+
 def token_vectors(vocab_size: int, embedding_dim: int, side: str) -> layers.Layer:
     """The layer that turns `side`'s ids ("source" or "target") into vectors, masking padding.
 
@@ -45,24 +67,9 @@ def token_vectors(vocab_size: int, embedding_dim: int, side: str) -> layers.Laye
     return OneHot(vocab_size, name=f"{side}_one_hot")
 
 
-def find_token_vectors(model: keras.Model, side: str) -> layers.Layer:
-    """The layer `token_vectors` made for `side` in `model`."""
-    names = {layer.name for layer in model.layers}
-    return model.get_layer(f"{side}_embedding" if f"{side}_embedding" in names else f"{side}_one_hot")
-
-
 def stacked_name(name: str, layer: int) -> str:
     """`name` for the first layer of a stack (the name models of one layer have always had), `name_N` for the Nth."""
     return name if layer == 0 else f"{name}_{layer + 1}"
-
-
-def find_stacked(model: keras.Model, name: str) -> list[layers.Layer]:
-    """The layers `name`, `name_2`, ... of a stack in `model`, in order."""
-    names = {layer.name for layer in model.layers}
-    count = 1
-    while stacked_name(name, count) in names:
-        count += 1
-    return [model.get_layer(stacked_name(name, layer)) for layer in range(count)]
 
 
 def step_cells(cells: list, inputs: tf.Tensor, states: list) -> tuple[tf.Tensor, list]:

@@ -12,14 +12,15 @@ from itertools import islice
 from pathlib import Path
 from typing import BinaryIO, TextIO
 
-from sequencer import builders
+import numpy as np
+
 from sequencer.config import Config
 from sequencer.data import decode_line, pad_ids, read_lines, translation_inputs
 from sequencer.devices import configure_device
 from sequencer.evaluation import EVAL_FILE, ReferenceSet, record, score, table
 from sequencer.files import atomic_path
 from sequencer.runs import Run, find_run, load_run
-from sequencer.search import BeamSearchDecoder, GreedyDecoder
+from sequencer.search import BeamSearchDecoder, GreedyDecoder, Hypotheses
 from sequencer.vocabulary import UNK_ID
 
 log = logging.getLogger(__name__)
@@ -66,15 +67,11 @@ class Predictor:
         self.run = run
         self.decode_batch_size = config.decode_batch_size
         self.max_output_len = config.max_output_len or 2 * int(run.summary.get("max_target_len", 0)) or 100
-        min_len = min(config.min_output_len, self.max_output_len)
+        self.min_output_len = min(config.min_output_len, self.max_output_len)
+        self.beam_width = config.beam_width
         self.n_best = config.n_best
-        inference = builders.get(run.config.model)(run.config).inference(run.model)
-        if config.beam_width == 1:
-            greedy = GreedyDecoder(inference)
-            self.decode = lambda source_ids: greedy(source_ids, self.max_output_len, min_len)
-        else:
-            beam = BeamSearchDecoder(inference, config.beam_width, config.length_penalty)
-            self.decode = lambda source_ids: beam(source_ids, self.max_output_len, min_len, config.n_best)
+        self.length_penalty = config.length_penalty
+        self._decoders: dict[int, GreedyDecoder | BeamSearchDecoder] = {}  # by beam width, made when first used
         self.unknown_tokens: Counter[str] = Counter()
         self.sentences = self.empty_translations = 0  # non-empty sentences translated, and those translated as ""
         self.show_progress = False  # a progress line on stderr while translating a file or stream
@@ -93,30 +90,51 @@ class Predictor:
         return [alternatives[0] for alternatives in self.translate_n_best(sentences)]
 
     def translate_n_best(self, sentences: list[str]) -> list[list[str]]:
-        """The `n_best` best translations of each sentence, best first (one for greedy decoding).
+        """The `n_best` best translations of each sentence, best first (one for greedy decoding)."""
+        return [[text for text, _ in scored] for scored in self.hypotheses(sentences)]
 
-        Sentences are sorted by length into batches so that a batch pads little; tokens never
-        seen in training are read as the unknown id and counted in `unknown_tokens`.
+    def hypotheses(
+        self, sentences: list[str], beam_width: int | None = None, n_best: int | None = None
+    ) -> list[list[tuple[str, float]]]:
+        """(translation, score) of the `n_best` best translations of each sentence, best first.
+
+        `beam_width` and `n_best` default to the config's. The score is the log-probability divided
+        by the length penalty. Sentences are sorted by length into batches so that a batch pads
+        little; tokens never seen in training are read as the unknown id and counted in
+        `unknown_tokens`. An empty sentence gives one empty translation of score 0.
         """
+        beam_width, n_best = beam_width or self.beam_width, n_best or self.n_best
         vocab = self.run.source_vocab
         encoded = [vocab.encode(sentence) for sentence in sentences]
         for sentence, ids in zip(sentences, encoded):
             if (ids == UNK_ID).any():
                 tokens = vocab.tokenize(sentence)
                 self.unknown_tokens.update(token for token, i in zip(tokens, ids) if i == UNK_ID)
-        translations = [[""] for _ in sentences]
+        results: list[list[tuple[str, float]]] = [[("", 0.0)] for _ in sentences]
         by_length = sorted((i for i, ids in enumerate(encoded) if len(ids)), key=lambda i: len(encoded[i]))
         for start in range(0, len(by_length), self.decode_batch_size):
             batch = by_length[start : start + self.decode_batch_size]
-            for i, hypotheses in zip(batch, self.decode(pad_ids([encoded[i] for i in batch])).ids):
-                translations[i] = [self.run.target_vocab.decode(ids) for ids in hypotheses]
-                self.empty_translations += translations[i][0] == ""
+            found = self._decode(pad_ids([encoded[i] for i in batch]), beam_width, n_best)
+            for i, ids, scores in zip(batch, found.ids, found.scores(self.length_penalty)):
+                results[i] = [(self.run.target_vocab.decode(row), float(value)) for row, value in zip(ids, scores)]
+                self.empty_translations += results[i][0][0] == ""
             self.sentences += len(batch)
             if self.progress:
                 self.progress.advance(len(batch))
         if self.progress:
             self.progress.advance(len(sentences) - len(by_length))
-        return translations
+        return results
+
+    def _decode(self, source_ids: np.ndarray, beam_width: int, n_best: int) -> Hypotheses:
+        if beam_width not in self._decoders:
+            model = self.run.model
+            self._decoders[beam_width] = (
+                GreedyDecoder(model) if beam_width == 1 else BeamSearchDecoder(model, beam_width, self.length_penalty)
+            )
+        decoder = self._decoders[beam_width]
+        if beam_width == 1:
+            return decoder(source_ids, self.max_output_len, self.min_output_len)
+        return decoder(source_ids, self.max_output_len, self.min_output_len, n_best)
 
     def translate_lines(self, lines: Iterable[str]) -> Iterator[str]:
         """Output lines for input lines, chunk by chunk: the n-best translations, tab-separated.

@@ -3,6 +3,7 @@
     models/<run>/
         config.json          the resolved configuration
         vocab.json           source and target vocabularies
+        *.model              the SentencePiece model(s) of subword vocabularies
         model.keras          the best epoch so far by `monitor`: what prediction loads
         checkpoints/last     names the newest checkpoint folder below, for --resume
         checkpoints/epoch-N/ model.keras with its optimizer state, and state.json
@@ -50,8 +51,10 @@ STATE_FILE = "state.json"
 TEST_FILE = "test.txt"
 LATEST_FILE = "latest"
 
-# Training settings that do not go into a run folder's name.
+# Training settings that do not go into a run folder's name, and the longest list of settings it holds.
 _UNNAMED_KEYS = ("model", "on_bad_line", "metrics", "device", "distribution")
+_NAME_LENGTH = 100
+_SEED_STATE = "seed_generator_state"  # how Keras names the state variable of a random generator
 
 
 @dataclass
@@ -67,6 +70,7 @@ class TrainingState:
     stopped_early: bool = False
     seconds: float = 0.0  # training time, summed over epochs
     resumed_after: list[int] = field(default_factory=list)  # epochs after which the run was resumed
+    seed_states: list[list[int]] = field(default_factory=list)  # of the dropout layers' random generators
 
     def finished(self, epochs: int) -> bool:
         """Whether a run of `epochs` epochs in this state has nothing left to train."""
@@ -89,14 +93,28 @@ def save_model(model: keras.Model, path: Path) -> None:
 
 
 def run_name(config: Config) -> str:
-    """`run_name`, or the model, the training settings that differ from the defaults, and the time."""
+    """`run_name`, or the model, the training settings that differ from the defaults, and the time.
+
+    Model settings count only if the model reads them; settings past `_NAME_LENGTH` characters
+    are counted (`+3`) rather than named: config.json holds them all.
+    """
     if config.run_name:
         return config.run_name
     values = config.to_dict()
-    parts = [config.model]
+    model_keys = {item.name for item in fields(builders.get(config.model).Settings)}
+    parts, left_out = [config.model], 0
     for key in KEYS:
-        if key.section in TRAINING_SECTIONS and key.name not in _UNNAMED_KEYS and values[key.name] != key.default:
-            parts.append(f"{key.name}={key.format(values[key.name])}")
+        if key.section not in TRAINING_SECTIONS or key.name in _UNNAMED_KEYS or values[key.name] == key.default:
+            continue
+        if key.section == "Model" and key.name not in model_keys:
+            continue
+        part = f"{key.name}={key.format(values[key.name])}"
+        if len("-".join([*parts, part])) <= _NAME_LENGTH:
+            parts.append(part)
+        else:
+            left_out += 1
+    if left_out:
+        parts.append(f"+{left_out}")
     parts.append(datetime.now().strftime("%Y%m%d-%H%M%S"))
     return "-".join(parts)
 
@@ -118,6 +136,9 @@ def create_run(
         raise ConfigError(f"run_name={name}: {path} exists already; choose another name or --resume it") from None
     source_vocab, target_vocab = vocabularies
     write_json(path / CONFIG_FILE, config.to_dict())
+    for name, data in {**source_vocab.files(), **target_vocab.files()}.items():  # SentencePiece models
+        with atomic_path(path / name) as temporary:
+            temporary.write_bytes(data)
     write_json(path / VOCAB_FILE, {"source": source_vocab.to_json(), "target": target_vocab.to_json()})
     write_json(path / SUMMARY_FILE, summary)
     if test_pairs:
@@ -129,8 +150,24 @@ def mark_latest(run_dir: Path) -> None:
     write_atomically(run_dir.parent / LATEST_FILE, run_dir.name + "\n")
 
 
+def seed_states(model: keras.Model) -> list[list[int]]:
+    """The states of the model's random generators (its dropout layers'), which Keras does not save
+    with a model: a resumed run needs them to draw the dropout masks an uninterrupted run would."""
+    return [variable.numpy().tolist() for variable in model.variables if variable.path.endswith(_SEED_STATE)]
+
+
+def set_seed_states(model: keras.Model, states: list[list[int]]) -> None:
+    """Give the model's random generators the states `seed_states` returned for a model of its kind."""
+    variables = [variable for variable in model.variables if variable.path.endswith(_SEED_STATE)]
+    if states and len(states) != len(variables):
+        raise DataError(f"the checkpoint has {len(states)} random generator states; the model has {len(variables)}")
+    for variable, value in zip(variables, states):
+        variable.assign(value)
+
+
 def save_checkpoint(run_dir: Path, model: keras.Model, state: TrainingState) -> None:
     """Save the model with its optimizer and the training `state`, then make it the last checkpoint."""
+    state.seed_states = seed_states(model)
     checkpoints = run_dir / CHECKPOINTS_DIR
     folder = checkpoints / f"epoch-{state.epochs_completed:04d}"
     folder.mkdir(parents=True, exist_ok=True)
@@ -149,7 +186,14 @@ def load_checkpoint(run_dir: Path) -> tuple[keras.Model, TrainingState] | None:
         return None
     folder = pointer.parent / pointer.read_text(encoding="utf-8").strip()
     state = TrainingState.from_json(read_json(folder / STATE_FILE))
-    return _load_model(folder / MODEL_FILE, load_config(run_dir), compile=True), state
+    config = load_config(run_dir)
+    model = _load_model(folder / MODEL_FILE, config, compile=True)
+    if not isinstance(model, builders.get(config.model)):
+        raise DataError(
+            f"{run_dir} was saved by sequencer 0.1.0: this version translates with it but cannot resume it; "
+            "resume it with sequencer 0.1.0 (commit c622279)"
+        )
+    return model, state
 
 
 @dataclass(frozen=True)
@@ -195,7 +239,7 @@ def load_summary(run_dir: Path) -> dict:
 def load_vocabularies(run_dir: Path) -> tuple[Vocabulary, Vocabulary]:
     vocab = read_json(run_dir / VOCAB_FILE)
     try:
-        return Vocabulary.from_json(vocab.get("source")), Vocabulary.from_json(vocab.get("target"))
+        return Vocabulary.from_json(vocab.get("source"), run_dir), Vocabulary.from_json(vocab.get("target"), run_dir)
     except ValueError as error:
         raise DataError(f"{run_dir / VOCAB_FILE}: {error}") from None
 
@@ -206,11 +250,14 @@ def load_run(path: Path) -> Run:
     config, summary = load_config(path), load_summary(path)
     if not (path / MODEL_FILE).is_file():
         raise DataError(f"{path} has no {MODEL_FILE} yet: its training has not finished an epoch")
-    return Run(path, _load_model(path / MODEL_FILE, config, compile=False), source_vocab, target_vocab, config, summary)
+    model = _load_model(path / MODEL_FILE, config, compile=False)
+    if not isinstance(model, builders.get(config.model)):
+        model = _from_version_0_1(model, config, len(source_vocab), len(target_vocab), path)
+    return Run(path, model, source_vocab, target_vocab, config, summary)
 
 
 def _load_model(path: Path, config: Config, compile: bool) -> keras.Model:
-    """Load in safe mode, after importing the run's builder so that its custom layers are known."""
+    """Load in safe mode, after importing the run's model file so that its custom layers are known."""
     import keras
 
     builders.get(config.model)
@@ -218,3 +265,24 @@ def _load_model(path: Path, config: Config, compile: bool) -> keras.Model:
         return keras.saving.load_model(path, compile=compile, safe_mode=True)
     except Exception as error:  # Keras raises many types for a damaged or foreign file
         raise DataError(f"{path}: cannot load the model ({type(error).__name__}: {first_line(error)})") from None
+
+
+def _from_version_0_1(saved: keras.Model, config: Config, source_size: int, target_size: int, run_dir: Path):
+    """The model of a run saved by sequencer 0.1, whose models were functional Keras models.
+
+    Their layers had the names the models' layers have now, so the weights are copied by name
+    into a model built from the run's config: it translates exactly as it did.
+    """
+    model = builders.get(config.model).create(config, source_size, target_size)
+    model.build()
+    copied = 0
+    try:
+        for layer in saved.layers:
+            if layer.weights:
+                model.get_layer(layer.name).set_weights(layer.get_weights())
+                copied += len(layer.weights)
+    except ValueError as error:
+        raise DataError(f"{run_dir}: not a model of sequencer 0.1 ({first_line(error)})") from None
+    if copied != len(model.weights):
+        raise DataError(f"{run_dir}: not a model of sequencer 0.1 ({copied} of {len(model.weights)} weights found)")
+    return model

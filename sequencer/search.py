@@ -3,7 +3,7 @@
 The original example called `model.predict` once per output character per sentence. Here the
 encoder runs once per batch and every decoder step of every sentence in the batch runs inside one
 `tf.function` loop, which stops when each sentence (each beam) has produced its end marker or at
-`max_len`. Both use only a builder's `encode` and `step`, so they decode every builder's models.
+`max_len`. Both use only a model's `encode` and `step` (see `seq2seq.py`), so they decode every model.
 Neither emits padding or the start marker, nor the end marker before `min_len` tokens: a
 barely trained model, which ranks the end marker first, would otherwise translate every
 sentence as an empty string.
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
-from sequencer.builders import Inference
+from sequencer.seq2seq import Seq2Seq
 from sequencer.vocabulary import END_ID, PAD_ID, START_ID
 
 # (source ids (batch, time), max_len, min_len)
@@ -62,17 +62,17 @@ def allowed_next(probabilities, step, min_len):
 class GreedyDecoder:
     """Takes the most probable token at every step."""
 
-    def __init__(self, inference: Inference):
-        self.inference = inference
-        self._decode = tf.function(self._decode_batch, input_signature=_SIGNATURE)
+    def __init__(self, model: Seq2Seq):
+        self.model = model
+        self._decode = tf.function(self.decode, input_signature=_SIGNATURE)
 
     def __call__(self, source_ids: np.ndarray, max_len: int, min_len: int = 0) -> Hypotheses:
         """One hypothesis per sentence; its ids end with END_ID, or are cut at `max_len`."""
-        ids, log_probs, lengths = self._decode(*_tensors(source_ids, max_len, min_len))
-        return Hypotheses(ids.numpy()[:, None], log_probs.numpy()[:, None], lengths.numpy()[:, None])
+        return Hypotheses(*(tensor.numpy() for tensor in self._decode(*_tensors(source_ids, max_len, min_len))))
 
-    def _decode_batch(self, source_ids, max_len, min_len):
-        state = self.inference.encode(source_ids)
+    def decode(self, source_ids, max_len, min_len):
+        """The search as TensorFlow ops: ids (B, 1, T), log-probabilities (B, 1), lengths (B, 1)."""
+        state = self.model.encode(source_ids, max_len)
         batch_size = tf.shape(source_ids)[0]
         token = tf.fill([batch_size], START_ID)
         finished = tf.zeros([batch_size], tf.bool)
@@ -80,7 +80,7 @@ class GreedyDecoder:
         length = tf.zeros([batch_size], tf.int32)
         steps = tf.TensorArray(tf.int32, size=0, dynamic_size=True, element_shape=[None])
         for step in tf.range(max_len):
-            probabilities, state = self.inference.step(token, state)
+            probabilities, state = self.model.step(token, state, step)
             probabilities = allowed_next(probabilities, step, min_len)
             token = tf.where(finished, PAD_ID, tf.argmax(probabilities, axis=-1, output_type=tf.int32))
             chosen = tf.gather(probabilities, token, batch_dims=1)
@@ -90,7 +90,8 @@ class GreedyDecoder:
             finished = finished | tf.equal(token, END_ID)
             if tf.reduce_all(finished):
                 break
-        return tf.transpose(steps.stack()), log_prob, length
+        ids = tf.reshape(tf.transpose(steps.stack()), [batch_size, 1, -1])
+        return ids, log_prob[:, None], length[:, None]
 
 
 class BeamSearchDecoder:
@@ -102,27 +103,53 @@ class BeamSearchDecoder:
     search should never give a worse translation than greedy decoding.
     """
 
-    def __init__(self, inference: Inference, beam_width: int, alpha: float):
+    def __init__(self, model: Seq2Seq, beam_width: int, alpha: float):
         self.beam_width = beam_width
         self.alpha = alpha
-        self.inference = inference
-        self.greedy = GreedyDecoder(inference)
-        self._search = tf.function(self._search_batch, input_signature=_SIGNATURE)
+        self.model = model
+        self.greedy = GreedyDecoder(model)
+        self._beams = tf.function(self.beam_search, input_signature=_SIGNATURE)
+        self._decode: dict[int, tf.types.experimental.PolymorphicFunction] = {}  # by n_best
 
     def __call__(self, source_ids: np.ndarray, max_len: int, min_len: int = 0, n_best: int = 1) -> Hypotheses:
         """The `n_best` best hypotheses of each sentence, best first, the greedy one included."""
-        beams = self.beams(source_ids, max_len, min_len)
-        return _merge(beams, self.greedy(source_ids, max_len, min_len), self.alpha, n_best)
+        if n_best not in self._decode:
+            self._decode[n_best] = tf.function(
+                lambda *inputs: self.decode(*inputs, n_best=n_best), input_signature=_SIGNATURE
+            )
+        return Hypotheses(*(t.numpy() for t in self._decode[n_best](*_tensors(source_ids, max_len, min_len))))
 
     def beams(self, source_ids: np.ndarray, max_len: int, min_len: int = 0) -> Hypotheses:
         """The `beam_width` hypotheses of plain beam search, best first."""
-        ids, log_probs, lengths = self._search(*_tensors(source_ids, max_len, min_len))
-        return Hypotheses(ids.numpy(), log_probs.numpy(), lengths.numpy())
+        return Hypotheses(*(tensor.numpy() for tensor in self._beams(*_tensors(source_ids, max_len, min_len))))
 
-    def _search_batch(self, source_ids, max_len, min_len):
+    def decode(self, source_ids, max_len, min_len, n_best: int):
+        """Beam search and the greedy hypothesis as TensorFlow ops, the `n_best` best first:
+        ids (B, n_best, T), log-probabilities (B, n_best), lengths (B, n_best)."""
+        beams = self.beam_search(source_ids, max_len, min_len)
+        greedy = self.greedy.decode(source_ids, max_len, min_len)
+        steps = tf.maximum(tf.shape(beams[0])[2], tf.shape(greedy[0])[2])
+        beam_ids, greedy_ids = (
+            tf.pad(ids, [[0, 0], [0, 0], [0, steps - tf.shape(ids)[2]]]) for ids in (beams[0], greedy[0])
+        )
+        ids = tf.concat([beam_ids, greedy_ids], axis=1)  # (B, k + 1, T): the greedy hypothesis last
+        log_probs = tf.concat([beams[1], greedy[1]], axis=1)
+        lengths = tf.concat([beams[2], greedy[2]], axis=1)
+        scores = log_probs / length_penalty(tf.cast(lengths, tf.float32), self.alpha)
+        among_beams = tf.reduce_any(tf.reduce_all(tf.equal(beam_ids, greedy_ids), axis=2), axis=1)
+        scores = tf.concat([scores[:, :-1], tf.where(among_beams[:, None], -np.inf, scores[:, -1:])], axis=1)
+        order = tf.argsort(scores, axis=1, direction="DESCENDING", stable=True)[:, :n_best]
+        return (
+            tf.gather(ids, order, batch_dims=1),
+            tf.gather(log_probs, order, batch_dims=1),
+            tf.gather(lengths, order, batch_dims=1),
+        )
+
+    def beam_search(self, source_ids, max_len, min_len):
+        """Plain beam search as TensorFlow ops: ids (B, k, T), log-probabilities (B, k), lengths (B, k)."""
         k, alpha = self.beam_width, self.alpha
         batch_size = tf.shape(source_ids)[0]
-        state = tf.nest.map_structure(lambda s: tf.repeat(s, k, axis=0), self.inference.encode(source_ids))
+        state = tf.nest.map_structure(lambda s: tf.repeat(s, k, axis=0), self.model.encode(source_ids, max_len))
         tokens = tf.fill([batch_size * k], START_ID)
         # Only the first beam is alive at the start, so the first step expands one hypothesis.
         log_probs = tf.tile(tf.constant([[0.0] + [-np.inf] * (k - 1)]), [batch_size, 1])
@@ -131,7 +158,7 @@ class BeamSearchDecoder:
         ids = tf.zeros([batch_size, k, 0], tf.int32)
         for step in tf.range(max_len):
             tf.autograph.experimental.set_loop_options(shape_invariants=[(ids, tf.TensorShape([None, k, None]))])
-            probabilities, state = self.inference.step(tokens, state)
+            probabilities, state = self.model.step(tokens, state, step)
             probabilities = allowed_next(probabilities, step, min_len)
             vocab_size = tf.shape(probabilities)[-1]
             step_log_probs = tf.math.log(tf.reshape(probabilities, [batch_size, k, vocab_size]))
@@ -158,22 +185,3 @@ class BeamSearchDecoder:
 
 def _tensors(source_ids: np.ndarray, max_len: int, min_len: int) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     return tf.constant(source_ids, tf.int32), tf.constant(max_len, tf.int32), tf.constant(min_len, tf.int32)
-
-
-def _merge(beams: Hypotheses, greedy: Hypotheses, alpha: float, n_best: int) -> Hypotheses:
-    """The beams with the greedy hypothesis added where it is not among them, best `n_best` first."""
-    steps = max(beams.ids.shape[2], greedy.ids.shape[2])
-    ids = np.full((len(beams.ids), beams.ids.shape[1] + 1, steps), PAD_ID, np.int32)
-    ids[:, :-1, : beams.ids.shape[2]] = beams.ids
-    ids[:, -1, : greedy.ids.shape[2]] = greedy.ids[:, 0]
-    log_probs = np.concatenate([beams.log_probs, greedy.log_probs], axis=1)
-    lengths = np.concatenate([beams.lengths, greedy.lengths], axis=1)
-    merged = Hypotheses(ids, log_probs, lengths)
-    scores = merged.scores(alpha)
-    scores[(ids[:, :-1] == ids[:, -1:]).all(axis=2).any(axis=1), -1] = -np.inf  # greedy is among the beams
-    order = np.argsort(-scores, axis=1, kind="stable")[:, :n_best]
-    return Hypotheses(
-        np.take_along_axis(ids, order[:, :, None], axis=1),
-        np.take_along_axis(log_probs, order, axis=1),
-        np.take_along_axis(lengths, order, axis=1),
-    )

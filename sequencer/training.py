@@ -20,7 +20,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from sequencer import batchers, builders
+from sequencer import __version__, batchers, builders, optimization
 from sequencer.callbacks import CurvePlot, EpochCSVLogger, EpochLine, EpochStats, RunState, ValidationChrF
 from sequencer.config import Config, check_resume
 from sequencer.data import Corpus, Sequences, teacher_forcing
@@ -40,9 +40,12 @@ from sequencer.runs import (
     load_checkpoint,
     load_config,
     load_run,
+    load_summary,
     load_vocabularies,
     mark_latest,
+    set_seed_states,
 )
+from sequencer.text import markdown_table
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +123,7 @@ class Trainer:
         if progress not in PROGRESS:
             raise ValueError(f"progress must be one of {', '.join(PROGRESS)}, not {progress!r}")
         self.config = config
-        self.builder = builders.get(config.model)(config)
+        self.model_class = builders.get(config.model)
         self.batcher = batchers.get(config.batcher)()
         self.extra_callbacks = list(callbacks)
         self.progress = progress
@@ -146,8 +149,10 @@ class Trainer:
         """
         saved_config = load_config(run_dir)
         check_resume(saved_config, self.config, run_dir)
-        if load_vocabularies(run_dir) != (corpus.source_vocab, corpus.target_vocab):
+        if load_summary(run_dir).get("data_fingerprint") != corpus.fingerprint:
             raise DataError(f"the training data in {self.config.train_dir} changed since {run_dir} started")
+        if load_vocabularies(run_dir) != (corpus.source_vocab, corpus.target_vocab):
+            raise DataError(f"the corpus to resume {run_dir} with must be read with its vocabularies")
         self._prepare()
         with self._worker_scratch() as scratch:
             if scratch:
@@ -175,6 +180,7 @@ class Trainer:
         else:
             saved_model, state = checkpoint
             model = self._continue(saved_model, corpus, saved_config)
+            set_seed_states(model, state.seed_states)
             if not state.finished(self.config.epochs):
                 state.resumed_after.append(state.epochs_completed)
         saved, now = saved_config.to_dict(), self.config.to_dict()
@@ -217,15 +223,20 @@ class Trainer:
             self._evaluate(run_dir, corpus.test_pairs)
         return run_dir
 
+    def _batches(self, source: Sequences, target: Sequences, epoch: int | None) -> list[np.ndarray]:
+        """The pair indices of each batch of `epoch` (None: the fixed order of validation)."""
+        lengths = np.stack([source.lengths, target.lengths], axis=1)
+        rng = None if epoch is None else np.random.default_rng([self.config.seed, epoch])
+        return self.batcher.batches(lengths, self.config.batch_size, rng)
+
     def _training_batches(self, corpus: Corpus, first_epoch: int) -> tuple[tf.data.Dataset, int]:
         """The batches of the epochs from `first_epoch` on, and the number of batches per epoch."""
         config = self.config
-        lengths = np.stack([corpus.train_source.lengths, corpus.train_target.lengths], axis=1)
 
         def plan(epoch: int) -> list[np.ndarray]:
-            return self.batcher.batches(lengths, config.batch_size, np.random.default_rng([config.seed, epoch]))
+            return self._batches(corpus.train_source, corpus.train_target, epoch)
 
-        steps = -(-len(lengths) // config.batch_size)
+        steps = -(-len(corpus.train_source) // config.batch_size)
         if len(plan(0)) != steps:
             raise ConfigError(
                 f"batcher={config.batcher} must make {steps} batches of {config.batch_size} pairs or fewer"
@@ -240,8 +251,7 @@ class Trainer:
         """The validation pairs in fixed batches, or None without any."""
         if not len(corpus.val_source):
             return None
-        lengths = np.stack([corpus.val_source.lengths, corpus.val_target.lengths], axis=1)
-        batches = self.batcher.batches(lengths, self.config.batch_size, None)
+        batches = self._batches(corpus.val_source, corpus.val_target, None)
         return self._distribute(
             lambda *replicas: make_dataset(
                 corpus.val_source, corpus.val_target, lambda _: batches, [0], len(batches), *replicas
@@ -254,11 +264,7 @@ class Trainer:
         chrf = []
         if config.eval_every and len(corpus.val_source):
             max_len = config.max_output_len or 2 * corpus.max_target_len
-            chrf = [
-                ValidationChrF(
-                    self.builder.inference, corpus, config.eval_pairs, config.eval_every, max_len, config.min_output_len
-                )
-            ]
+            chrf = [ValidationChrF(corpus, config.eval_pairs, config.eval_every, max_len, config.min_output_len)]
         echo = (lambda line: print(line, flush=True)) if self.progress == "lines" else None
         return [
             *chrf,  # first, so that the callbacks after it see val_chrf
@@ -337,8 +343,9 @@ class Trainer:
             raise DataError(f"the checkpoint's optimizer state does not fit optimizer={self.config.optimizer}")
         for variable, value in zip(model.optimizer.variables, saved.optimizer.variables):
             variable.assign(value)
-        if self.config.learning_rate != saved_config.learning_rate:
-            model.optimizer.learning_rate = self.config.learning_rate
+        constant = self.config.lr_schedule == "constant" and not self.config.warmup_steps
+        if constant and self.config.learning_rate != saved_config.learning_rate:
+            model.optimizer.learning_rate = self.config.learning_rate  # a schedule follows the new config by itself
         return model
 
     def _prepare(self) -> None:
@@ -360,15 +367,15 @@ class Trainer:
             tf.config.experimental.enable_op_determinism()
 
     def _new_model(self, corpus: Corpus) -> keras.Model:
+        """The config's model, built and compiled with its optimizer, schedule and loss."""
         config = self.config
-        settings = {"learning_rate": config.learning_rate}
-        if config.clipnorm:
-            settings["clipnorm"] = config.clipnorm
+        total_steps = config.epochs * len(self._batches(corpus.train_source, corpus.train_target, 0))
         with self.strategy.scope():  # variables made here are mirrored on every replica
-            model = self.builder.build(len(corpus.source_vocab), len(corpus.target_vocab))
+            model = self.model_class.create(config, len(corpus.source_vocab), len(corpus.target_vocab))
+            model.build()
             model.compile(
-                optimizer=keras.optimizers.get({"class_name": config.optimizer, "config": settings}),
-                loss="sparse_categorical_crossentropy",
+                optimizer=optimization.optimizer(config, total_steps),
+                loss=optimization.loss(config),
                 metrics=config.metrics,
                 jit_compile={"auto": "auto", "true": True, "false": False}[config.jit_compile],
             )
@@ -376,9 +383,10 @@ class Trainer:
 
 
 def _summary_table(model: keras.Model) -> str:
-    lines: list[str] = []
-    model.summary(print_fn=lambda line, **_: lines.append(line))
-    return "\n".join(lines)
+    """The model's layers and their parameters (a shared layer once per use), for train.log."""
+    rows = [[layer.name, type(layer).__name__, f"{layer.count_params():,}"] for layer in model.layers]
+    rows.append(["total", "", f"{model.count_params():,}"])
+    return markdown_table(["layer", "type", "parameters"], rows, numeric=[False, False, True])
 
 
 def _work_around_keras_multi_worker(model: keras.Model) -> None:
@@ -401,11 +409,13 @@ def _work_around_keras_multi_worker(model: keras.Model) -> None:
 
 def data_summary(corpus: Corpus) -> dict:
     return {
+        "sequencer_version": __version__,
         "train_pairs": len(corpus.train_source),
         "val_pairs": len(corpus.val_source),
         "test_pairs": len(corpus.test_pairs),
         "max_source_len": corpus.max_source_len,
         "max_target_len": corpus.max_target_len,
+        "data_fingerprint": corpus.fingerprint,
     }
 
 

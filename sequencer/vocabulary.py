@@ -1,8 +1,11 @@
-"""Vocabularies: text to integer ids and back, by character or by word.
+"""Vocabularies: text to integer ids and back, by character, by word or by subword.
 
 Ids 0-3 are reserved for padding, start, end and unknown. They are positions, not tokens, so no
 token in the data can collide with them (the original example used TAB and newline as start and
 end markers, which broke on data containing them).
+
+Subword units come from a SentencePiece model (Kudo and Richardson, 2018) trained on the
+training pairs (`SubwordVocabulary`); its ids are the vocabulary's ids.
 
 Word-level tokens are runs of letters and digits, and single other characters (punctuation, and
 any space other than U+0020, such as French's narrow no-break space before `!`). Spaces (U+0020)
@@ -13,15 +16,19 @@ separate tokens. Where two tokens touch without a space, the punctuation one car
 
 from __future__ import annotations
 
+import io
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
+import sentencepiece
 
 PAD_ID, START_ID, END_ID, UNK_ID = 0, 1, 2, 3
 SPECIALS = ("<pad>", "<s>", "</s>", "<unk>")
-LEVELS = ("char", "word")
+LEVELS = ("char", "word", "subword")
 JOINER = "\uffed"
 _WORD_PIECES = re.compile(r"\w+|[^\w ]")
 
@@ -91,8 +98,8 @@ class Vocabulary:
 
     @property
     def unit(self) -> str:
-        """What a token is, for messages: "character" or "word"."""
-        return "character" if self.level == "char" else "word"
+        """What a token is, for messages: "character", "word" or "subword"."""
+        return {"char": "character"}.get(self.level, self.level)
 
     def tokenize(self, text: str) -> list[str]:
         return list(text) if self.level == "char" else tokenize_words(text)
@@ -128,12 +135,107 @@ class Vocabulary:
     def to_json(self) -> dict:
         return {"specials": list(SPECIALS), "level": self.level, "tokens": self.tokens}
 
+    def files(self) -> dict[str, bytes]:
+        """Files the vocabulary needs beside its JSON, by name: none, but for subwords."""
+        return {}
+
     @classmethod
-    def from_json(cls, data: object) -> Vocabulary:
-        """A vocabulary saved by `to_json`; ValueError if `data` does not have that shape."""
+    def from_json(cls, data: object, folder: Path | None = None) -> Vocabulary:
+        """A vocabulary saved by `to_json` (a subword one with its files in `folder`); ValueError if
+        `data` does not have that shape."""
         if not isinstance(data, dict) or data.get("specials") != list(SPECIALS):
             raise ValueError("not a sequencer vocabulary")
+        if data.get("level") == "subword":
+            return SubwordVocabulary.from_json(data, folder)
         tokens = data.get("tokens")
         if not isinstance(tokens, list) or not all(isinstance(token, str) for token in tokens):
             raise ValueError("vocabulary tokens must be a list of strings")
         return cls(tokens, data.get("level", "char"))
+
+
+class SubwordVocabulary(Vocabulary):
+    """Subword units of a SentencePiece model, which is saved beside the vocabulary as its own file.
+
+    SentencePiece is trained with the reserved ids (padding, start, end, unknown) at 0-3, so its
+    ids are this vocabulary's. It keeps the text exactly as it is (no normalisation, spaces kept)
+    and falls back to UTF-8 bytes for characters it has no piece for, so that nothing is unknown
+    and `decode(encode(text)) == text`: translations are the exact text SentencePiece decodes.
+    """
+
+    # Training options that do not depend on the config. The thread count is fixed because the
+    # trained model depends on it: the same pairs give the same model on every machine.
+    OPTIONS: ClassVar[dict] = {
+        "pad_id": PAD_ID,
+        "bos_id": START_ID,
+        "eos_id": END_ID,
+        "unk_id": UNK_ID,
+        "pad_piece": SPECIALS[PAD_ID],
+        "bos_piece": SPECIALS[START_ID],
+        "eos_piece": SPECIALS[END_ID],
+        "unk_piece": SPECIALS[UNK_ID],
+        "normalization_rule_name": "identity",
+        "remove_extra_whitespaces": False,
+        "byte_fallback": True,
+        "character_coverage": 1.0,
+        "hard_vocab_limit": False,  # a small corpus may not have `size` pieces to give
+        "num_threads": 2,
+        "minloglevel": 2,
+    }
+
+    def __init__(self, model_proto: bytes, file_name: str):
+        self.processor = sentencepiece.SentencePieceProcessor(model_proto=model_proto)
+        pieces = [self.processor.id_to_piece(i) for i in range(self.processor.get_piece_size())]
+        if pieces[: len(SPECIALS)] != list(SPECIALS):
+            raise ValueError(f"{file_name} is not a SentencePiece model with ids 0-3 for {', '.join(SPECIALS)}")
+        super().__init__(pieces[len(SPECIALS) :], "subword")
+        self.model_proto = model_proto
+        self.file_name = file_name
+
+    @classmethod
+    def train(cls, texts: Iterable[str], size: int, model_type: str, file_name: str) -> SubwordVocabulary:
+        """A SentencePiece model of about `size` pieces (`model_type` unigram or bpe) trained on `texts`."""
+        model = io.BytesIO()
+        sentencepiece.SentencePieceTrainer.train(
+            sentence_iterator=iter(texts), model_writer=model, vocab_size=size, model_type=model_type, **cls.OPTIONS
+        )
+        return cls(model.getvalue(), file_name)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SubwordVocabulary) and self.model_proto == other.model_proto
+
+    def tokenize(self, text: str) -> list[str]:
+        return self.processor.encode(text, out_type=str)
+
+    def encode(self, text: str) -> np.ndarray:
+        return np.array(self.processor.encode(text), np.int32)
+
+    def encode_all(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        encoded = self.processor.encode(texts)
+        lengths = np.fromiter((len(ids) for ids in encoded), dtype=np.int64, count=len(encoded))
+        return np.fromiter((i for ids in encoded for i in ids), dtype=np.int32, count=int(lengths.sum())), lengths
+
+    def decode(self, ids: Iterable[int]) -> str:
+        pieces = []
+        for index in ids:
+            index = int(index)
+            if index == END_ID:
+                break
+            if index not in (PAD_ID, START_ID):
+                pieces.append(index)
+        return self.processor.decode(pieces)
+
+    def to_json(self) -> dict:
+        return {**super().to_json(), "model_file": self.file_name}
+
+    def files(self) -> dict[str, bytes]:
+        return {self.file_name: self.model_proto}
+
+    @classmethod
+    def from_json(cls, data: dict, folder: Path | None = None) -> SubwordVocabulary:
+        name = data.get("model_file")
+        if not isinstance(name, str) or "/" in name or folder is None:
+            raise ValueError("a subword vocabulary needs the name of its SentencePiece model file")
+        try:
+            return cls((folder / name).read_bytes(), name)
+        except FileNotFoundError:
+            raise ValueError(f"its SentencePiece model {folder / name} is missing") from None

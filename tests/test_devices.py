@@ -34,8 +34,9 @@ ONE_AND_TWO_CPUS = textwrap.dedent(
     from sequencer import Preprocessor, Trainer
 
     curves = {}
+    settings = json.loads(sys.argv[3])
     for distribution in ("none", "mirrored"):
-        config = tiny_config(Path(sys.argv[1]) / distribution, distribution=distribution, epochs="2")
+        config = tiny_config(Path(sys.argv[1]) / distribution, distribution=distribution, epochs="2", **settings)
         trainer = Trainer(config)
         run_dir = trainer.train(Preprocessor(config).load())
         with open(run_dir / "metrics.csv", newline="") as stream:
@@ -62,8 +63,23 @@ def python(*args, env=None, **kwargs):
     )
 
 
-def test_mirrored_over_two_cpus_follows_the_one_device_loss_curve(tmp_path):
-    process = python("-c", ONE_AND_TWO_CPUS, str(tmp_path), str(Path(__file__).parent), cwd=ROOT)
+TRANSFORMER = {
+    "model": "transformer",
+    "token_level": "subword",
+    "subword_vocab": "400",
+    "model_dim": "16",
+    "num_heads": "2",
+    "ffn_dim": "32",
+    "optimizer": "adam",
+    "warmup_steps": "4",
+    "label_smoothing": "0.1",
+}
+
+
+@pytest.mark.parametrize("settings", [{}, TRANSFORMER], ids=["lstm", "transformer-subword"])
+def test_mirrored_over_two_cpus_follows_the_one_device_loss_curve(tmp_path, settings):
+    arguments = [str(tmp_path), str(Path(__file__).parent), json.dumps(settings)]
+    process = python("-c", ONE_AND_TWO_CPUS, *arguments, cwd=ROOT)
     stdout, stderr = process.communicate(timeout=600)
     assert process.returncode == 0, stderr[-3000:]
     curves = json.loads(stdout.strip().splitlines()[-1])

@@ -97,11 +97,11 @@ def test_mostly_empty_translations_are_a_warning(trained_run, tmp_path, caplog):
     predictor = Predictor(run, run.config.replace(min_output_len=0))
 
     # A model that ends every translation at once, as a barely trained one may when allowed to.
-    def end_at_once(source_ids):
+    def end_at_once(source_ids, beam_width, n_best):
         batch = len(source_ids)
         return Hypotheses(np.full((batch, 1, 1), END_ID, np.int32), np.zeros((batch, 1)), np.ones((batch, 1)))
 
-    predictor.decode = end_at_once
+    predictor._decode = end_at_once
     caplog.set_level(logging.WARNING)
     predictor.translate_file(MIXED, tmp_path / "mixed.txt")
     [warning] = [record.getMessage() for record in caplog.records if "translated as empty lines" in record.getMessage()]

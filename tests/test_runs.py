@@ -4,8 +4,9 @@ import shutil
 
 import keras
 import pytest
-from conftest import tiny_config
+from conftest import DATA, tiny_config
 
+from sequencer import Predictor
 from sequencer.errors import ConfigError, DataError
 from sequencer.runs import LATEST_FILE, TrainingState, find_run, load_checkpoint, load_run, run_name, save_model
 
@@ -50,7 +51,7 @@ def test_metrics_summary_and_log_record_every_epoch(trained_run):
     assert summary["best_metrics"]["val_accuracy"] == pytest.approx(float(best["val_accuracy"]))
     assert summary["seconds"] > 0
     log = (trained_run / "train.log").read_text()
-    assert "epoch 1/2: " in log and "epoch 2/2: " in log and "Total params" in log
+    assert "epoch 1/2: " in log and "epoch 2/2: " in log and "| encoder_lstm | LSTM | 10,624 |" in log
 
 
 def test_load_run_and_checkpoint(trained_run):
@@ -143,3 +144,26 @@ def test_a_model_carrying_code_is_refused(trained_run, tmp_path):
     with pytest.raises(DataError) as caught:
         load_run(foreign)
     assert "cannot load the model" in str(caught.value) and "safe_mode" in str(caught.value)
+
+
+@pytest.mark.parametrize("name", ["lstm", "attention"])
+def test_runs_saved_by_version_0_1_translate_as_they_did(name, tmp_path):
+    # tests/data/runs-v0.1 holds tiny runs trained with sequencer 0.1.0 (commit c622279), whose
+    # models were functional Keras models, and the translations that version gave.
+    run_dir = DATA / "runs-v0.1" / name
+    recorded = json.loads((run_dir / "translations.json").read_text())
+    run = load_run(run_dir)
+    settings = run.config.replace(min_output_len=0)  # 0.1 had no minimum output length
+    assert Predictor(run, settings).translate(recorded["sources"]) == recorded["greedy"]
+    beam = Predictor(run, settings.replace(beam_width=3, n_best=2)).translate_n_best(recorded["sources"])
+    assert beam == recorded["beam3_n2"]
+
+    copy = tmp_path / name
+    shutil.copytree(run_dir, copy)
+    (copy / "checkpoints" / "epoch-0002").mkdir(parents=True)
+    shutil.copy(run_dir / "model.keras", copy / "checkpoints" / "epoch-0002" / "model.keras")
+    (copy / "checkpoints" / "epoch-0002" / "state.json").write_text('{"epochs_completed": 2}')
+    (copy / "checkpoints" / "last").write_text("epoch-0002\n")
+    with pytest.raises(DataError) as caught:
+        load_checkpoint(copy)
+    assert "saved by sequencer 0.1.0" in str(caught.value) and "commit c622279" in str(caught.value)

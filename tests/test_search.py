@@ -7,7 +7,6 @@ import tensorflow as tf
 from conftest import tiny_config
 
 from sequencer import builders
-from sequencer.builders.lstm import LSTMBuilder
 from sequencer.runs import load_run
 from sequencer.search import BeamSearchDecoder, GreedyDecoder, allowed_next
 from sequencer.vocabulary import END_ID, PAD_ID, START_ID, Vocabulary
@@ -46,37 +45,35 @@ MODELS = {
     "trained": {},
     "random": {"latent_dim": 16},
     "random-attention": {"latent_dim": 16, "model": "attention", "attention": "bahdanau", "num_layers": 2},
+    "random-transformer": {"model": "transformer", "model_dim": 16, "num_heads": 2, "ffn_dim": 32, "num_layers": 2},
 }
 
 
 @pytest.fixture(scope="module", params=MODELS)
 def model(request, run):
-    """(builder, model): the trained one, or one with random weights.
+    """The trained model, or one with random weights.
 
     Random weights make outputs that vary from step to step and sentence to sentence, which a
     barely trained model does not: together they check the loops, the states and the padding. The
-    attention model's decoder state also holds the encoder outputs, which beams must reorder.
+    attention model's decoder state also holds the encoder outputs, and the Transformer's its
+    key/value caches, which beams must reorder.
     """
     if request.param == "trained":
-        return LSTMBuilder(run.config), run.model
+        return run.model
     keras.utils.set_random_seed(3)
     config = run.config.replace(**MODELS[request.param])
-    builder = builders.get(config.model)(config)
-    return builder, builder.build(len(run.source_vocab), len(run.target_vocab))
-
-
-def inference(model):
-    builder, keras_model = model
-    return builder.inference(keras_model)
+    model = builders.get(config.model).create(config, len(run.source_vocab), len(run.target_vocab))
+    model.build()
+    return model
 
 
 @pytest.mark.parametrize("min_len", [0, 5])
 def test_batched_greedy_equals_step_by_step_decoding(run, model, min_len):
     max_len = 25
     encoded, batch = padded(run.source_vocab, SENTENCES)
-    batched = GreedyDecoder(inference(model))(batch, max_len, min_len)
+    batched = GreedyDecoder(model)(batch, max_len, min_len)
     for ids, row, length in zip(encoded, batched.ids[:, 0], batched.lengths[:, 0]):
-        reference = step_by_step(model[1], ids, max_len, min_len)
+        reference = step_by_step(model, ids, max_len, min_len)
         assert list(row[: len(reference)]) == reference
         assert all(token == PAD_ID for token in row[len(reference) :])
         assert length == len(reference) >= min_len + 1  # the end marker counts in the length
@@ -84,13 +81,13 @@ def test_batched_greedy_equals_step_by_step_decoding(run, model, min_len):
 
 def test_output_is_bounded_by_max_len(run):
     source = run.source_vocab.encode("Who are you?")[None, :]
-    assert GreedyDecoder(LSTMBuilder(run.config).inference(run.model))(source, 3).ids.shape[2] <= 3
+    assert GreedyDecoder(run.model)(source, 3).ids.shape[2] <= 3
 
 
 def test_beam_of_width_one_is_greedy(run, model):
     _, batch = padded(run.source_vocab, SENTENCES)
-    greedy = GreedyDecoder(inference(model))(batch, 20)
-    beam = BeamSearchDecoder(inference(model), 1, 0.6).beams(batch, 20)
+    greedy = GreedyDecoder(model)(batch, 20)
+    beam = BeamSearchDecoder(model, 1, 0.6).beams(batch, 20)
     assert np.array_equal(beam.ids[:, 0, : greedy.ids.shape[2]], greedy.ids[:, 0])
     assert np.allclose(beam.log_probs, greedy.log_probs, atol=1e-4)
 
@@ -98,15 +95,23 @@ def test_beam_of_width_one_is_greedy(run, model):
 @pytest.mark.parametrize("alpha", [0.0, 0.6])
 def test_beam_search_never_scores_worse_than_greedy(run, model, alpha):
     _, batch = padded(run.source_vocab, SENTENCES)
-    greedy = GreedyDecoder(inference(model))(batch, 20)
-    beam = BeamSearchDecoder(inference(model), 4, alpha)(batch, 20, n_best=3)
+    greedy = GreedyDecoder(model)(batch, 20)
+    beam = BeamSearchDecoder(model, 4, alpha)(batch, 20, n_best=3)
     assert (beam.scores(alpha)[:, 0] >= greedy.scores(alpha)[:, 0] - 1e-5).all()
     assert (np.diff(beam.scores(alpha), axis=1) <= 1e-6).all()  # best first
     assert all(len({tuple(ids) for ids in sentence}) == 3 for sentence in beam.ids)  # distinct
 
 
 @pytest.mark.parametrize("min_len", [0, 2])
-@pytest.mark.parametrize("settings", [{}, {"model": "attention", "num_layers": "2"}], ids=["lstm", "attention"])
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {},
+        {"model": "attention", "num_layers": "2"},
+        {"model": "transformer", "model_dim": "8", "num_heads": "2", "ffn_dim": "16", "num_layers": "2"},
+    ],
+    ids=["lstm", "attention", "transformer"],
+)
 def test_a_wide_enough_beam_finds_the_most_probable_output(tmp_path, settings, min_len):
     # Four ids can be output (end, unknown, x, y) over three steps: a beam of 4 * 4 keeps every
     # prefix of two steps, so its hypotheses must be the 16 most probable of all possible outputs
@@ -114,15 +119,14 @@ def test_a_wide_enough_beam_finds_the_most_probable_output(tmp_path, settings, m
     keras.utils.set_random_seed(5)
     source_vocab, target_vocab = Vocabulary.build(["ab"]), Vocabulary.build(["xy"])
     config = tiny_config(tmp_path, latent_dim="8", **settings)
-    builder = builders.get(config.model)(config)
-    steps = builder.inference(builder.build(len(source_vocab), len(target_vocab)))
+    model = builders.get(config.model).create(config, len(source_vocab), len(target_vocab))
     source = source_vocab.encode("abba")[None, :]
     max_len, vocab_size = 3, len(target_vocab)
 
     def log_prob(sequence):
-        state, token, total = steps.encode(source), START_ID, 0.0
-        for next_token in sequence:
-            probabilities, state = steps.step(tf.constant([token]), state)
+        state, token, total = model.encode(source, max_len), START_ID, 0.0
+        for index, next_token in enumerate(sequence):
+            probabilities, state = model.step(tf.constant([token]), state, index)
             total += float(np.log(probabilities[0, next_token]))
             token = next_token
         return total
@@ -137,5 +141,5 @@ def test_a_wide_enough_beam_finds_the_most_probable_output(tmp_path, settings, m
     ]
     width = len(outputs) ** 2
     best = sorted((log_prob(sequence) for sequence in candidates), reverse=True)[:width]
-    beams = BeamSearchDecoder(steps, width, 0.0).beams(source, max_len, min_len)
+    beams = BeamSearchDecoder(model, width, 0.0).beams(source, max_len, min_len)
     assert beams.log_probs[0] == pytest.approx(best, abs=1e-4)

@@ -10,8 +10,8 @@ from conftest import tiny_config
 from sequencer import Predictor, Preprocessor, Trainer, builders
 from sequencer.config import PACKAGE_DIR
 from sequencer.devices import configure_device
-from sequencer.errors import ConfigError
-from sequencer.runs import load_checkpoint, load_config, load_run
+from sequencer.errors import ConfigError, DataError
+from sequencer.runs import load_checkpoint, load_config, load_run, load_vocabularies
 
 
 def train(config, callbacks=()):
@@ -54,11 +54,27 @@ def test_same_seed_same_weights(tmp_path):
     assert not same_weights(load_run(first).model, load_run(other).model)
 
 
-def test_resumed_run_ends_like_an_uninterrupted_one(tmp_path):
-    config = tiny_config(tmp_path / "whole", epochs="3")
+TRANSFORMER = {
+    "model": "transformer",
+    "token_level": "subword",
+    "subword_vocab": "400",
+    "model_dim": "16",
+    "num_heads": "2",
+    "ffn_dim": "32",
+    "dropout": "0.1",
+    "optimizer": "adam",
+    "lr_schedule": "inverse_sqrt",
+    "warmup_steps": "5",
+    "label_smoothing": "0.1",
+}
+
+
+@pytest.mark.parametrize("settings", [{}, TRANSFORMER], ids=["lstm", "transformer-subword"])
+def test_resumed_run_ends_like_an_uninterrupted_one(tmp_path, settings):
+    config = tiny_config(tmp_path / "whole", epochs="3", **settings)
     whole = train(config)
 
-    config = tiny_config(tmp_path / "parts", epochs="3")
+    config = tiny_config(tmp_path / "parts", epochs="3", **settings)
     with pytest.raises(KeyboardInterrupt):
         train(config, [InterruptAt(epoch=1, batch=3)])
     [interrupted] = [path for path in (tmp_path / "parts" / "models").iterdir() if path.is_dir()]
@@ -66,7 +82,7 @@ def test_resumed_run_ends_like_an_uninterrupted_one(tmp_path):
     assert summary["interrupted"] is True and summary["epochs_completed"] == 1
     assert load_run(interrupted).model is not None  # prediction accepts the interrupted run
 
-    resumed = Trainer(config).resume(interrupted, Preprocessor(config).load())
+    resumed = Trainer(config).resume(interrupted, Preprocessor(config).load(load_vocabularies(interrupted)))
     assert same_weights(load_checkpoint(whole)[0], load_checkpoint(resumed)[0], 1e-6)
     assert same_weights(load_run(whole).model, load_run(resumed).model, 1e-6)
     assert [row["epoch"] for row in metrics_rows(resumed)] == ["1", "2", "3"]
@@ -131,42 +147,42 @@ def test_a_builder_dropped_into_the_folder_is_selectable_and_trains(tmp_path):
             '''
             """A GRU encoder-decoder, written by a test."""
 
+            from dataclasses import dataclass
+
             import keras
-            import tensorflow as tf
             from keras import layers
 
-            from sequencer.builders import Inference, ModelBuilder
             from sequencer.layers import OneHot
+            from sequencer.seq2seq import Seq2Seq
 
 
-            class GRUBuilder(ModelBuilder):
-                def build(self, source_vocab_size, target_vocab_size):
-                    source_ids = keras.Input((None,), dtype="int32")
-                    decoder_ids = keras.Input((None,), dtype="int32")
-                    _, state = layers.GRU(8, return_state=True)(OneHot(source_vocab_size)(source_ids))
-                    decoded = layers.GRU(8, return_sequences=True, name="decoder")(
-                        OneHot(target_vocab_size, name="target_one_hot")(decoder_ids), initial_state=state
-                    )
-                    probabilities = layers.Dense(target_vocab_size, activation="softmax", name="out")(decoded)
-                    self.encoder = keras.Model(source_ids, state)
-                    return keras.Model([source_ids, decoder_ids], probabilities)
-
-                def inference(self, model):
-                    return GRUInference(model)
+            @dataclass(frozen=True)
+            class GRUSettings:
+                latent_dim: int
 
 
-            class GRUInference(Inference):
-                def __init__(self, model):
-                    self.encoder = keras.Model(model.inputs[0], model.get_layer("decoder").input[1])
-                    self.depth = model.get_layer("target_one_hot").depth
-                    self.cell = model.get_layer("decoder").cell
-                    self.out = model.get_layer("out")
+            @keras.saving.register_keras_serializable(package="test")
+            class GRUSeq2Seq(Seq2Seq):
+                Settings = GRUSettings
 
-                def encode(self, source_ids):
-                    return self.encoder(source_ids)
+                def __init__(self, source_vocab_size, target_vocab_size, settings, **kwargs):
+                    super().__init__(source_vocab_size, target_vocab_size, settings, **kwargs)
+                    self.source_one_hot = OneHot(source_vocab_size)
+                    self.target_one_hot = OneHot(target_vocab_size)
+                    self.encoder = layers.GRU(settings.latent_dim, return_state=True)
+                    self.decoder = layers.GRU(settings.latent_dim, return_sequences=True)
+                    self.out = layers.Dense(target_vocab_size, activation="softmax")
 
-                def step(self, tokens, state):
-                    output, state = self.cell(tf.one_hot(tokens, self.depth), state)
+                def call(self, inputs, training=False):
+                    source_ids, decoder_ids = inputs
+                    state = self.encode(source_ids, None)
+                    return self.out(self.decoder(self.target_one_hot(decoder_ids), initial_state=state))
+
+                def encode(self, source_ids, max_len):
+                    return self.encoder(self.source_one_hot(source_ids))[1]
+
+                def step(self, tokens, state, index):
+                    output, state = self.decoder.cell(self.target_one_hot(tokens), state)
                     return self.out(output), state[0] if isinstance(state, (list, tuple)) else state
             '''
         )
@@ -175,14 +191,14 @@ def test_a_builder_dropped_into_the_folder_is_selectable_and_trains(tmp_path):
         assert builders.available()["tmp_test_gru"] == "A GRU encoder-decoder, written by a test."
         config = tiny_config(tmp_path, model="tmp_test_gru", epochs="1")
         run_dir = train(config)
-        assert run_dir.name.startswith("tmp_test_gru-")
+        assert run_dir.name.startswith("tmp_test_gru-") and "-latent_dim=32-" in run_dir.name  # a key it reads
         translations = Predictor.from_config(config).translate(["Hello!", "", "I am cold."])
         assert len(translations) == 3 and translations[1] == ""
     finally:
         plugin.unlink()
     with pytest.raises(ConfigError) as caught:
         tiny_config(tmp_path, model="tmp_test_gru")
-    assert "expected one of attention, lstm" in str(caught.value)
+    assert "expected one of attention, lstm, transformer" in str(caught.value)
 
 
 def test_absent_gpu_is_a_clear_error():
@@ -212,18 +228,19 @@ def test_mixed_precision_needs_a_gpu_and_writes_nothing(tmp_path):
     assert not config.model_dir.exists()
 
 
-def test_lstm_builder_under_mixed_precision_keeps_float32_outputs(tmp_path):
+@pytest.mark.parametrize("model", ["lstm", "transformer"])
+def test_models_under_mixed_precision_keep_float32_outputs(tmp_path, model):
     # What a GPU run builds: float16 computation, float32 weights and probabilities.
     keras.mixed_precision.set_global_policy("mixed_float16")
     try:
-        builder = builders.get("lstm")(tiny_config(tmp_path, latent_dim="8"))
-        model = builder.build(7, 9)
-        assert model.get_layer("decoder_lstm").compute_dtype == "float16"
-        assert model.get_layer("decoder_lstm").variable_dtype == "float32"
-        assert model.get_layer("decoder_output").compute_dtype == "float32"
-        inference = builder.inference(model)
-        probabilities, _ = inference.step(np.array([1, 2]), inference.encode(np.array([[4, 5], [6, 0]])))
+        config = tiny_config(tmp_path, model=model, latent_dim="8", model_dim="8", num_heads="2")
+        seq2seq = builders.get(model).create(config, 7, 9)
+        seq2seq.build()
+        computing = [layer for layer in seq2seq.layers if layer.name in ("decoder_lstm", "decoder_layer_0")]
+        assert computing[0].compute_dtype == "float16" and computing[0].variable_dtype == "float32"
+        probabilities, _ = seq2seq.step(np.array([1, 2]), seq2seq.encode(np.array([[4, 5], [6, 0]]), 3), 0)
         assert probabilities.dtype == "float32" and probabilities.shape == (2, 9)
+        assert seq2seq([np.array([[4, 5]]), np.array([[1, 4]])]).dtype == "float32"
     finally:
         keras.mixed_precision.set_global_policy("float32")
 
@@ -258,3 +275,23 @@ def test_attention_model_on_words_trains_saves_and_translates_with_beam_search(t
     n_best = Predictor(run, run.config.replace(beam_width=3, n_best=2)).translate_n_best(["Go.", "Who are you?", ""])
     assert [len(alternatives) for alternatives in n_best] == [2, 2, 1]
     assert all("\uffed" not in text for alternatives in n_best for text in alternatives)  # detokenised
+
+
+def test_transformer_on_subwords_trains_saves_and_translates_with_beam_search(tmp_path):
+    run_dir = train(tiny_config(tmp_path, test_split="0.1", **TRANSFORMER))
+    run = load_run(run_dir)
+    assert (run_dir / "subwords.model").is_file() and run.source_vocab is not run.target_vocab
+    assert run.source_vocab == run.target_vocab and run.target_vocab.level == "subword"  # one joint model
+    assert json.loads((run_dir / "eval.json").read_text())["test.txt"]["sentences"] > 0
+    predictor = Predictor(run, run.config.replace(beam_width=3, n_best=2))
+    n_best = predictor.translate_n_best(["Go.", "Who are you?", ""])
+    assert [len(alternatives) for alternatives in n_best] == [2, 2, 1]
+    assert all(alternatives[0] for alternatives in n_best[:2])  # min_output_len: never empty
+
+
+def test_resuming_on_changed_data_is_refused(tmp_path):
+    config = tiny_config(tmp_path, epochs="1")
+    run_dir = train(config)
+    fewer = load_config(run_dir, {"epochs": "2"}).replace(num_samples=299)
+    with pytest.raises(DataError, match="changed since"):
+        Trainer(load_config(run_dir, {"epochs": "2"})).resume(run_dir, Preprocessor(fewer).load())

@@ -1,12 +1,17 @@
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 
+from sequencer.data import read_pairs
 from sequencer.vocabulary import (
     END_ID,
     PAD_ID,
     SPECIALS,
     START_ID,
     UNK_ID,
+    SubwordVocabulary,
     Vocabulary,
     detokenize_words,
     tokenize_words,
@@ -84,3 +89,45 @@ def test_character_vocabulary_can_be_limited_too():
 
 def test_runs_saved_before_token_levels_load_as_character_vocabularies():
     assert Vocabulary.from_json({"specials": list(SPECIALS), "tokens": ["a"]}).level == "char"
+
+
+SHIPPED_CORPUS = Path(__file__).resolve().parents[1] / "training_files" / "fra.txt"
+
+
+@pytest.fixture(scope="module")
+def shipped_sentences():
+    pairs, _ = read_pairs(SHIPPED_CORPUS)
+    return [source for source, _ in pairs], [target for _, target in pairs]
+
+
+def test_subwords_of_the_shipped_corpus_decode_to_every_sentence_exactly(shipped_sentences):
+    sources, targets = shipped_sentences
+    vocab = SubwordVocabulary.train(sources + targets, 8000, "unigram", "subwords.model")
+    assert len(vocab) == 8000 and vocab.tokens[:2] == ["<0x00>", "<0x01>"]  # byte fallback: nothing is unknown
+    for side in (sources, targets):
+        values, lengths = vocab.encode_all(side)
+        assert UNK_ID not in values and PAD_ID not in values and len(lengths) == len(side)
+        decoded = [vocab.decode(ids) for ids in np.split(values, np.cumsum(lengths)[:-1])]
+        assert decoded == side  # the narrow no-break space of French "!" included
+    assert vocab.decode(vocab.encode("Hello 🐞 \u202f!")) == "Hello 🐞 \u202f!"  # unseen characters: UTF-8 bytes
+
+
+@pytest.mark.parametrize("model_type", ["unigram", "bpe"])
+def test_subword_vocabularies_reserve_the_same_ids_and_save_as_a_sentencepiece_file(tmp_path, model_type):
+    texts = ["Hello there.", "Hello again, friend.", "Bonjour !", "Salut, l'ami."] * 20
+    vocab = SubwordVocabulary.train(texts, 300, model_type, "subwords.model")
+    assert vocab.processor.id_to_piece([PAD_ID, START_ID, END_ID, UNK_ID]) == list(SPECIALS)
+    ids = vocab.encode("Hello again.")
+    assert vocab.decode([START_ID, *ids, END_ID, 9, 9]) == "Hello again."  # stops at the end marker
+    [(name, model)] = vocab.files().items()
+    (tmp_path / name).write_bytes(model)
+    again = Vocabulary.from_json(json.loads(json.dumps(vocab.to_json())), tmp_path)
+    assert again == vocab and again.unit == "subword" and list(again.encode("Hello again.")) == list(ids)
+    with pytest.raises(ValueError, match=r"SentencePiece model .* is missing"):
+        Vocabulary.from_json(vocab.to_json(), tmp_path / "elsewhere")
+
+
+def test_the_same_pairs_give_the_same_subword_model():
+    texts = ["one two three", "two three four", "three four five"] * 30
+    first, second = (SubwordVocabulary.train(texts, 300, "unigram", "s.model") for _ in range(2))
+    assert first.model_proto == second.model_proto

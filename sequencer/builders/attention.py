@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import keras
 from keras import layers, ops
 
-from sequencer.builders import Inference, ModelBuilder
-from sequencer.layers import find_stacked, find_token_vectors, stacked_name, step_cells, token_vectors
+from sequencer.layers import stacked_name, step_cells, token_vectors
+from sequencer.seq2seq import Seq2Seq
 from sequencer.vocabulary import PAD_ID
 
 
-class AttentionBuilder(ModelBuilder):
+@dataclass(frozen=True)
+class AttentionSettings:
+    latent_dim: int
+    num_layers: int
+    embedding_dim: int
+    dropout: float
+    attention: str  # luong or bahdanau
+
+
+@keras.saving.register_keras_serializable(package="sequencer")
+class AttentionSeq2Seq(Seq2Seq):
     """An encoder-decoder that looks back at the whole source at every output step.
 
     The encoder is `num_layers` bidirectional LSTMs of `latent_dim` units per direction. A "bridge"
@@ -23,85 +35,80 @@ class AttentionBuilder(ModelBuilder):
     Attention reads the decoder LSTM's output rather than feeding back into its input (no "input
     feeding"), as in TensorFlow's NMT-with-attention tutorial: the decoder LSTM then runs over a
     whole target sequence in training, cuDNN-eligible on a GPU, and the attention for all steps is
-    one batched product.
+    one batched product. The decoding state carries the encoder outputs, which beam search
+    reorders with the rest of the state.
     """
 
-    def build(self, source_vocab_size: int, target_vocab_size: int) -> keras.Model:
-        config = self.config
-        units = config.latent_dim
-        source_ids = keras.Input(shape=(None,), dtype="int32", name="source_ids")
-        decoder_input_ids = keras.Input(shape=(None,), dtype="int32", name="decoder_input_ids")
+    Settings = AttentionSettings
 
-        memory = token_vectors(source_vocab_size, config.embedding_dim, "source")(source_ids)
-        for layer in range(config.num_layers):
-            lstm = layers.LSTM(units, return_sequences=True, return_state=True, dropout=config.dropout)
-            memory, forward_h, _, backward_h, _ = layers.Bidirectional(
-                lstm, name=stacked_name("encoder_bilstm", layer)
-            )(memory)
-        bridge = layers.Dense(units, activation="tanh", name="bridge")
-        initial_state = bridge(layers.Concatenate(name="encoder_final")([forward_h, backward_h]))
-
-        decoded = token_vectors(target_vocab_size, config.embedding_dim, "target")(decoder_input_ids)
-        for layer in range(config.num_layers):
-            lstm = layers.LSTM(
-                units, return_sequences=True, dropout=config.dropout, name=stacked_name("decoder_lstm", layer)
+    def __init__(self, source_vocab_size: int, target_vocab_size: int, settings: AttentionSettings, **kwargs):
+        kwargs.setdefault("name", "attention_seq2seq")
+        super().__init__(source_vocab_size, target_vocab_size, settings, **kwargs)
+        units, dropout = settings.latent_dim, settings.dropout
+        self.source_vectors = token_vectors(source_vocab_size, settings.embedding_dim, "source")
+        self.target_vectors = token_vectors(target_vocab_size, settings.embedding_dim, "target")
+        self.encoder_layers = [
+            layers.Bidirectional(
+                layers.LSTM(units, return_sequences=True, return_state=True, dropout=dropout),
+                name=stacked_name("encoder_bilstm", i),
             )
-            decoded = lstm(decoded, initial_state=[initial_state, initial_state])
-
-        if config.attention == "luong":
+            for i in range(settings.num_layers)
+        ]
+        self.encoder_final = layers.Concatenate(name="encoder_final")
+        self.bridge = layers.Dense(units, activation="tanh", name="bridge")
+        self.decoder_lstms = [
+            layers.LSTM(units, return_sequences=True, dropout=dropout, name=stacked_name("decoder_lstm", i))
+            for i in range(settings.num_layers)
+        ]
+        if settings.attention == "luong":
             # h_t W h_s as (W^T h_t) . h_s: project the query to the encoder's width, then a dot product.
-            query = layers.Dense(2 * units, use_bias=False, name="attention_query")(decoded)
-            context = layers.Attention(score_mode="dot", name="attention")([query, memory])
+            self.attention_query = layers.Dense(2 * units, use_bias=False, name="attention_query")
+            self.attention_key = None
+            self.attention = layers.Attention(score_mode="dot", name="attention")
         else:
-            query = layers.Dense(units, use_bias=False, name="attention_query")(decoded)
-            keys = layers.Dense(units, use_bias=False, name="attention_key")(memory)
-            context = layers.AdditiveAttention(name="attention")([query, memory, keys])  # its scale is Bahdanau's v
-        combine = layers.Dense(units, activation="tanh", name="attention_combine")
-        attentional = combine(layers.Concatenate(name="context_and_output")([context, decoded]))
-        attentional = layers.Dropout(config.dropout, name="attentional_dropout")(attentional)
-        output_layer = layers.Dense(target_vocab_size, activation="softmax", dtype="float32", name="decoder_output")
-        return keras.Model([source_ids, decoder_input_ids], output_layer(attentional), name="attention_seq2seq")
+            self.attention_query = layers.Dense(units, use_bias=False, name="attention_query")
+            self.attention_key = layers.Dense(units, use_bias=False, name="attention_key")
+            self.attention = layers.AdditiveAttention(name="attention")  # its scale is Bahdanau's v
+        # A layer rather than ops.concatenate, so that the decoder's padding mask reaches the output.
+        self.context_and_output = layers.Concatenate(name="context_and_output")
+        self.attention_combine = layers.Dense(units, activation="tanh", name="attention_combine")
+        self.attentional_dropout = layers.Dropout(dropout, name="attentional_dropout")
+        self.output_layer = layers.Dense(
+            target_vocab_size, activation="softmax", dtype="float32", name="decoder_output"
+        )
 
-    def inference(self, model: keras.Model) -> Inference:
-        return AttentionInference(model)
+    def call(self, inputs, training=False):
+        source_ids, decoder_input_ids = inputs
+        memory, initial = self._encode(source_ids, training)  # (B, S, 2 units), (B, units)
+        decoded = self.target_vectors(decoder_input_ids)  # (B, T, E), masked where the ids are padding
+        for lstm in self.decoder_lstms:
+            decoded = lstm(decoded, initial_state=[initial, initial], training=training)  # (B, T, units)
+        keys = self.attention_key(memory) if self.attention_key else memory
+        context = self.attention([self.attention_query(decoded), memory, keys])  # (B, T, 2 units)
+        attentional = self.attention_combine(self.context_and_output([context, decoded]))
+        return self.output_layer(self.attentional_dropout(attentional, training=training))  # (B, T, V)
 
-
-class AttentionInference(Inference):
-    """The decoder state holds each decoder layer's LSTM state and the encoder outputs it attends to.
-
-    Beam search reorders every tensor of the state by beam, the encoder outputs included, which
-    keeps `step` free of beam bookkeeping.
-    """
-
-    def __init__(self, model: keras.Model):
-        self.source_vectors = find_token_vectors(model, "source")
-        self.target_vectors = find_token_vectors(model, "target")
-        self.encoder_layers = find_stacked(model, "encoder_bilstm")
-        self.bridge = model.get_layer("bridge")
-        self.decoder_cells = [layer.cell for layer in find_stacked(model, "decoder_lstm")]
-        self.query_layer = model.get_layer("attention_query")
-        names = {layer.name for layer in model.layers}
-        self.key_layer = model.get_layer("attention_key") if "attention_key" in names else None  # bahdanau only
-        self.attention_layer = model.get_layer("attention")
-        self.combine_layer = model.get_layer("attention_combine")
-        self.output_layer = model.get_layer("decoder_output")
-
-    def encode(self, source_ids):
-        mask = ops.not_equal(source_ids, PAD_ID)
+    def _encode(self, source_ids, training=False):
+        """The last encoder layer's outputs (B, S, 2 units) and the decoder's initial state (B, units)."""
         memory = self.source_vectors(source_ids)
         for layer in self.encoder_layers:
-            memory, forward_h, _, backward_h, _ = layer(memory, mask=mask)
-        initial = self.bridge(ops.concatenate([forward_h, backward_h], axis=-1))
+            memory, forward_h, _, backward_h, _ = layer(memory, training=training)
+        return memory, self.bridge(self.encoder_final([forward_h, backward_h]))
+
+    def encode(self, source_ids, max_len):
+        memory, initial = self._encode(source_ids)
         return {
-            "decoder": [[initial, initial] for _ in self.decoder_cells],
+            "decoder": [[initial, initial] for _ in self.decoder_lstms],
             "memory": memory,
-            "keys": self.key_layer(memory) if self.key_layer else memory,
-            "mask": mask,
+            "keys": self.attention_key(memory) if self.attention_key else memory,
+            "mask": ops.not_equal(source_ids, PAD_ID),
         }
 
-    def step(self, tokens, state):
-        output, decoder_state = step_cells(self.decoder_cells, self.target_vectors(tokens), state["decoder"])
-        query = self.query_layer(output[:, None, :])
-        context = self.attention_layer([query, state["memory"], state["keys"]], mask=[None, state["mask"]])
-        attentional = self.combine_layer(ops.concatenate([context[:, 0], output], axis=-1))
+    def step(self, tokens, state, index):
+        output, decoder_state = step_cells(
+            [lstm.cell for lstm in self.decoder_lstms], self.target_vectors(tokens), state["decoder"]
+        )
+        query = self.attention_query(output[:, None, :])
+        context = self.attention([query, state["memory"], state["keys"]], mask=[None, state["mask"]])
+        attentional = self.attention_combine(ops.concatenate([context[:, 0], output], axis=-1))
         return self.output_layer(attentional), {**state, "decoder": decoder_state}

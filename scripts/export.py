@@ -1,0 +1,40 @@
+#!/usr/bin/env python3
+"""Export a run as a TensorFlow SavedModel that translates strings, tokenisation and search inside the graph."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a clone without installing
+
+from sequencer.cli import Parser, import_tensorflow, keys_of, run_script
+
+USES = ("model_dir", "run", "device", *keys_of("Prediction"))
+
+
+def export(config, args):
+    from sequencer.errors import ConfigError
+    from sequencer.runs import find_run
+
+    run_dir = find_run(config.model_dir, config.run)  # checked before TensorFlow starts
+    out_dir = args.out_dir.absolute()
+    if out_dir.exists() and not args.force:
+        raise ConfigError(f"{out_dir} exists already; choose another folder or pass --force to replace it")
+    import_tensorflow()
+    from sequencer.devices import configure_device
+    from sequencer.export import export
+    from sequencer.runs import load_run
+
+    configure_device(config.device)
+    export(load_run(run_dir), config, out_dir, force=args.force)
+    print(f"exported {run_dir.name} to {out_dir}")
+
+
+def parser():
+    parser = Parser(__doc__, USES)
+    parser.add_argument("out_dir", type=Path, metavar="OUT_DIR", help="folder to write the SavedModel to")
+    parser.add_argument("--force", action="store_true", help="replace an existing export in OUT_DIR")
+    return parser
+
+
+if __name__ == "__main__":
+    run_script(parser(), export)

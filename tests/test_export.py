@@ -1,0 +1,142 @@
+"""The SavedModel export: text in, text out, in a process that knows nothing of this project."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import tensorflow as tf
+from conftest import tiny_config
+
+from sequencer import Predictor, Preprocessor, Trainer
+from sequencer.errors import ConfigError
+from sequencer.export import EXPORT_FILE, _word_tokens, export
+from sequencer.runs import load_run
+from sequencer.vocabulary import tokenize_words
+
+ROOT = Path(__file__).resolve().parents[1]
+SENTENCES = ["Hello!", "I am cold.", "", "Who are you? Ж🐞", "It's me, Tom.", "Run!"]
+
+# A fresh interpreter with TensorFlow only (and tensorflow-text's ops for subwords): what
+# TensorFlow Serving or another program would have.
+LOAD_AND_TRANSLATE = """
+import json, sys
+import tensorflow as tf
+if sys.argv[2] == "subword":
+    import tensorflow_text  # noqa: F401
+loaded = tf.saved_model.load(sys.argv[1])
+output = loaded.signatures["serving_default"](text=tf.constant(json.loads(sys.argv[3])))
+print(json.dumps({
+    "sequencer": any(name.startswith("sequencer") for name in sys.modules),
+    "translation": [row.decode() if isinstance(row, bytes) else [t.decode() for t in row]
+                    for row in output["translation"].numpy()],
+    "score": output["score"].numpy().tolist(),
+}))
+"""
+
+RUNS = {
+    "char": {},
+    "word": {"model": "attention", "token_level": "word", "embedding_dim": "8"},
+    "subword": {
+        "model": "transformer",
+        "token_level": "subword",
+        "subword_vocab": "400",
+        "model_dim": "16",
+        "num_heads": "2",
+        "ffn_dim": "32",
+        "optimizer": "adam",
+    },
+}
+
+
+@pytest.fixture(scope="module", params=RUNS)
+def run(request, tmp_path_factory):
+    config = tiny_config(tmp_path_factory.mktemp(request.param), latent_dim="16", **RUNS[request.param])
+    return load_run(Trainer(config, progress="none").train(Preprocessor(config).load()))
+
+
+def in_predictor_order(run) -> list[str]:
+    """SENTENCES ordered as Predictor orders them, by length in tokens, the empty one last.
+
+    The export decodes its input as one batch in the order given; Predictor sorts by length.
+    In the same order, both compute the same sums in the same order, and so give the same
+    translations even from a barely trained model, whose probabilities are nearly ties.
+    """
+    ordered = sorted((s for s in SENTENCES if s), key=lambda sentence: len(run.source_vocab.encode(sentence)))
+    return [*ordered, ""]
+
+
+def exported(run, out_dir: Path, **settings) -> dict:
+    """The export's translations of `in_predictor_order(run)`, from a fresh Python process."""
+    export(run, run.config.replace(**settings), out_dir)
+    level = run.source_vocab.level
+    command = [sys.executable, "-c", LOAD_AND_TRANSLATE, str(out_dir), level, json.dumps(in_predictor_order(run))]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env={"TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    output = json.loads(result.stdout.splitlines()[-1])
+    assert output["sequencer"] is False
+    return output
+
+
+def test_greedy_export_translates_as_the_predictor_does(run, tmp_path):
+    output = exported(run, tmp_path / "greedy")
+    expected = Predictor(run).hypotheses(in_predictor_order(run))
+    assert output["translation"] == [scored[0][0] for scored in expected]
+    assert output["score"] == pytest.approx([scored[0][1] for scored in expected], abs=1e-4)
+    assert output["translation"][-1] == "" and output["score"][-1] == 0.0  # an empty sentence
+    recorded = json.loads((tmp_path / "greedy" / EXPORT_FILE).read_text())
+    assert recorded["beam_width"] == 1 and recorded["token_level"] == run.source_vocab.level
+
+
+def test_beam_export_gives_the_predictors_n_best(run, tmp_path):
+    output = exported(run, tmp_path / "beam", beam_width=3, n_best=2)
+    sentences = in_predictor_order(run)
+    expected = Predictor(run, run.config.replace(beam_width=3, n_best=2)).hypotheses(sentences)
+    for sentence, row, scores, scored in zip(sentences, output["translation"], output["score"], expected):
+        if not sentence:
+            assert row == ["", ""] and scores == [0.0, 0.0]
+            continue
+        assert row == [text for text, _ in scored]
+        assert scores == pytest.approx([value for _, value in scored], abs=1e-4)
+    assert json.loads((tmp_path / "beam" / EXPORT_FILE).read_text())["n_best"] == 2
+
+
+def test_saved_model_cli_lists_the_signature(run, tmp_path):
+    if run.source_vocab.level != "char":
+        pytest.skip("one run is enough")
+    export(run, run.config, tmp_path / "out")
+    cli = Path(sys.executable).parent / "saved_model_cli"
+    shown = subprocess.run(
+        [str(cli), "show", "--dir", str(tmp_path / "out"), "--tag_set", "serve", "--signature_def", "serving_default"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    assert "inputs['text'] tensor_info:" in shown.stdout and "dtype: DT_STRING" in shown.stdout
+    assert "outputs['translation'] tensor_info:" in shown.stdout and "outputs['score'] tensor_info:" in shown.stdout
+
+
+def test_an_export_is_not_overwritten_unless_forced(run, tmp_path):
+    if run.source_vocab.level != "char":
+        pytest.skip("one run is enough")
+    out = tmp_path / "out"
+    export(run, run.config, out)
+    with pytest.raises(ConfigError, match="exists already"):
+        export(run, run.config, out)
+    export(run, run.config.replace(beam_width=2), out, force=True)
+    assert json.loads((out / EXPORT_FILE).read_text())["beam_width"] == 2
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["out"]  # nothing left beside it
+    (tmp_path / "mine").mkdir()
+    with pytest.raises(ConfigError, match="not an export"):
+        export(run, run.config, tmp_path / "mine", force=True)
+
+
+def test_word_tokens_in_the_graph_are_the_python_tokens_on_the_shipped_corpus():
+    with open(ROOT / "training_files" / "fra.txt", encoding="utf-8") as stream:
+        sentences = [side.strip() for line in stream for side in line.split("\t")[:2]]
+    sentences += ["  two  spaces ", "a\u202f!", "l'été — «oui»", "x_y 3.5 ½", "", "Ж🐞?!"]
+    tokens = _word_tokens(tf.constant(sentences)).to_list()
+    mismatches = [s for s, graph in zip(sentences, tokens) if [t.decode() for t in graph] != tokenize_words(s)]
+    assert mismatches == []
