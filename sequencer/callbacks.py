@@ -97,9 +97,13 @@ class ValidationChrF(keras.callbacks.Callback):
         if (epoch + 1) % self.every:
             logs["val_chrf"] = float("nan")
             return
-        output = self.decoder(self.source_ids, self.max_len, self.min_len).ids[:, 0]
+        logs["val_chrf"] = self.chrf(self.decoder)
+
+    def chrf(self, decoder: GreedyDecoder) -> float:
+        """The chrF of `decoder`'s greedy translations of the validation pairs."""
+        output = decoder(self.source_ids, self.max_len, self.min_len).ids[:, 0]
         hypotheses = [self.target_vocab.decode(ids) for ids in output]
-        logs["val_chrf"] = score(hypotheses, self.references.references)["chrf"]
+        return score(hypotheses, self.references.references)["chrf"]
 
 
 class RunState(keras.callbacks.Callback):
@@ -142,7 +146,7 @@ class RunState(keras.callbacks.Callback):
             self.model.stop_training = True
             state.stopped_early = True
             log.info("no better %s for %d epochs: stopping early", config.monitor, config.early_stopping_patience)
-        save_checkpoint(self.run_dir, self.model, state)
+        save_checkpoint(self.run_dir, self.model, state, keep=max(1, config.average_last))
         self.write_summary(interrupted=False)
 
     def write_summary(self, interrupted: bool) -> None:

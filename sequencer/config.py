@@ -393,7 +393,42 @@ KEYS: tuple[Key, ...] = (
         "Training",
         choices=("accuracy",),
     ),
-    Key("batch_size", "int", 64, "pairs per training batch", "Training", low=1, resumable=True),
+    Key(
+        "batch_size",
+        "int",
+        64,
+        "pairs per training batch (unless batch_tokens is set)",
+        "Training",
+        low=1,
+        resumable=True,
+    ),
+    Key(
+        "batch_tokens",
+        "int",
+        0,
+        "fill each batch with pairs of similar length up to this many tokens (pairs x the longer side after "
+        "padding) instead of batch_size pairs; 0 counts pairs",
+        "Training",
+        low=0,
+    ),
+    Key(
+        "accumulate_steps",
+        "int",
+        1,
+        "apply the optimizer once every this many batches, with their mean gradient: an effective batch this many "
+        "times larger",
+        "Training",
+        low=1,
+    ),
+    Key(
+        "average_last",
+        "int",
+        0,
+        "keep the last this many epoch checkpoints and, at the end of training, average their weights; "
+        "the average replaces model.keras if it scores better on the validation pairs; 0 or 1 does not average",
+        "Training",
+        low=0,
+    ),
     Key(
         "batcher",
         "choice",
@@ -799,6 +834,8 @@ def _check_together(values: dict[str, Any]) -> None:
         )
     if values["lr_schedule"] == "inverse_sqrt" and not values["warmup_steps"]:
         raise ConfigError("lr_schedule=inverse_sqrt needs warmup_steps >= 1 (its peak comes at the end of warm-up)")
+    if values["average_last"] > 1 and not values["val_split"]:
+        raise ConfigError("average_last compares the average with the best epoch on validation pairs; val_split=0")
     if values["max_output_len"] and values["min_output_len"] > values["max_output_len"]:
         raise ConfigError(
             f"min_output_len={values['min_output_len']} is more than max_output_len={values['max_output_len']}"

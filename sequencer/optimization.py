@@ -57,8 +57,12 @@ class SmoothedCrossentropy(keras.losses.Loss):
 
 
 def learning_rate(config: Config, total_steps: int) -> float | keras.optimizers.schedules.LearningRateSchedule:
-    """The learning rate of `config` for a run of `total_steps` optimizer updates."""
-    peak, warmup = config.learning_rate, config.warmup_steps
+    """The learning rate of `config` for a run of `total_steps` batches.
+
+    Keras' schedules count batches, accumulated or not; `warmup_steps` counts optimizer updates,
+    so with `accumulate_steps` the warm-up lasts that many times more batches.
+    """
+    peak, warmup = config.learning_rate, config.warmup_steps * config.accumulate_steps
     if config.lr_schedule == "cosine":
         return keras.optimizers.schedules.CosineDecay(
             0.0 if warmup else peak,
@@ -72,9 +76,12 @@ def learning_rate(config: Config, total_steps: int) -> float | keras.optimizers.
 
 
 def optimizer(config: Config, total_steps: int) -> keras.optimizers.Optimizer:
+    """The Keras optimizer of `config`, its schedule set for `total_steps` batches."""
     settings = {"learning_rate": learning_rate(config, total_steps)}
     if config.clipnorm:
         settings["clipnorm"] = config.clipnorm
+    if config.accumulate_steps > 1:  # Keras applies the mean of the accumulated gradients, clipped
+        settings["gradient_accumulation_steps"] = config.accumulate_steps
     return keras.optimizers.get({"class_name": config.optimizer, "config": settings})
 
 

@@ -9,6 +9,7 @@
         checkpoints/epoch-N/ model.keras with its optimizer state, and state.json
         summary.json         data sizes, epochs done, best epoch and its metrics, time
         test.txt, eval.json  the held-out test pairs (test_split) and the scores of evaluations
+        averaged.keras or best-epoch.keras   with average_last: the model.keras did not take
         metrics.csv, train.log, curves.png, tensorboard/
 
 Every file is written atomically (`files.atomic_path`), and a checkpoint becomes the last one
@@ -49,6 +50,8 @@ CHECKPOINTS_DIR = "checkpoints"
 LAST_CHECKPOINT = "last"
 STATE_FILE = "state.json"
 TEST_FILE = "test.txt"
+AVERAGED_FILE = "averaged.keras"  # the average of the last checkpoints, when it did not replace model.keras
+BEST_EPOCH_FILE = "best-epoch.keras"  # the best epoch's model, when the average replaced it in model.keras
 LATEST_FILE = "latest"
 
 # Training settings that do not go into a run folder's name, and the longest list of settings it holds.
@@ -165,8 +168,9 @@ def set_seed_states(model: keras.Model, states: list[list[int]]) -> None:
         variable.assign(value)
 
 
-def save_checkpoint(run_dir: Path, model: keras.Model, state: TrainingState) -> None:
-    """Save the model with its optimizer and the training `state`, then make it the last checkpoint."""
+def save_checkpoint(run_dir: Path, model: keras.Model, state: TrainingState, keep: int = 1) -> None:
+    """Save the model with its optimizer and the training `state`, make it the last checkpoint,
+    and delete the epoch checkpoints before the `keep` newest."""
     state.seed_states = seed_states(model)
     checkpoints = run_dir / CHECKPOINTS_DIR
     folder = checkpoints / f"epoch-{state.epochs_completed:04d}"
@@ -174,9 +178,17 @@ def save_checkpoint(run_dir: Path, model: keras.Model, state: TrainingState) -> 
     save_model(model, folder / MODEL_FILE)
     write_json(folder / STATE_FILE, state.to_json())
     write_atomically(checkpoints / LAST_CHECKPOINT, folder.name + "\n")
-    for old in checkpoints.glob("epoch-*"):
-        if old != folder:
-            shutil.rmtree(old, ignore_errors=True)
+    for old in checkpoint_folders(run_dir)[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def checkpoint_folders(run_dir: Path) -> list[Path]:
+    """The run's epoch checkpoints up to the last one, oldest first (later ones are of an abandoned past)."""
+    pointer = run_dir / CHECKPOINTS_DIR / LAST_CHECKPOINT
+    if not pointer.is_file():
+        return []
+    last = pointer.read_text(encoding="utf-8").strip()
+    return sorted(path for path in (run_dir / CHECKPOINTS_DIR).glob("epoch-*") if path.name <= last)
 
 
 def load_checkpoint(run_dir: Path) -> tuple[keras.Model, TrainingState] | None:
@@ -187,7 +199,7 @@ def load_checkpoint(run_dir: Path) -> tuple[keras.Model, TrainingState] | None:
     folder = pointer.parent / pointer.read_text(encoding="utf-8").strip()
     state = TrainingState.from_json(read_json(folder / STATE_FILE))
     config = load_config(run_dir)
-    model = _load_model(folder / MODEL_FILE, config, compile=True)
+    model = load_model(folder / MODEL_FILE, config, compile=True)
     if not isinstance(model, builders.get(config.model)):
         raise DataError(
             f"{run_dir} was saved by sequencer 0.1.0: this version translates with it but cannot resume it; "
@@ -250,13 +262,13 @@ def load_run(path: Path) -> Run:
     config, summary = load_config(path), load_summary(path)
     if not (path / MODEL_FILE).is_file():
         raise DataError(f"{path} has no {MODEL_FILE} yet: its training has not finished an epoch")
-    model = _load_model(path / MODEL_FILE, config, compile=False)
+    model = load_model(path / MODEL_FILE, config)
     if not isinstance(model, builders.get(config.model)):
         model = _from_version_0_1(model, config, len(source_vocab), len(target_vocab), path)
     return Run(path, model, source_vocab, target_vocab, config, summary)
 
 
-def _load_model(path: Path, config: Config, compile: bool) -> keras.Model:
+def load_model(path: Path, config: Config, compile: bool = False) -> keras.Model:
     """Load in safe mode, after importing the run's model file so that its custom layers are known."""
     import keras
 

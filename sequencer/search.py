@@ -80,6 +80,7 @@ class GreedyDecoder:
         length = tf.zeros([batch_size], tf.int32)
         steps = tf.TensorArray(tf.int32, size=0, dynamic_size=True, element_shape=[None])
         for step in tf.range(max_len):
+            tf.autograph.experimental.set_loop_options(shape_invariants=[_any_shape(state)])
             probabilities, state = self.model.step(token, state, step)
             probabilities = allowed_next(probabilities, step, min_len)
             token = tf.where(finished, PAD_ID, tf.argmax(probabilities, axis=-1, output_type=tf.int32))
@@ -157,7 +158,9 @@ class BeamSearchDecoder:
         finished = tf.zeros([batch_size, k], tf.bool)
         ids = tf.zeros([batch_size, k, 0], tf.int32)
         for step in tf.range(max_len):
-            tf.autograph.experimental.set_loop_options(shape_invariants=[(ids, tf.TensorShape([None, k, None]))])
+            tf.autograph.experimental.set_loop_options(
+                shape_invariants=[(ids, tf.TensorShape([None, k, None])), _any_shape(state)]
+            )
             probabilities, state = self.model.step(tokens, state, step)
             probabilities = allowed_next(probabilities, step, min_len)
             vocab_size = tf.shape(probabilities)[-1]
@@ -185,3 +188,9 @@ class BeamSearchDecoder:
 
 def _tensors(source_ids: np.ndarray, max_len: int, min_len: int) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     return tf.constant(source_ids, tf.int32), tf.constant(max_len, tf.int32), tf.constant(min_len, tf.int32)
+
+
+def _any_shape(state) -> tuple[object, object]:
+    """A loop's shape invariant for a decoding state: any tensor of it may change its shape from
+    step to step (the Transformer's caches grow)."""
+    return state, tf.nest.map_structure(lambda tensor: tf.TensorShape([None] * tensor.shape.rank), state)

@@ -7,11 +7,11 @@ probabilities of the next target token at every position (teacher forcing). Deco
     state = model.encode(source_ids, max_len)               # (B, S) ids -> nested tensors, batch first
     probabilities, state = model.step(tokens, state, index)  # (B,) tokens at output position index -> (B, V)
 
-`index` counts from 0 (the start marker); `max_len` bounds it, so a model can allocate its
-decoding cache once. Every tensor of a state has the batch as its first axis, so beam search
-reorders hypotheses with one gather per tensor. Id 0 is padding: it is masked in the encoder,
-and the probabilities carry the decoder inputs' padding mask, so that Keras leaves padding out
-of the loss and the metrics.
+`index` counts from 0 (the start marker) and stays below `max_len`. Every tensor of a state has
+the batch as its first axis, so beam search reorders hypotheses with one gather per tensor; its
+other dimensions may change from step to step (the Transformer's caches grow). Id 0 is padding:
+it is masked in the encoder, and the probabilities carry the decoder inputs' padding mask, so
+that Keras leaves padding out of the loss and the metrics.
 
 Each model reads its hyperparameters from a small frozen dataclass, `Settings`, whose fields are
 config keys: `create` fills it from a Config, and `get_config` saves it with the model.

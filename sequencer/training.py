@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import os
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
@@ -21,6 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from sequencer import __version__, batchers, builders, optimization
+from sequencer.averaging import average_weights
 from sequencer.callbacks import CurvePlot, EpochCSVLogger, EpochLine, EpochStats, RunState, ValidationChrF
 from sequencer.config import Config, check_resume
 from sequencer.data import Corpus, Sequences, teacher_forcing
@@ -29,22 +31,30 @@ from sequencer.errors import ConfigError, DataError
 from sequencer.evaluation import EVAL_FILE, record, table
 from sequencer.files import write_atomically, write_json
 from sequencer.runs import (
+    AVERAGED_FILE,
+    BEST_EPOCH_FILE,
     CONFIG_FILE,
     LOG_FILE,
     METRICS_FILE,
+    MODEL_FILE,
     PLOT_FILE,
+    SUMMARY_FILE,
     TENSORBOARD_DIR,
     TEST_FILE,
     TrainingState,
+    checkpoint_folders,
     create_run,
     load_checkpoint,
     load_config,
+    load_model,
     load_run,
     load_summary,
     load_vocabularies,
     mark_latest,
+    save_model,
     set_seed_states,
 )
+from sequencer.search import GreedyDecoder
 from sequencer.text import markdown_table
 
 log = logging.getLogger(__name__)
@@ -219,15 +229,76 @@ class Trainer:
                 run_state.write_summary(interrupted=True)
                 raise
         log.info("best epoch %d of %d; model.keras holds it", state.best_epoch, state.epochs_completed)
+        if self.config.average_last > 1:
+            self.average(run_dir, corpus)
         if corpus.test_pairs and is_chief(self.strategy):
             self._evaluate(run_dir, corpus.test_pairs)
         return run_dir
+
+    def average(self, run_dir: Path, corpus: Corpus) -> dict | None:
+        """Average the weights of the run's last `average_last` checkpoints (Vaswani et al., 2017).
+
+        The average becomes model.keras, the best epoch's model moving to best-epoch.keras, if
+        it scores better than the best epoch on the validation pairs (by `monitor`, or val_loss
+        when the monitor is a training metric); otherwise it is saved as averaged.keras. Both
+        scores go into summary.json under "averaging", which is also returned.
+        """
+        if not hasattr(self, "strategy"):
+            self._prepare()
+        folders = checkpoint_folders(run_dir)[-self.config.average_last :]
+        if len(folders) < 2:
+            log.info("average_last: %d checkpoint(s) to average; nothing done", len(folders))
+            return None
+        averaged = self._new_model(corpus)
+        averaged.set_weights(average_weights({f.name: load_model(f / MODEL_FILE, self.config) for f in folders}))
+        best = self._new_model(corpus)
+        best.set_weights(load_model(run_dir / MODEL_FILE, self.config).get_weights())
+        metric = self.config.monitor if self.config.monitor.startswith("val_") else "val_loss"
+        scores = {"averaged": self._validation_score(averaged, corpus, metric)}
+        scores["best"] = self._validation_score(best, corpus, metric)
+        lower_is_better = metric == "val_loss"  # accuracy and chrF: higher is
+        better = (scores["averaged"] < scores["best"]) == lower_is_better and scores["averaged"] != scores["best"]
+        if better:
+            os.replace(run_dir / MODEL_FILE, run_dir / BEST_EPOCH_FILE)
+            save_model(averaged, run_dir / MODEL_FILE)
+            (run_dir / AVERAGED_FILE).unlink(missing_ok=True)
+        else:
+            save_model(averaged, run_dir / AVERAGED_FILE)
+        record = {
+            "checkpoints": [folder.name for folder in folders],
+            "metric": metric,
+            "averaged": scores["averaged"],
+            "best_epoch": scores["best"],
+            "model.keras": "averaged" if better else "best epoch",
+        }
+        summary = load_summary(run_dir)
+        write_json(run_dir / SUMMARY_FILE, {**summary, "averaging": record})
+        log.info(
+            "average of %s: %s %.4g, best epoch %.4g; model.keras holds the %s",
+            ", ".join(record["checkpoints"]),
+            metric,
+            scores["averaged"],
+            scores["best"],
+            record["model.keras"],
+        )
+        return record
+
+    def _validation_score(self, model: keras.Model, corpus: Corpus, metric: str) -> float:
+        """`metric` (val_loss, val_accuracy or val_chrf) of `model` on the validation pairs."""
+        config = self.config
+        if metric == "val_chrf":
+            max_len = config.max_output_len or 2 * corpus.max_target_len
+            scorer = ValidationChrF(corpus, config.eval_pairs, 1, max_len, config.min_output_len)
+            return scorer.chrf(GreedyDecoder(model))
+        with self.strategy.scope():
+            results = model.evaluate(self._validation_batches(corpus), verbose=0, return_dict=True)
+        return float(results[metric.removeprefix("val_")])
 
     def _batches(self, source: Sequences, target: Sequences, epoch: int | None) -> list[np.ndarray]:
         """The pair indices of each batch of `epoch` (None: the fixed order of validation)."""
         lengths = np.stack([source.lengths, target.lengths], axis=1)
         rng = None if epoch is None else np.random.default_rng([self.config.seed, epoch])
-        return self.batcher.batches(lengths, self.config.batch_size, rng)
+        return self.batcher.batches(lengths, self.config.batch_size, rng, batch_tokens=self.config.batch_tokens)
 
     def _training_batches(self, corpus: Corpus, first_epoch: int) -> tuple[tf.data.Dataset, int]:
         """The batches of the epochs from `first_epoch` on, and the number of batches per epoch."""
@@ -236,11 +307,11 @@ class Trainer:
         def plan(epoch: int) -> list[np.ndarray]:
             return self._batches(corpus.train_source, corpus.train_target, epoch)
 
-        steps = -(-len(corpus.train_source) // config.batch_size)
-        if len(plan(0)) != steps:
-            raise ConfigError(
-                f"batcher={config.batcher} must make {steps} batches of {config.batch_size} pairs or fewer"
-            )
+        steps = len(plan(0))
+        if config.batch_tokens and len(plan(1)) != steps:
+            raise ConfigError(f"batcher={config.batcher} must make as many batches of tokens in every epoch")
+        if not config.batch_tokens and steps != -(-len(corpus.train_source) // config.batch_size):
+            raise ConfigError(f"batcher={config.batcher} must make batches of {config.batch_size} pairs but one")
         epochs = range(first_epoch, config.epochs)
         data = self._distribute(
             lambda *replicas: make_dataset(corpus.train_source, corpus.train_target, plan, epochs, steps, *replicas)

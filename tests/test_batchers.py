@@ -3,6 +3,7 @@ import pytest
 
 from sequencer import batchers
 from sequencer.data import Sequences, teacher_forcing
+from sequencer.errors import ConfigError
 from sequencer.training import make_dataset
 from sequencer.vocabulary import END_ID, START_ID
 
@@ -66,3 +67,36 @@ def test_dataset_batches_of_an_epoch_do_not_depend_on_the_first_epoch():
     (source_ids, decoder_input), decoder_target = from_start[0]
     assert source_ids.shape[0] == 4 and decoder_input.shape == decoder_target.shape
     assert source_ids.shape[1] == max(int(np.count_nonzero(row)) for row in source_ids.numpy())  # own longest only
+
+
+@pytest.mark.parametrize("budget", [120, 500, 2000])
+def test_token_batches_fit_their_budget_cover_every_pair_and_keep_their_number(budget):
+    batcher = batchers.get("bucketed")()
+    counts = set()
+    for rng in (None, np.random.default_rng(1), np.random.default_rng(2)):
+        batches = batcher.batches(LENGTHS, 64, rng, batch_tokens=budget)
+        assert all(batchers.batch_tokens(LENGTHS, batch) <= budget for batch in batches)
+        assert sorted(np.concatenate(batches)) == list(range(1000))
+        counts.add(len(batches))
+    assert len(counts) == 1  # the same number of batches every epoch, as Keras' steps_per_epoch needs
+    first, second = (batcher.batches(LENGTHS, 64, np.random.default_rng(seed), batch_tokens=budget) for seed in (1, 2))
+    assert not all(np.array_equal(a, b) for a, b in zip(first, second))  # an epoch's batches follow its generator
+
+
+def test_token_batches_pad_less_than_batches_of_pairs():
+    rng = np.random.default_rng(3)
+    by_pairs = batchers.get("bucketed")().batches(LENGTHS, 64, rng)
+    by_tokens = batchers.get("bucketed")().batches(LENGTHS, 64, rng, batch_tokens=1000)
+    assert batchers.padding_fraction(LENGTHS, by_tokens) < batchers.padding_fraction(LENGTHS, by_pairs)
+    assert batchers.padding_fraction(LENGTHS, by_tokens) < 0.1
+
+
+def test_a_pair_longer_than_the_budget_is_a_batch_of_its_own():
+    lengths = np.array([[3, 2], [50, 60], [4, 4]])
+    batches = batchers.get("bucketed")().batches(lengths, 64, None, batch_tokens=20)
+    assert [list(batch) for batch in batches] == [[0, 2], [1]]
+
+
+def test_random_batches_cannot_be_filled_by_tokens():
+    with pytest.raises(ConfigError, match="batcher=padded cannot fill batches by tokens"):
+        batchers.get("padded")().batches(LENGTHS, 64, None, batch_tokens=500)

@@ -57,3 +57,27 @@ def test_label_smoothing_leaves_padding_out(tmp_path):
     short = model.evaluate([np.array(source), np.array(decoder_input)], np.array(target), verbose=0)
     padded = [np.pad(np.array(rows), [[0, 0], [0, 4]]) for rows in (source, decoder_input, target)]
     assert model.evaluate(padded[:2], padded[2], verbose=0) == pytest.approx(short, rel=1e-5)
+
+
+def test_accumulating_k_batches_of_b_updates_as_one_batch_of_k_times_b(tmp_path):
+    # Pairs of equal lengths, so that the mean of the K batches' mean gradients is the mean over all.
+    rng = np.random.default_rng(0)
+    source, decoder_input, target = (rng.integers(4, 10, size=(8, 5)).astype("int32") for _ in range(3))
+    updated = {}
+    for name, steps, batch_size in (("accumulated", "4", 2), ("whole", "1", 8)):
+        config = tiny_config(tmp_path, latent_dim="8", optimizer="adam", accumulate_steps=steps, clipnorm="1.0")
+        keras.utils.set_random_seed(1)
+        model = builders.get("lstm").create(config, 10, 10)
+        model.build()
+        model.compile(optimization.optimizer(config, total_steps=4), optimization.loss(config))
+        model.fit([source, decoder_input], target, batch_size=batch_size, epochs=1, shuffle=False, verbose=0)
+        assert int(model.optimizer.iterations) == 1  # one update either way
+        updated[name] = model.get_weights()
+    for accumulated, whole in zip(updated["accumulated"], updated["whole"]):
+        assert np.allclose(accumulated, whole, atol=1e-6)
+
+
+def test_warm_up_counts_optimizer_updates_when_gradients_accumulate(tmp_path):
+    config = tiny_config(tmp_path, learning_rate="0.01", warmup_steps="4", accumulate_steps="3")
+    schedule = optimization.learning_rate(config, 100)
+    assert float(schedule(3 * 2 - 1)) == pytest.approx(0.005)  # Keras counts batches: the 2nd update of 4

@@ -69,7 +69,12 @@ TRANSFORMER = {
 }
 
 
-@pytest.mark.parametrize("settings", [{}, TRANSFORMER], ids=["lstm", "transformer-subword"])
+TOKENS_AND_ACCUMULATION = {"batch_tokens": "400", "accumulate_steps": "3", "dropout": "0.2", "embedding_dim": "8"}
+
+
+@pytest.mark.parametrize(
+    "settings", [{}, TRANSFORMER, TOKENS_AND_ACCUMULATION], ids=["lstm", "transformer-subword", "tokens-accumulated"]
+)
 def test_resumed_run_ends_like_an_uninterrupted_one(tmp_path, settings):
     config = tiny_config(tmp_path / "whole", epochs="3", **settings)
     whole = train(config)

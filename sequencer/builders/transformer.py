@@ -15,6 +15,10 @@ from sequencer.vocabulary import PAD_ID
 
 # The longest sequence, in tokens, that a model with learned positions can read or write.
 MAX_POSITIONS = 1024
+# Positions of the decoder's self-attention cache when decoding starts; it doubles when full.
+# Every step reads and rewrites the whole cache (KerasHub's update is a copy), so one sized for
+# the usual sentence rather than for `max_len` costs less; doubling keeps its shapes few.
+INITIAL_CACHE = 16
 
 
 @dataclass(frozen=True)
@@ -46,7 +50,8 @@ class TransformerSeq2Seq(Seq2Seq):
     attention to the source), and the decoder's self-attention is causal. Decoding runs the same
     decoder layers one position at a time with KerasHub's key/value caches: `encode` computes the
     source side once, including each layer's cross-attention keys and values, and every `step`
-    adds one position to the self-attention cache instead of reading the whole prefix again.
+    adds one position to the self-attention cache instead of reading the whole prefix again (the
+    cache starts with room for `INITIAL_CACHE` positions and doubles when full).
     """
 
     Settings = TransformerSettings
@@ -93,7 +98,7 @@ class TransformerSeq2Seq(Seq2Seq):
 
     def encode(self, source_ids, max_len):
         """The source side, computed once: the encoder's output and mask, each decoder layer's
-        cross-attention keys and values, and an empty self-attention cache of `max_len` positions."""
+        cross-attention keys and values, and an empty self-attention cache."""
         memory, source_mask = self._encode(source_ids)
         batch, heads, head_dim = ops.shape(source_ids)[0], self.settings.num_heads, self.head_dim
         self_caches, cross_caches = [], []
@@ -110,7 +115,8 @@ class TransformerSeq2Seq(Seq2Seq):
                 cross_attention_cache=ops.zeros((batch, 2, ops.shape(memory)[1], heads, head_dim), memory.dtype),
                 cross_attention_cache_update_index=0,
             )
-            self_caches.append(ops.zeros((batch, 2, max_len, heads, head_dim), memory.dtype))  # (B, 2, L, H, Dh)
+            capacity = ops.minimum(max_len, INITIAL_CACHE)  # a tensor: the cache's length is not fixed in the graph
+            self_caches.append(ops.zeros((batch, 2, capacity, heads, head_dim), memory.dtype))  # (B, 2, C, H, Dh)
             cross_caches.append(cross_cache)  # (B, 2, S, H, Dh)
         return {"memory": memory, "source_mask": source_mask, "self_caches": self_caches, "cross_caches": cross_caches}
 
@@ -118,6 +124,11 @@ class TransformerSeq2Seq(Seq2Seq):
         x = self._embed(self.target_embedding, self.target_positions, tokens[:, None], index, False)  # (B, 1, D)
         self_caches = []
         for layer, self_cache, cross_cache in zip(self.decoder_layers, state["self_caches"], state["cross_caches"]):
+            self_cache = ops.cond(  # full: twice as long
+                index < ops.shape(self_cache)[2],
+                lambda cache=self_cache: cache,
+                lambda cache=self_cache: ops.concatenate([cache, ops.zeros_like(cache)], axis=2),
+            )
             x, self_cache, _ = layer(
                 x,
                 state["memory"],

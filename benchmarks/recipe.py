@@ -1,0 +1,159 @@
+#!/usr/bin/env python3
+"""The training recipe, ablated: batches of pairs or of tokens, gradient accumulation, checkpoint averaging.
+
+The Transformer on subwords (configs/transformer.txt as shipped) trains four times on the same
+shipped pairs, with the same held-out test split (by source sentence) and validation split, for
+the same wall-clock budget each:
+
+    (a) batches of batch_size pairs (the config's);
+    (b) batches of tokens, batch_tokens set so that a batch holds as many pairs on average as (a);
+    (c) (b) with gradients accumulated over --accumulate batches (warm-up as long in batches);
+    (d) (c) with the last --average checkpoints averaged at the end.
+
+For each it prints BLEU, chrF and exact matches of the model.keras the run ends with (scored by
+the Trainer on the test split), the padding fraction of an epoch's batches (source and target
+positions that hold padding), the real tokens per second of training (source and target tokens,
+markers included, over the epochs after the first, whose time includes tracing), and the
+average pairs per batch.
+
+    python benchmarks/recipe.py                   # 4 x 15 minutes of training on 2 CPU cores
+    python benchmarks/recipe.py --minutes 2       # a quick look
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import json
+import logging
+import os
+import platform
+import sys
+import tempfile
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import numpy as np  # noqa: E402
+from quality import TimeBudget  # noqa: E402
+
+from sequencer import Predictor, Preprocessor, Trainer, batchers, load_config  # noqa: E402
+from sequencer.runs import AVERAGED_FILE, BEST_EPOCH_FILE, load_model, load_run  # noqa: E402
+from sequencer.text import markdown_table  # noqa: E402
+
+CONFIG_FILE = ROOT / "configs" / "transformer.txt"
+
+
+def tokens_for(lengths: np.ndarray, pairs_per_batch: float) -> int:
+    """The batch_tokens whose batches hold `pairs_per_batch` pairs on average (the nearest from below)."""
+    batcher = batchers.get("bucketed")()
+    low, high = 1, int(batchers.pair_tokens(lengths).max() * pairs_per_batch * 4)
+    while low < high:
+        middle = (low + high + 1) // 2
+        if len(lengths) / len(batcher.batches(lengths, 1, None, batch_tokens=middle)) <= pairs_per_batch:
+            low = middle
+        else:
+            high = middle - 1
+    return low
+
+
+def train(name: str, flags: dict[str, str], seconds: float, corpus) -> dict:
+    config = load_config(CONFIG_FILE, {**flags, "run_name": name}, environ={})
+    budget = TimeBudget(seconds)
+    run_dir = Trainer(config, [budget], progress="none").train(corpus)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    with open(run_dir / "metrics.csv", newline="") as stream:
+        epochs = list(csv.DictReader(stream))
+    lengths = np.stack([corpus.train_source.lengths, corpus.train_target.lengths], axis=1)
+    plan = batchers.get(config.batcher)().batches(
+        lengths, config.batch_size, np.random.default_rng([config.seed, 0]), batch_tokens=config.batch_tokens
+    )
+    real_tokens = int(lengths[:, 0].sum() + lengths[:, 1].sum() + len(lengths))
+    scores = json.loads((run_dir / "eval.json").read_text())["test.txt"]
+    if summary.get("averaging"):  # the test scores of the model that model.keras did not take, too
+        other = AVERAGED_FILE if summary["averaging"]["model.keras"] == "best epoch" else BEST_EPOCH_FILE
+        run = load_run(run_dir)
+        run = dataclasses.replace(run, model=load_model(run_dir / other, run.config))
+        summary["averaging"]["test_chrf_of_" + other] = Predictor(run).evaluate(corpus.test_pairs)["chrf"]
+        summary["averaging"]["test_chrf_of_model.keras"] = scores["chrf"]
+    speeds = [real_tokens / float(row["epoch_seconds"]) for row in epochs[1:-1]]  # whole epochs after the first
+    return {
+        "name": name,
+        "epochs": summary["epochs_completed"],
+        "best_epoch": summary["best_epoch"],
+        "averaging": summary.get("averaging"),
+        "padding": batchers.padding_fraction(lengths, plan),
+        "pairs_per_batch": len(lengths) / len(plan),
+        "tokens_per_second": float(np.mean(speeds)) if speeds else float("nan"),
+        **scores,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--minutes", type=float, default=15.0, help="training time per variant (default 15)")
+    parser.add_argument("--accumulate", type=int, default=2, help="batches per update in (c) and (d) (default 2)")
+    parser.add_argument("--average", type=int, default=5, help="checkpoints averaged in (d) (default 5)")
+    parser.add_argument("--only", nargs="*", default=list("abcd"), help="variants to run (default: all)")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+
+    workspace = Path(tempfile.mkdtemp(prefix="sequencer-bench-recipe-"))
+    shared = {"model_dir": str(workspace), "epochs": "1000", "early_stopping_patience": "0", "beam_width": "1"}
+    base = load_config(CONFIG_FILE, shared, environ={})
+    corpus = Preprocessor(base).load()
+    lengths = np.stack([corpus.train_source.lengths, corpus.train_target.lengths], axis=1)
+    tokens = str(tokens_for(lengths, base.batch_size))
+    warmup = str(max(1, base.warmup_steps // args.accumulate))  # as many batches of warm-up as (a) and (b)
+    accumulated = {"batch_tokens": tokens, "accumulate_steps": str(args.accumulate), "warmup_steps": warmup}
+    variants = {
+        "a": ("(a) pairs", {}),
+        "b": ("(b) tokens", {"batch_tokens": tokens}),
+        "c": (f"(c) tokens, accumulate {args.accumulate}", accumulated),
+        "d": (f"(d) (c), average last {args.average}", {**accumulated, "average_last": str(args.average)}),
+    }
+    results = [
+        train(name, {**shared, **flags}, 60 * args.minutes, corpus)
+        for key, (name, flags) in variants.items()
+        if key in args.only
+    ]
+
+    print(f"machine: {platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}")
+    print(
+        f"model: {CONFIG_FILE.relative_to(ROOT)}; {len(lengths)} training pairs; budget {args.minutes:g} minutes "
+        f"each; batch_tokens={tokens} (about {base.batch_size} pairs a batch); test: {results[0]['sentences']} "
+        f"sources, {results[0]['references']} references"
+    )
+    header = ["variant", "epochs (best)", "pairs/batch", "padding", "tokens/s", "BLEU", "chrF", "exact %"]
+    rows = [
+        [
+            result["name"],
+            f"{result['epochs']} ({result['best_epoch']})",
+            f"{result['pairs_per_batch']:.1f}",
+            f"{result['padding']:.3f}",
+            f"{result['tokens_per_second']:,.0f}",
+            f"{result['bleu']:.1f}",
+            f"{result['chrf']:.1f}",
+            f"{result['exact_match']:.1f}",
+        ]
+        for result in results
+    ]
+    print(markdown_table(header, rows, numeric=[False] + [True] * 7))
+    for result in results:
+        if result["averaging"]:
+            record = result["averaging"]
+            test = {name.removeprefix("test_chrf_of_"): value for name, value in record.items() if "test_chrf" in name}
+            print(
+                f"{result['name']}: average of {', '.join(record['checkpoints'])}: {record['metric']} "
+                f"{record['averaged']:.4f} against the best epoch's {record['best_epoch']:.4f}; "
+                f"model.keras holds the {record['model.keras']}; test chrF: {json.dumps(test)}"
+            )
+    print(f"runs: {workspace}")
+
+
+if __name__ == "__main__":
+    main()

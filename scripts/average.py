@@ -1,0 +1,37 @@
+#!/usr/bin/env python3
+"""Average the weights of a run's last checkpoints; the average becomes model.keras if it scores better."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a clone without installing
+
+from sequencer.cli import Parser, command_line_flags, import_tensorflow, run_script
+
+USES = ("model_dir", "average_last", "device")
+
+
+def average(config, args):
+    from sequencer import Preprocessor, runs
+    from sequencer.config import run_folder
+    from sequencer.errors import ConfigError
+
+    run_dir = runs.find_run(config.model_dir, args.run and run_folder(args.run, config.model_dir, Path.cwd()))
+    config = runs.load_config(run_dir, command_line_flags(args))  # the run's settings, the flags on top
+    if config.average_last < 2:
+        raise ConfigError(f"{run_dir} was trained with average_last={config.average_last}; pass --average_last N >= 2")
+    corpus = Preprocessor(config).load(runs.load_vocabularies(run_dir))  # for its validation pairs
+    import_tensorflow()
+    from sequencer.training import Trainer
+
+    Trainer(config, progress="none").average(run_dir, corpus)
+
+
+def parser():
+    parser = Parser(__doc__, USES)
+    parser.add_argument("run", nargs="?", default="", metavar="RUN", help="a run's name in model_dir, or a path")
+    return parser
+
+
+if __name__ == "__main__":
+    run_script(parser(), average)
