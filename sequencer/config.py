@@ -184,7 +184,7 @@ KEYS: tuple[Key, ...] = (
         "run",
         "run",
         "",
-        "run folder that predict.py uses; empty means the newest run in model_dir",
+        "run folder that predict.py, evaluate.py, export.py and serve.py use; empty: the newest in model_dir",
         "Files",
     ),
     Key(

@@ -33,11 +33,10 @@ from sequencer import __version__
 from sequencer.config import Config
 from sequencer.errors import ConfigError, DataError
 from sequencer.files import atomic_path
-from sequencer.runs import Run
+from sequencer.runs import EXPORT_FILE, Run
 from sequencer.search import BeamSearchDecoder, GreedyDecoder, length_penalty
 from sequencer.vocabulary import END_ID, JOINER, PAD_ID, SPECIALS, START_ID, UNK_ID, Vocabulary
 
-EXPORT_FILE = "export.json"
 # What Python's `\w` matches, as RE2 (TensorFlow's regular expressions) spells it: letters,
 # digits and the underscore of every script.
 _WORD_CHARACTER = r"[\p{L}\p{N}_]"

@@ -50,6 +50,7 @@ CHECKPOINTS_DIR = "checkpoints"
 LAST_CHECKPOINT = "last"
 STATE_FILE = "state.json"
 TEST_FILE = "test.txt"
+EXPORT_FILE = "export.json"  # in an export's folder (scripts/export.py): how it decodes, and from which run
 AVERAGED_FILE = "averaged.keras"  # the average of the last checkpoints, when it did not replace model.keras
 BEST_EPOCH_FILE = "best-epoch.keras"  # the best epoch's model, when the average replaced it in model.keras
 LATEST_FILE = "latest"

@@ -130,7 +130,12 @@ def tune_population(config: Config, corpus: Corpus | None = None) -> Path:
     base = config.replace(epochs=config.stop_after, early_stopping_patience=0).to_dict()
     experiment = config.model_dir.resolve() / f"pbt-{config.model}-{datetime.now():%Y%m%d-%H%M%S}"
     try:
-        ray.init(address=config.ray_address or None, include_dashboard=False, configure_logging=False)
+        # The package goes to Ray's workers with the job: they import it wherever they start, on
+        # this machine (whatever its working folder) or on a cluster's.
+        package = {"py_modules": [str(Path(__file__).resolve().parent)]}
+        ray.init(
+            address=config.ray_address or None, runtime_env=package, include_dashboard=False, configure_logging=False
+        )
     except ConnectionError as error:
         raise ConfigError(
             f"ray_address={config.ray_address}: no Ray cluster answers there ({first_line(error)})"

@@ -271,11 +271,17 @@ def test_validation_chrf_is_logged_and_can_pick_the_best_epoch(tmp_path):
     assert "monitor=val_chrf needs eval_every >= 1" in str(caught.value)
 
 
-def test_attention_model_on_words_trains_saves_and_translates_with_beam_search(tmp_path):
-    settings = {"model": "attention", "token_level": "word", "embedding_dim": "16", "dropout": "0.1"}
+@pytest.mark.parametrize(
+    "level",
+    ["word", "subword"],  # subwords with every model, not only the Transformer
+)
+def test_attention_model_on_words_and_subwords_trains_saves_and_translates_with_beam_search(tmp_path, level):
+    settings = {"model": "attention", "token_level": level, "embedding_dim": "16", "dropout": "0.1"}
+    if level == "subword":
+        settings.update(subword_vocab="400", joint_vocab="false")
     run_dir = train(tiny_config(tmp_path, test_split="0.1", **settings))
     run = load_run(run_dir)
-    assert run.config.model == "attention" and run.target_vocab.level == "word"
+    assert run.config.model == "attention" and run.target_vocab.level == level
     assert json.loads((run_dir / "eval.json").read_text())["test.txt"]["sentences"] > 0
     n_best = Predictor(run, run.config.replace(beam_width=3, n_best=2)).translate_n_best(["Go.", "Who are you?", ""])
     assert [len(alternatives) for alternatives in n_best] == [2, 2, 1]

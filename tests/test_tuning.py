@@ -14,7 +14,8 @@ def metrics_rows(run_folder):
         return list(csv.DictReader(stream))
 
 
-def test_population_of_two_exploits_weights_and_settings_and_saves_the_best_as_a_run(tmp_path):
+def test_population_of_two_exploits_weights_and_settings_and_saves_the_best_as_a_run(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # Ray's workers must find the package wherever the work starts
     config = tiny_config(tmp_path, population_size="2", ready_after="1", stop_after="2", latent_dim="16")
     best = tune_population(config)
 

@@ -1,0 +1,214 @@
+#!/usr/bin/env python3
+"""Serving under load: throughput and latency of scripts/serve.py, dynamic batching on and off.
+
+The server runs as its own process on 127.0.0.1, started once per setting of dynamic_batching,
+on a trained run: by default the default LSTM (config.txt as shipped) trained for --epochs
+epochs first, or --run an existing run. For each number of concurrent clients C (--clients),
+C clients on threads of this process send --requests requests in all, each of 1 to 5 sentences
+drawn with --seed from the sources of training_files/fra.txt (the same requests for every
+setting), each client one request at a time on its own connection, after a few warm-up
+requests. A measurement stops early after --max-seconds; every request times out after 60 s.
+
+It prints the machine, then a Markdown table of sentences per second and the 50th, 95th and 99th
+percentile latency of a request for each setting and C, then the ratio of sentences per second
+with batching on and off at the most clients. Target, for the default LSTM on 2 CPU cores: at 32
+clients, batching on gives at least 4 times the sentences per second of batching off, with a p95
+latency under 1 s.
+
+    python benchmarks/serve_load.py                           # about 10 minutes on 2 CPU cores
+    python benchmarks/serve_load.py --run RUN --requests 20   # a quick look at a trained run
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import platform
+import random
+import shlex
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from sequencer.config import load_config  # noqa: E402
+from sequencer.runs import find_run  # noqa: E402
+from sequencer.text import markdown_table  # noqa: E402
+
+CORPUS = ROOT / "training_files" / "fra.txt"
+WARM_UP_REQUESTS = 4
+REQUEST_SECONDS = 60
+
+
+def train(workspace: Path, epochs: int) -> Path:
+    """The default LSTM on config.txt's pairs, trained for `epochs` epochs with scripts/train.py."""
+    print(f"training the default LSTM for {epochs} epochs...", file=sys.stderr)
+    command = [sys.executable, str(ROOT / "scripts" / "train.py"), "--model_dir", str(workspace), "--quiet"]
+    subprocess.run([*command, "--epochs", str(epochs)], check=True)
+    return find_run(workspace, "")
+
+
+def request_bodies(count: int, seed: int) -> list[tuple[bytes, int]]:
+    """`count` JSON bodies of 1 to 5 sources of the corpus, and their numbers of sentences."""
+    with open(CORPUS, encoding="utf-8") as lines:
+        sources = sorted({line.split("\t", 1)[0].strip() for line in lines} - {""})
+    drawn = random.Random(seed)
+    bodies = []
+    for _ in range(count):
+        sentences = drawn.sample(sources, drawn.randint(1, 5))
+        bodies.append((json.dumps({"text": sentences}).encode(), len(sentences)))
+    return bodies
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextmanager
+def server(run: Path, batching: bool, extra: list[str], log: Path) -> Iterator[int]:
+    """scripts/serve.py on a free port of 127.0.0.1, ready to answer: the port. SIGTERM stops it."""
+    port = free_port()
+    command = [sys.executable, str(ROOT / "scripts" / "serve.py"), "--run", str(run), "--port", str(port)]
+    command += ["--dynamic_batching", "true" if batching else "false", "--quiet", *extra]
+    with open(log, "a") as stderr:
+        process = subprocess.Popen(command, stderr=stderr)
+    try:
+        deadline = time.monotonic() + 300
+        while not answers(port, "GET", "/health"):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"the server did not start; see {log}")
+            time.sleep(0.5)
+        yield port
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def answers(port: int, method: str, path: str, body: bytes | None = None) -> bool:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=REQUEST_SECONDS)
+    try:
+        connection.request(method, path, body)
+        return connection.getresponse().status == 200
+    except OSError:
+        return False
+    finally:
+        connection.close()
+
+
+def measure(port: int, bodies: list[tuple[bytes, int]], clients: int, max_seconds: float) -> dict:
+    """Send `bodies` from `clients` concurrent clients: sentences per second and latency percentiles."""
+    waiting = iter(bodies)
+    lock = threading.Lock()
+    started = time.perf_counter()
+    deadline = time.monotonic() + max_seconds
+
+    def client() -> list[tuple[float, int]]:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=REQUEST_SECONDS)
+        timings = []
+        while time.monotonic() < deadline:
+            with lock:
+                body, sentences = next(waiting, (None, 0))
+            if body is None:
+                break
+            sent = time.perf_counter()
+            connection.request("POST", "/translate", body, {"Content-Type": "application/json"})
+            response = connection.getresponse()
+            answer = response.read()
+            if response.status != 200:
+                raise SystemExit(f"the server answered {response.status}: {answer[:200]!r}")
+            timings.append((time.perf_counter() - sent, sentences))
+        connection.close()
+        return timings
+
+    with ThreadPoolExecutor(clients) as pool:
+        timings = [timing for done in [pool.submit(client) for _ in range(clients)] for timing in done.result()]
+    seconds = time.perf_counter() - started
+    latencies = [latency for latency, _ in timings]
+    cuts = statistics.quantiles(latencies, n=100, method="inclusive") if len(latencies) > 1 else latencies * 99
+    return {
+        "requests": len(timings),
+        "sentences": sum(sentences for _, sentences in timings),
+        "seconds": seconds,
+        "rate": sum(sentences for _, sentences in timings) / seconds,
+        "p50": cuts[49],
+        "p95": cuts[94],
+        "p99": cuts[98],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", type=Path, help="a trained run folder (default: train the default LSTM first)")
+    parser.add_argument("--epochs", type=int, default=5, help="epochs of the LSTM trained without --run (default 5)")
+    parser.add_argument("--requests", type=int, default=400, help="requests per measurement (default 400)")
+    parser.add_argument("--clients", default="1,8,32", help="numbers of concurrent clients (default 1,8,32)")
+    parser.add_argument("--max-seconds", type=float, default=300, help="longest measurement (default 300)")
+    parser.add_argument("--seed", type=int, default=1, help="seed of the requests' sentences (default 1)")
+    parser.add_argument("--serve-args", default="", help='more flags for serve.py, e.g. "--batch_wait_ms 10"')
+    args = parser.parse_args()
+    clients = [int(count) for count in args.clients.split(",")]
+    workspace = Path(tempfile.mkdtemp(prefix="sequencer-bench-serve-"))
+    run = args.run.absolute() if args.run else train(workspace, args.epochs)
+    bodies = request_bodies(args.requests, args.seed)
+    extra = shlex.split(args.serve_args)
+
+    results = {}
+    for batching in (True, False):
+        with server(run, batching, extra, workspace / "serve.log") as port:
+            for body, _ in bodies[:WARM_UP_REQUESTS]:
+                if not answers(port, "POST", "/translate", body):
+                    raise SystemExit(f"a warm-up request failed; see {workspace / 'serve.log'}")
+            for count in clients:
+                results[batching, count] = measure(port, bodies, count, args.max_seconds)
+
+    config = load_config(None, {})
+    print(f"machine: {platform.platform()}, {platform.machine()}, {os.cpu_count()} CPU cores")
+    print(
+        f"run: {run.name}; server: decode_batch_size={config.decode_batch_size}, "
+        f"batch_wait_ms={config.batch_wait_ms}, beam_width={config.beam_width} (config.txt) {args.serve_args}".rstrip()
+    )
+    print(f"requests: {args.requests} per measurement, 1 to 5 sentences each (seed {args.seed})\n")
+    header = ["dynamic batching", "clients", "requests", "sentences/s", "p50 ms", "p95 ms", "p99 ms"]
+    rows = [
+        [
+            "on" if batching else "off",
+            count,
+            result["requests"],
+            f"{result['rate']:.1f}",
+            f"{1000 * result['p50']:.0f}",
+            f"{1000 * result['p95']:.0f}",
+            f"{1000 * result['p99']:.0f}",
+        ]
+        for (batching, count), result in results.items()
+    ]
+    print(markdown_table(header, rows, numeric=[False] + [True] * 6))
+    most = max(clients)
+    on, off = results[True, most], results[False, most]
+    print(
+        f"\nat {most} clients: sentences/s with batching on / off = {on['rate'] / off['rate']:.2f} "
+        f"(target at 32: at least 4); p95 with batching on = {on['p95']:.2f} s (target at 32: under 1 s)"
+    )
+    print(f"server log: {workspace / 'serve.log'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,47 @@
+#!/usr/bin/env python3
+"""Serve translations over HTTP: POST /translate, GET /health, a page at / and the API docs at /docs."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a clone without installing
+
+from sequencer.cli import Parser, command_line_flags, import_tensorflow, keys_of, run_script
+
+USES = ("model_dir", "run", "device", *keys_of("Prediction"), *keys_of("Serving"))
+
+
+def serve(config, args):
+    from sequencer import serving
+    from sequencer.errors import ConfigError
+    from sequencer.runs import find_run
+
+    # Checked before TensorFlow starts: the model to serve, the settings, the address.
+    if args.export:
+        if "run" in command_line_flags(args):
+            raise ConfigError("--run and --export each name a model to serve; give one of them")
+        export_dir = args.export.absolute()
+        serving.read_export(export_dir)
+    else:
+        find_run(config.model_dir, config.run)
+        serving.check_settings(config)
+    sock = serving.listen(config.host, config.port)
+    import_tensorflow()
+    backend = serving.ExportBackend.load(export_dir, config) if args.export else serving.PredictorBackend.load(config)
+    serving.warm_up(backend)
+    serving.run_server(serving.create_app(backend, config), sock)
+
+
+def parser():
+    parser = Parser(__doc__, USES)
+    parser.add_argument(
+        "--export",
+        type=Path,
+        metavar="DIR",
+        help="serve a SavedModel written by scripts/export.py instead of a run (its own beam_width and n_best only)",
+    )
+    return parser
+
+
+if __name__ == "__main__":
+    run_script(parser(), serve)

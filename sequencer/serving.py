@@ -1,0 +1,620 @@
+"""The HTTP translation server: a FastAPI app around a run folder or an exported SavedModel.
+
+`create_app(backend, config)` answers `POST /translate`, `GET /health`, the page at `/` (files
+in `sequencer/web/`) and FastAPI's docs at `/docs`. A backend translates a list of sentences with
+a beam width and an n-best count: `PredictorBackend` with a run's model through `Predictor` (any
+beam width up to `max_beam_width`), `ExportBackend` with a SavedModel of `scripts/export.py`
+(its own beam width and n-best only).
+
+Requests are decoded on one worker thread, off the event loop. With `dynamic_batching`, the
+sentences of concurrent requests are decoded together (see `Batcher`), so throughput rises with
+load instead of each request decoding alone.
+
+Every request is bounded: its body is read up to what `max_request_sentences` sentences of
+`max_sentence_chars` characters can need, and checked field by field before anything is decoded.
+A bad request gets a 4xx and `{"error": "..."}`, one sentence naming the JSON field; a failure
+while decoding gets a 500 with such a body, its traceback logged and never sent. The server reads
+no path a request names: the page's files are read once, when the app is made.
+
+TensorFlow is imported only by the backends, so that the script checks its settings first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import logging
+import socket
+import time
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import quote
+
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
+
+from sequencer import __version__
+from sequencer.config import Config
+from sequencer.errors import ConfigError, DataError
+from sequencer.files import read_json
+from sequencer.runs import EXPORT_FILE
+from sequencer.text import first_line
+
+if TYPE_CHECKING:
+    from sequencer.prediction import Predictor
+
+log = logging.getLogger(__name__)
+
+WEB_DIR = Path(__file__).resolve().parent / "web"
+EXPORT_KEYS = {"run": str, "beam_width": int, "n_best": int, "needs_tensorflow_text": bool}
+# The page: URL path -> (file in WEB_DIR, media type). Nothing else is read from disk.
+PAGE_FILES = {
+    "/": ("index.html", "text/html; charset=utf-8"),
+    "/page.js": ("page.js", "text/javascript; charset=utf-8"),
+    "/page.css": ("page.css", "text/css; charset=utf-8"),
+}
+# The page loads nothing from elsewhere, and neither may anything injected into it.
+PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:",
+    "X-Content-Type-Options": "nosniff",
+}
+REQUEST_FIELDS = ("text", "beam_width", "n_best")
+# Open connections beyond this get a 503 from uvicorn, which bounds the requests waiting to be decoded.
+MAX_CONNECTIONS = 256
+# How long Ctrl-C or SIGTERM waits for the requests in flight before the server stops regardless.
+GRACEFUL_SHUTDOWN_SECONDS = 60
+LISTEN_BACKLOG = 2048  # uvicorn's default
+
+Hypothesis = tuple[str, float]  # a translation and its score, the log-probability divided by the length penalty
+
+
+class Backend(Protocol):
+    """What the server translates with: a model, its name and the decoding a request may ask for."""
+
+    name: str  # the run's name, sent with every translation
+    beam_width: int  # what a request that names none gets
+    n_best: int
+
+    def allowed(self, field: str, beam_width: int) -> tuple[range, str]:
+        """The values `field` (beam_width, or n_best with that beam width) may take, and how to say so."""
+        ...
+
+    def translate(self, sentences: list[str], beam_width: int, n_best: int) -> list[list[Hypothesis]]:
+        """The `n_best` best translations of each non-empty sentence, best first."""
+        ...
+
+
+class PredictorBackend:
+    """A run folder's model through `Predictor`: any beam width up to `max_beam_width`.
+
+    `Predictor` makes one decoder per beam width when it is first asked for, and keeps it.
+    """
+
+    def __init__(self, predictor: Predictor, max_beam_width: int):
+        self.predictor = predictor
+        self.name = predictor.run.path.name
+        self.beam_width, self.n_best = predictor.beam_width, predictor.n_best
+        self.max_beam_width = max_beam_width
+
+    @classmethod
+    def load(cls, config: Config) -> PredictorBackend:
+        from sequencer.prediction import Predictor
+
+        return cls(Predictor.from_config(config), config.max_beam_width)
+
+    def allowed(self, field: str, beam_width: int) -> tuple[range, str]:
+        if field == "beam_width":
+            return range(1, self.max_beam_width + 1), f"an integer from 1 to {self.max_beam_width} (max_beam_width)"
+        return range(1, beam_width + 1), f"an integer from 1 to the beam width, {beam_width}"
+
+    def translate(self, sentences: list[str], beam_width: int, n_best: int) -> list[list[Hypothesis]]:
+        found = self.predictor.hypotheses(sentences, beam_width, n_best)
+        # Counted for predict.py's warning at the end of a file; a server would only accumulate them.
+        self.predictor.unknown_tokens.clear()
+        return found
+
+
+class ExportBackend:
+    """A SavedModel written by `scripts/export.py`: it decodes with the beam width and n-best fixed in it."""
+
+    def __init__(self, folder: Path, description: dict, batch_size: int):
+        import tensorflow as tf
+
+        if description["needs_tensorflow_text"]:
+            import tensorflow_text  # noqa: F401 -- registers the SentencePiece ops of a subword export
+
+        try:
+            self._saved_model = tf.saved_model.load(str(folder))  # kept: its signature uses the model's tables
+            self._signature = self._saved_model.signatures["serving_default"]
+        except Exception as error:  # TensorFlow raises many types for a damaged or foreign folder
+            problem = f"{type(error).__name__}: {first_line(error)}"
+            raise DataError(f"{folder}: cannot load the SavedModel ({problem})") from None
+        self._tf = tf
+        self.name = description["run"]
+        self.beam_width, self.n_best = description["beam_width"], description["n_best"]
+        self.batch_size = batch_size
+
+    @classmethod
+    def load(cls, folder: Path, config: Config) -> ExportBackend:
+        from sequencer.devices import configure_device
+
+        configure_device(config.device)
+        log.info("translating with the export %s", folder)
+        return cls(folder, read_export(folder), config.decode_batch_size)
+
+    def allowed(self, field: str, beam_width: int) -> tuple[range, str]:
+        value = self.beam_width if field == "beam_width" else self.n_best
+        fixed = f"beam_width={self.beam_width} and n_best={self.n_best}"
+        return range(value, value + 1), f"{value} (this export decodes with {fixed} only)"
+
+    def translate(self, sentences: list[str], beam_width: int, n_best: int) -> list[list[Hypothesis]]:
+        found: list[list[Hypothesis]] = []
+        for start in range(0, len(sentences), self.batch_size):
+            batch = sentences[start : start + self.batch_size]
+            output = self._signature(text=self._tf.constant(batch, self._tf.string))
+            translations = output["translation"].numpy().reshape(len(batch), -1)  # (B,) or (B, n_best)
+            scores = output["score"].numpy().reshape(len(batch), -1)
+            found += [
+                [(text.decode("utf-8"), float(score)) for text, score in zip(row, row_scores)]
+                for row, row_scores in zip(translations, scores)
+            ]
+        return found
+
+
+def read_export(folder: Path) -> dict:
+    """The `export.json` of an export folder, checked: DataError naming the folder if it is not an export."""
+    if not folder.is_dir():
+        raise DataError(f"the export folder {folder} does not exist")
+    if not (folder / EXPORT_FILE).is_file():
+        raise DataError(f"{folder} is not an export of scripts/export.py: it has no {EXPORT_FILE}")
+    description = read_json(folder / EXPORT_FILE)
+    for key, kind in EXPORT_KEYS.items():
+        if type(description.get(key)) is not kind:
+            raise DataError(f"{folder / EXPORT_FILE}: {key} is missing or not {kind.__name__}")
+    return description
+
+
+def check_settings(config: Config) -> None:
+    """ConfigError for Serving settings that contradict the Prediction ones."""
+    if config.beam_width > config.max_beam_width:
+        raise ConfigError(
+            f"beam_width={config.beam_width} is more than max_beam_width={config.max_beam_width}, "
+            "the widest beam a request may ask for"
+        )
+
+
+class ServingError(Exception):
+    """A request that gets an error status, with one sentence saying what was wrong and where."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+# ---- Requests
+
+
+@dataclass(frozen=True)
+class TranslationRequest:
+    """A checked `POST /translate` body."""
+
+    sentences: list[str]
+    beam_width: int
+    n_best: int
+
+
+def body_limit(config: Config) -> int:
+    """The largest body a valid request can need, in bytes.
+
+    A character may be sent as an escaped surrogate pair (`\\ud83d\\ude00`, 12 bytes); each
+    sentence adds quotes, a separator and some white space, and the rest of the object a little.
+    """
+    return config.max_request_sentences * (12 * config.max_sentence_chars + 16) + 4096
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request's body, refused with a 413 as soon as it passes `limit` bytes."""
+    too_large = ServingError(
+        413, f"the body is larger than {limit:,} bytes, the most max_request_sentences and max_sentence_chars allow"
+    )
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise too_large
+    body = bytearray()
+    try:
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:  # a missing or false Content-Length does not get past this
+                raise too_large
+    except ClientDisconnect:
+        raise ServingError(400, "the client closed the connection before the whole body arrived") from None
+    return bytes(body)
+
+
+def parse_request(body: bytes, backend: Backend, config: Config) -> TranslationRequest:
+    """The sentences, beam width and n-best of a `POST /translate` body; ServingError naming the field if it is wrong.
+
+    The body is read as JSON whatever its Content-Type says, so that `curl -d` works as it is.
+    Each sentence loses its leading and trailing white space, as a line does in predict.py.
+    """
+    try:
+        data = json.loads(body.decode("utf-8"))
+    except UnicodeDecodeError as error:
+        byte = error.object[error.start]
+        raise ServingError(400, f"the body is not UTF-8 (byte {byte:#04x} at offset {error.start})") from None
+    except ValueError as error:
+        raise ServingError(400, f"the body is not JSON ({error})") from None
+    except RecursionError:
+        raise ServingError(400, "the body nests JSON arrays or objects too deeply to read") from None
+    if not isinstance(data, dict):
+        raise ServingError(400, f'the body must be a JSON object such as {{"text": ["Hello."]}}, not {_shown(data)}')
+    unknown = [name for name in data if name not in REQUEST_FIELDS]
+    if unknown:
+        raise ServingError(400, f"unknown field {_shown(unknown[0])}; a request has text, beam_width and n_best")
+    sentences = _sentences(data, config)
+    beam_width = _integer(data, "beam_width", backend.beam_width, backend.allowed("beam_width", 0))
+    n_best = _integer(data, "n_best", min(backend.n_best, beam_width), backend.allowed("n_best", beam_width))
+    return TranslationRequest(sentences, beam_width, n_best)
+
+
+def _sentences(data: dict, config: Config) -> list[str]:
+    if "text" not in data:
+        raise ServingError(400, 'text is missing; send {"text": ["a sentence", ...]}')
+    text = data["text"]
+    if not isinstance(text, list):
+        raise ServingError(400, f"text must be a list of sentences (strings), not {_shown(text)}")
+    if len(text) > config.max_request_sentences:
+        raise ServingError(
+            413,
+            f"text holds {len(text)} sentences; a request may hold at most "
+            f"{config.max_request_sentences} (max_request_sentences)",
+        )
+    for index, sentence in enumerate(text):
+        if not isinstance(sentence, str):
+            raise ServingError(400, f"text[{index}] must be a string, not {_shown(sentence)}")
+        if len(sentence) > config.max_sentence_chars:
+            raise ServingError(
+                400,
+                f"text[{index}] has {len(sentence)} characters; a sentence may have at most "
+                f"{config.max_sentence_chars} (max_sentence_chars)",
+            )
+    return [sentence.strip() for sentence in text]
+
+
+def _integer(data: dict, field: str, default: int, allowed: tuple[range, str]) -> int:
+    """`data[field]`, or `default` if it is absent or null, which must be one of `allowed`'s values."""
+    value = data.get(field)
+    if value is None:
+        return default
+    values, expected = allowed
+    if type(value) is not int or value not in values:  # not isinstance: JSON's true is no beam width
+        raise ServingError(400, f"{field} must be {expected}, not {_shown(value)}")
+    return value
+
+
+def _shown(value: Any) -> str:
+    """A JSON value as a message quotes it: control characters escaped, at most 40 characters."""
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+# ---- Batching
+
+
+@dataclass(frozen=True)
+class _Job:
+    """One request's sentences, waiting for the worker."""
+
+    sentences: list[str]
+    settings: tuple[int, int]  # beam_width, n_best
+    done: asyncio.Future[list[list[Hypothesis]]]
+    arrived: float  # the event loop's time
+
+
+class Batcher:
+    """Decodes the requests on one worker thread, in arrival order, gathering concurrent ones.
+
+    With `wait_seconds` (dynamic batching), the worker takes the oldest waiting request and the
+    requests after it, while fewer than `batch_size` sentences are gathered: those waiting
+    already at once, then those that arrive until `wait_seconds` after the oldest arrived (so a
+    request that waited while the worker decoded waits no longer). The gathered requests with
+    the same beam width and n-best are decoded in one call, so under load a call holds the
+    sentences of many requests. With `wait_seconds` None, each request is decoded alone. The
+    event loop only queues and gathers; TensorFlow decodes on the worker thread, using every
+    core itself.
+
+    Must be made and closed inside the running event loop (the app's lifespan); `close` decodes
+    the requests still waiting, then stops the worker.
+    """
+
+    def __init__(self, backend: Backend, batch_size: int, wait_seconds: float | None):
+        self.backend = backend
+        self.batch_size = batch_size
+        self.wait_seconds = wait_seconds
+        self._queue: asyncio.Queue[_Job | None] = asyncio.Queue()  # None: stop
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode")
+        self._worker = asyncio.create_task(self._work())
+
+    async def translate(self, sentences: list[str], beam_width: int, n_best: int) -> list[list[Hypothesis]]:
+        """The `n_best` best translations of each sentence; an empty sentence gets `n_best` times ("", 0.0)."""
+        loop = asyncio.get_running_loop()
+        job = _Job(sentences, (beam_width, n_best), loop.create_future(), loop.time())
+        self._queue.put_nowait(job)
+        return await job.done
+
+    async def close(self) -> None:
+        self._queue.put_nowait(None)
+        await self._worker
+        self._executor.shutdown()
+
+    async def _work(self) -> None:
+        stopping = False
+        while not stopping:
+            jobs, stopping = await self._gather()
+            groups: dict[tuple[int, int], list[_Job]] = {}
+            for job in jobs:
+                groups.setdefault(job.settings, []).append(job)
+            for group in groups.values():
+                await self._decode(group)
+
+    async def _gather(self) -> tuple[list[_Job], bool]:
+        """The next requests to decode, and whether the batcher is to stop after them."""
+        first = await self._queue.get()
+        if first is None:
+            return [], True
+        jobs, size = [first], len(first.sentences)
+        if self.wait_seconds is None:
+            return jobs, False
+        loop = asyncio.get_running_loop()
+        deadline = first.arrived + self.wait_seconds
+        while size < self.batch_size:
+            if self._queue.empty():
+                if loop.time() >= deadline:
+                    break
+                try:
+                    job = await asyncio.wait_for(self._queue.get(), deadline - loop.time())
+                except asyncio.TimeoutError:  # TimeoutError itself from Python 3.11
+                    break
+            else:
+                job = self._queue.get_nowait()
+            if job is None:
+                return jobs, True
+            jobs.append(job)
+            size += len(job.sentences)
+        return jobs, False
+
+    async def _decode(self, jobs: list[_Job]) -> None:
+        """Decode the sentences of `jobs` (of the same settings) in one call, and hand each job its share."""
+        jobs = [job for job in jobs if not job.done.done()]  # a request cancelled while it waited
+        if not jobs:
+            return
+        sentences = [sentence for job in jobs for sentence in job.sentences]
+        loop = asyncio.get_running_loop()
+        try:
+            found = await loop.run_in_executor(self._executor, _translate, self.backend, sentences, *jobs[0].settings)
+        except Exception:
+            log.exception("decoding %d sentences failed", len(sentences))
+            for job in jobs:
+                if not job.done.done():
+                    job.done.set_exception(ServingError(500, "decoding failed on the server; its log says why"))
+            return
+        start = 0
+        for job in jobs:
+            if not job.done.done():
+                job.done.set_result(found[start : start + len(job.sentences)])
+            start += len(job.sentences)
+
+
+def _translate(backend: Backend, sentences: list[str], beam_width: int, n_best: int) -> list[list[Hypothesis]]:
+    """The backend's translations of the non-empty sentences; an empty one gets `n_best` times ("", 0.0)."""
+    kept = [index for index, sentence in enumerate(sentences) if sentence]
+    found: list[list[Hypothesis]] = [[("", 0.0)] * n_best for _ in sentences]
+    if kept:
+        for index, hypotheses in zip(kept, backend.translate([sentences[i] for i in kept], beam_width, n_best)):
+            found[index] = hypotheses
+    return found
+
+
+# ---- The app
+
+
+class TranslateBody(BaseModel):
+    """The body of POST /translate (for the docs: the endpoint reads and checks the body itself)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: list[str] = Field(
+        description="sentences to translate: at most max_request_sentences, each at most max_sentence_chars "
+        "characters; an empty one translates to an empty string",
+        examples=[["Hello.", "I am cold."]],
+    )
+    beam_width: int | None = Field(None, ge=1, description="1 decodes greedily; default: the config's")
+    n_best: int | None = Field(None, ge=1, description="translations per sentence, at most beam_width")
+
+
+class Translations(BaseModel):
+    """With n_best 1, a translation and a score per sentence; above, lists of n_best of them, best first."""
+
+    translations: list[str] | list[list[str]]
+    scores: list[float] | list[list[float]] = Field(description="log-probability divided by the length penalty")
+    model: str = Field(description="the run translated with")
+
+
+class Health(BaseModel):
+    status: str
+    model: str
+
+
+class ErrorBody(BaseModel):
+    error: str = Field(description="one sentence: what was wrong and where")
+
+
+def create_app(backend: Backend, config: Config) -> FastAPI:
+    """The app: `backend` translates, `config`'s Serving and Prediction keys bound and batch the requests."""
+    limit = body_limit(config)
+    body_schema = TranslateBody.model_json_schema()
+    pages = {path: ((WEB_DIR / name).read_bytes(), media) for path, (name, media) in PAGE_FILES.items()}
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        wait_seconds = config.batch_wait_ms / 1000 if config.dynamic_batching else None
+        app.state.batcher = Batcher(backend, config.decode_batch_size, wait_seconds)
+        try:
+            yield
+        finally:
+            await app.state.batcher.close()
+
+    app = FastAPI(
+        title="sequencer",
+        version=__version__,
+        description='Translates sentences with a sequencer model. Errors are JSON: `{"error": "..."}`.',
+        lifespan=lifespan,
+    )
+    _add_error_handlers(app)
+    app.middleware("http")(_log_request)
+
+    @app.post(
+        "/translate",
+        response_model=Translations,
+        responses={code: {"model": ErrorBody} for code in (400, 413, 500)},
+        openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": body_schema}}}},
+    )
+    async def translate(request: Request) -> dict:
+        """Translate sentences: `{"text": ["Hello."], "beam_width": 4, "n_best": 1}`."""
+        asked = parse_request(await read_body(request, limit), backend, config)
+        request.state.sentences = len(asked.sentences)
+        found = await request.app.state.batcher.translate(asked.sentences, asked.beam_width, asked.n_best)
+        translations = [[text for text, _ in hypotheses] for hypotheses in found]
+        scores = [[score for _, score in hypotheses] for hypotheses in found]
+        if asked.n_best == 1:
+            translations, scores = [row[0] for row in translations], [row[0] for row in scores]
+        return {"translations": translations, "scores": scores, "model": backend.name}
+
+    @app.get("/health", response_model=Health)
+    async def health() -> dict:
+        """Whether the server is up, and the run it translates with."""
+        return {"status": "ok", "model": backend.name}
+
+    for path, (content, media) in pages.items():
+        app.get(path, include_in_schema=False)(_page(content, media))
+    return app
+
+
+def _page(content: bytes, media: str):
+    async def page() -> Response:
+        return Response(content, media_type=media, headers=PAGE_HEADERS)
+
+    return page
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    """Every error as `{"error": "..."}`: the requests' own, FastAPI's (no such path...) and any other."""
+
+    async def serving_error(request: Request, error: ServingError) -> JSONResponse:
+        request.state.error = error.message
+        return JSONResponse({"error": error.message}, status_code=error.status)
+
+    async def http_error(request: Request, error: HTTPException) -> JSONResponse:
+        where = f"{request.method} {quote(request.url.path)}"
+        message = {
+            404: f"{where}: there is nothing here; the endpoints are POST /translate, GET /health, GET / and GET /docs",
+            405: f"{where}: the method is not allowed here",
+        }.get(error.status_code, f"{where}: {error.detail}")
+        request.state.error = message
+        return JSONResponse({"error": message}, status_code=error.status_code, headers=error.headers)
+
+    async def unexpected_error(request: Request, error: Exception) -> JSONResponse:
+        return JSONResponse({"error": "the server failed to answer; its log says why"}, status_code=500)
+
+    app.add_exception_handler(ServingError, serving_error)
+    app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(Exception, unexpected_error)
+
+
+async def _log_request(request: Request, call_next) -> Response:
+    """One line per request: `POST /translate 200: 3 sentences, 41 ms`, and the error if there was one."""
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await call_next(request)
+        status = response.status_code
+        return response
+    finally:
+        parts = [f"{(time.perf_counter() - started) * 1000:.0f} ms"]
+        sentences = getattr(request.state, "sentences", None)
+        if sentences is not None:
+            parts.insert(0, f"{sentences} sentence{'' if sentences == 1 else 's'}")
+        error = getattr(request.state, "error", None)
+        line = f"{request.method} {quote(request.url.path)} {status}: {', '.join(parts)}"
+        log.info("%s", line + (f" ({error})" if error else ""))
+
+
+# ---- Running
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A socket listening on `host`:`port`, bound before the model loads so that a taken port is a quick error.
+
+    The socket is made with the protocol TCP named, as asyncio makes its own: only then does
+    asyncio turn Nagle's algorithm off on the connections, without which each answer on a
+    kept-alive connection would wait for the client's delayed acknowledgement (40 ms on Linux).
+    """
+    try:
+        family, kind, protocol, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
+        )[0]
+    except socket.gaierror as error:
+        raise ConfigError(
+            f"cannot listen on {host}:{port} ({error.strerror}); set host to an address of this machine"
+        ) from None
+    sock = socket.socket(family, kind, protocol)
+    try:
+        sock.setsockopt(
+            socket.SOL_SOCKET, socket.SO_REUSEADDR, 1
+        )  # a restarted server need not wait for old connections
+        sock.bind(address)
+        sock.listen(LISTEN_BACKLOG)
+    except OSError as error:
+        sock.close()
+        raise ConfigError(f"cannot listen on {host}:{port} ({error.strerror}); set another port or host") from None
+    return sock
+
+
+def warm_up(backend: Backend) -> None:
+    """Translate one sentence, so that the first request does not wait while TensorFlow traces the decoder."""
+    backend.translate(["Hello."], backend.beam_width, backend.n_best)
+
+
+def run_server(app: FastAPI, sock: socket.socket) -> None:
+    """Serve `app` on `sock` until Ctrl-C or SIGTERM, which let the requests in flight finish first.
+
+    uvicorn's own logging is left unconfigured: the request lines come from `_log_request`, and
+    its warnings and errors still reach standard error. After a graceful stop, uvicorn raises the
+    signal again, which `cli.run_script` reports as an interruption.
+    """
+    # What start-up made (TensorFlow, Keras, the model) lives as long as the server: out of the
+    # garbage collector's reach, its full collections no longer walk it all, which paused a
+    # request for about 250 ms every few hundred requests.
+    gc.freeze()
+    host, port = sock.getsockname()[:2]
+    log.info("serving on http://%s:%d/ (Ctrl-C stops)", f"[{host}]" if ":" in host else host, port)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            log_config=None,
+            access_log=False,
+            limit_concurrency=MAX_CONNECTIONS,
+            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+        )
+    )
+    server.run(sockets=[sock])

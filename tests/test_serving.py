@@ -1,0 +1,431 @@
+"""The HTTP server: translations, limits and errors, dynamic batching, and scripts/serve.py as a user runs it."""
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from conftest import TINY_CONFIG
+from fastapi.testclient import TestClient
+
+from sequencer import Predictor
+from sequencer.errors import DataError
+from sequencer.export import export
+from sequencer.runs import EXPORT_FILE, load_run
+from sequencer.serving import (
+    Batcher,
+    ExportBackend,
+    PredictorBackend,
+    body_limit,
+    create_app,
+    read_export,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+SENTENCES = ["Hello!", "I am cold.", "Who are you? Ж🐞", "It's me, Tom."]
+
+
+@pytest.fixture(scope="module")
+def run(trained_run):
+    return load_run(trained_run)
+
+
+@pytest.fixture(scope="module")
+def config(run):
+    return run.config.replace(max_beam_width=4)
+
+
+@pytest.fixture(scope="module")
+def backend(run, config):
+    return PredictorBackend(Predictor(run, config), config.max_beam_width)
+
+
+@contextmanager
+def serving(backend, config):
+    """A test client of the app, its lifespan (the batcher) running."""
+    with TestClient(create_app(backend, config)) as client:
+        yield client
+
+
+@pytest.fixture
+def client(backend, config):
+    with serving(backend, config) as client:
+        yield client
+
+
+def test_translations_are_the_predictors(client, backend, run):
+    answer = client.post("/translate", json={"text": SENTENCES})
+    assert answer.status_code == 200, answer.text
+    expected = backend.predictor.hypotheses(SENTENCES)
+    assert answer.json()["translations"] == [hypotheses[0][0] for hypotheses in expected]
+    assert answer.json()["scores"] == pytest.approx([hypotheses[0][1] for hypotheses in expected], abs=1e-4)
+    assert answer.json()["model"] == run.path.name
+    # As `curl -d` sends it: a form's content type, read as JSON all the same.
+    curled = client.post(
+        "/translate", content=b'{"text": ["Hello!"]}', headers={"content-type": "application/x-www-form-urlencoded"}
+    )
+    assert curled.status_code == 200 and curled.json()["translations"] == [expected[0][0][0]]
+
+
+def test_n_best_lists_and_empty_sentences(client, backend):
+    answer = client.post("/translate", json={"text": ["", *SENTENCES, " "], "beam_width": 3, "n_best": 2})
+    assert answer.status_code == 200, answer.text
+    expected = backend.predictor.hypotheses(SENTENCES, 3, 2)
+    translations, scores = answer.json()["translations"], answer.json()["scores"]
+    assert translations[0] == ["", ""] and scores[0] == [0.0, 0.0]
+    assert translations[-1] == ["", ""]  # white space alone is an empty sentence
+    assert translations[1:-1] == [[text for text, _ in hypotheses] for hypotheses in expected]
+    assert scores[1:-1] == [pytest.approx([score for _, score in hypotheses], abs=1e-4) for hypotheses in expected]
+    single = client.post("/translate", json={"text": [""]}).json()
+    assert single["translations"] == [""] and single["scores"] == [0.0]
+    assert client.post("/translate", json={"text": []}).json()["translations"] == []
+
+
+def test_health_page_and_docs(client, run):
+    assert client.get("/health").json() == {"status": "ok", "model": run.path.name}
+    page = client.get("/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert page.headers["content-security-policy"].startswith("default-src 'self'")
+    assert '<label for="text">' in page.text and 'src="page.js"' in page.text and "http" not in page.text
+    assert 'fetch("translate"' in client.get("/page.js").text
+    assert client.get("/page.css").headers["content-type"].startswith("text/css")
+    assert client.get("/docs").status_code == 200
+    schema = client.get("/openapi.json").json()["paths"]["/translate"]["post"]
+    assert "beam_width" in schema["requestBody"]["content"]["application/json"]["schema"]["properties"]
+    assert client.get("/index.html").json()["error"].startswith("GET /index.html: there is nothing here")
+    assert client.get("/translate").status_code == 405 and "error" in client.get("/translate").json()
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b'{"text": ["caf\xe9"]}', "the body is not UTF-8 (byte 0xe9 at offset 14)"),
+        (b'{"text": [', "the body is not JSON (Expecting value: line 1 column 11 (char 10))"),
+        (b"", "the body is not JSON"),
+        (b"[" * 100_000, "the body nests JSON arrays or objects too deeply to read"),
+        (b'["Hello."]', 'the body must be a JSON object such as {"text": ["Hello."]}, not ["Hello."]'),
+        (b'{"text": ["Hello."], "beam": 2}', 'unknown field "beam"; a request has text, beam_width and n_best'),
+        (b'{"beam_width": 2}', 'text is missing; send {"text": ["a sentence", ...]}'),
+        (b'{"text": "Hello."}', 'text must be a list of sentences (strings), not "Hello."'),
+        (b'{"text": ["Hello.", 42]}', "text[1] must be a string, not 42"),
+        (b'{"text": ["Hello.", ["a"]]}', 'text[1] must be a string, not ["a"]'),
+        (b'{"text": [], "beam_width": "4"}', 'beam_width must be an integer from 1 to 4 (max_beam_width), not "4"'),
+        (b'{"text": [], "beam_width": 0}', "beam_width must be an integer from 1 to 4 (max_beam_width), not 0"),
+        (b'{"text": [], "beam_width": 5}', "beam_width must be an integer from 1 to 4 (max_beam_width), not 5"),
+        (b'{"text": [], "beam_width": 2.0}', "beam_width must be an integer from 1 to 4 (max_beam_width), not 2.0"),
+        (b'{"text": [], "beam_width": true}', "beam_width must be an integer from 1 to 4 (max_beam_width), not true"),
+        (b'{"text": [], "n_best": 2}', "n_best must be an integer from 1 to the beam width, 1, not 2"),
+        (b'{"text": [], "beam_width": 2, "n_best": 3}', "n_best must be an integer from 1 to the beam width, 2, not 3"),
+        (b'{"text": [], "n_best": -1}', "n_best must be an integer from 1 to the beam width, 1, not -1"),
+    ],
+)
+def test_a_malformed_body_is_a_400_naming_the_field(client, body, message, caplog):
+    with caplog.at_level(logging.INFO, "sequencer"):
+        answer = client.post("/translate", content=body)
+    assert answer.status_code == 400
+    assert answer.json() == {"error": answer.json()["error"]} and answer.json()["error"].startswith(message)
+    assert "POST /translate 400: " in caplog.text and message in caplog.text
+
+
+def test_limits(backend, config):
+    small = config.replace(max_request_sentences=3, max_sentence_chars=10)
+    with serving(backend, small) as client:
+        many = client.post("/translate", json={"text": ["a", "b", "c", "d"]})
+        assert many.status_code == 413
+        assert many.json()["error"] == "text holds 4 sentences; a request may hold at most 3 (max_request_sentences)"
+        long = client.post("/translate", json={"text": ["Hello.", "x" * 11]})
+        assert long.status_code == 400
+        assert long.json()["error"] == "text[1] has 11 characters; a sentence may have at most 10 (max_sentence_chars)"
+        assert client.post("/translate", json={"text": ["🐞" * 10] * 3}).status_code == 200  # characters, not bytes
+
+        # The most a valid request can need: three sentences of ten characters, each an escaped surrogate pair.
+        widest = json.dumps({"text": ["🐞" * 10] * 3}, indent=8).encode()
+        assert len(widest) < body_limit(small) and client.post("/translate", content=widest).status_code == 200
+        oversized = b'{"text": ["' + b"a" * body_limit(small) + b'"]}'
+        declared = client.post("/translate", content=oversized)
+        assert declared.status_code == 413 and declared.json()["error"].startswith(
+            "the body is larger than 4,504 bytes"
+        )
+        streamed = client.post("/translate", content=(oversized[i : i + 1000] for i in range(0, len(oversized), 1000)))
+        assert "content-length" not in streamed.request.headers
+        assert streamed.status_code == 413 and "max_request_sentences" in streamed.json()["error"]
+
+
+@pytest.fixture(scope="module")
+def exported(run, config, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("export") / "beam2"
+    export(run, config.replace(beam_width=2, n_best=2), folder)
+    return folder
+
+
+def test_the_export_backend_translates_with_its_own_beam_only(exported, backend, config, run):
+    with serving(ExportBackend.load(exported, config), config) as client:
+        assert client.get("/health").json() == {"status": "ok", "model": run.path.name}
+        answer = client.post("/translate", json={"text": [*SENTENCES, ""]})
+        assert answer.status_code == 200, answer.text
+        expected = backend.predictor.hypotheses(SENTENCES, 2, 2)
+        assert answer.json()["translations"] == [[text for text, _ in found] for found in expected] + [["", ""]]
+        assert answer.json()["scores"][:-1] == [
+            pytest.approx([score for _, score in found], abs=1e-4) for found in expected
+        ]
+        assert client.post("/translate", json={"text": ["Hi."], "beam_width": 2, "n_best": 2}).status_code == 200
+        wider = client.post("/translate", json={"text": ["Hi."], "beam_width": 4})
+        assert wider.status_code == 400
+        assert (
+            wider.json()["error"]
+            == "beam_width must be 2 (this export decodes with beam_width=2 and n_best=2 only), not 4"
+        )
+        fewer = client.post("/translate", json={"text": ["Hi."], "n_best": 1})
+        assert fewer.status_code == 400 and fewer.json()["error"].startswith("n_best must be 2 (this export decodes")
+
+
+def test_an_export_folder_is_checked_before_tensorflow_loads_it(exported, tmp_path):
+    assert read_export(exported)["beam_width"] == 2
+    with pytest.raises(DataError, match=r"the export folder .* does not exist"):
+        read_export(tmp_path / "missing")
+    with pytest.raises(DataError, match=r"is not an export of scripts/export\.py: it has no export\.json"):
+        read_export(tmp_path)
+    (tmp_path / EXPORT_FILE).write_text('{"run": "r", "beam_width": "2", "n_best": 1, "needs_tensorflow_text": false}')
+    with pytest.raises(DataError, match=r"export\.json: beam_width is missing or not int"):
+        read_export(tmp_path)
+
+
+class Recorder:
+    """A stub backend that records the sentences of each decoding call, and takes a while for each."""
+
+    name, beam_width, n_best = "stub", 1, 1
+
+    def __init__(self, seconds=0.05, failure=None):
+        self.calls = []
+        self.seconds = seconds
+        self.failure = failure
+
+    def allowed(self, field, beam_width):
+        return range(1, 3), "1 or 2"
+
+    def translate(self, sentences, beam_width, n_best):
+        self.calls.append((list(sentences), beam_width))
+        time.sleep(self.seconds)
+        if self.failure:
+            raise self.failure
+        return [[(sentence.upper(), -1.0)] * n_best for sentence in sentences]
+
+
+def concurrently(client, bodies):
+    """POST each body at the same time; the answers' JSON, in the order of `bodies`."""
+    with ThreadPoolExecutor(len(bodies)) as pool:
+        answers = list(pool.map(lambda body: client.post("/translate", json=body), bodies))
+    assert all(answer.status_code == 200 for answer in answers), [answer.text for answer in answers]
+    return [answer.json() for answer in answers]
+
+
+def test_concurrent_requests_are_decoded_together(config):
+    recorder = Recorder()
+    bodies = [{"text": [f"r{i}a", f"r{i}b"]} for i in range(6)]
+    with serving(recorder, config.replace(batch_wait_ms=500, decode_batch_size=256)) as client:
+        answers = concurrently(client, bodies)
+    assert [answer["translations"] for answer in answers] == [[f"R{i}A", f"R{i}B"] for i in range(6)]
+    assert len(recorder.calls) < 6 and max(len(sentences) for sentences, _ in recorder.calls) > 2
+    assert sorted(sentence for sentences, _ in recorder.calls for sentence in sentences) == sorted(
+        sentence for body in bodies for sentence in body["text"]
+    )
+
+
+def test_a_batch_holds_at_most_decode_batch_size_and_one_setting(config):
+    recorder = Recorder()
+    bodies = [{"text": [f"b{1 + i % 2}-{i}a", f"b{1 + i % 2}-{i}b"], "beam_width": 1 + i % 2} for i in range(8)]
+    with serving(recorder, config.replace(batch_wait_ms=500, decode_batch_size=4)) as client:
+        answers = concurrently(client, bodies)
+    assert [answer["translations"] for answer in answers] == [
+        [text.upper() for text in body["text"]] for body in bodies
+    ]
+    for sentences, beam_width in recorder.calls:
+        assert len(sentences) <= 4 + 2  # a request joins while fewer than decode_batch_size are gathered
+        assert all(sentence.startswith(f"b{beam_width}-") for sentence in sentences)
+
+
+def test_without_dynamic_batching_each_request_is_decoded_alone(config):
+    recorder = Recorder()
+    bodies = [{"text": [f"r{i}a", f"r{i}b"]} for i in range(4)]
+    with serving(recorder, config.replace(dynamic_batching=False)) as client:
+        concurrently(client, bodies)
+    assert sorted(sentences for sentences, _ in recorder.calls) == sorted(body["text"] for body in bodies)
+
+
+def test_closing_the_batcher_decodes_what_waits(config):
+    recorder = Recorder()
+
+    async def main():
+        batcher = Batcher(recorder, batch_size=2, wait_seconds=0.05)
+        waiting = [asyncio.create_task(batcher.translate([f"s{i}"], 1, 1)) for i in range(5)]
+        await asyncio.sleep(0)
+        await batcher.close()
+        return [task.result() for task in waiting]
+
+    assert asyncio.run(main()) == [[[(f"S{i}", -1.0)]] for i in range(5)]
+    assert [len(sentences) for sentences, _ in recorder.calls] == [2, 2, 1]
+
+
+def test_a_decoding_failure_is_a_500_without_its_traceback(config, caplog):
+    with caplog.at_level(logging.INFO, "sequencer"), serving(Recorder(failure=RuntimeError("boom")), config) as client:
+        answer = client.post("/translate", json={"text": ["Hello.", "Bye."]})
+        assert client.get("/health").status_code == 200  # the server goes on
+    assert answer.status_code == 500
+    assert answer.json() == {"error": "decoding failed on the server; its log says why"}
+    assert "decoding 2 sentences failed" in caplog.text and "RuntimeError: boom" in caplog.text
+    assert "POST /translate 500: 2 sentences, " in caplog.text
+
+
+def test_any_other_failure_is_a_500_in_json(config, caplog):
+    class Broken(Recorder):
+        def allowed(self, field, beam_width):
+            raise KeyError(field)
+
+    with (
+        caplog.at_level(logging.INFO, "sequencer"),
+        TestClient(create_app(Broken(), config), raise_server_exceptions=False) as client,
+    ):
+        answer = client.post("/translate", json={"text": ["Hello."]})
+    assert answer.status_code == 500 and answer.json() == {"error": "the server failed to answer; its log says why"}
+    assert "POST /translate 500: " in caplog.text
+
+
+# ---- scripts/serve.py as a user runs it
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def serve_command(*args: str) -> list[str]:
+    return [sys.executable, str(ROOT / "scripts" / "serve.py"), "--config", str(TINY_CONFIG), *args]
+
+
+def environment() -> dict[str, str]:
+    return {key: value for key, value in os.environ.items() if not key.startswith("SEQUENCER_")}
+
+
+def post(url: str, body: dict, timeout: float = 120) -> tuple[int, dict]:
+    """POST JSON as `curl -d` does (a form's content type); the status and the JSON answer."""
+    request = urllib.request.Request(url + "translate", data=json.dumps(body).encode())
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as answer:
+            return answer.status, json.load(answer)
+    except urllib.error.HTTPError as error:
+        return error.code, json.load(error)
+
+
+@contextmanager
+def server_process(*args: str, cwd: Path):
+    """scripts/serve.py on a free port: (the process, its URL, the file its standard error goes to).
+
+    It yields once /health answers; leaving the block ends the process if it still runs.
+    """
+    port = free_port()
+    stderr = cwd / f"serve-{port}.log"
+    with open(stderr, "w") as output:
+        process = subprocess.Popen(
+            serve_command("--port", str(port), *args), cwd=cwd, stderr=output, text=True, env=environment()
+        )
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert process.poll() is None, stderr.read_text()
+            assert time.monotonic() < deadline, "the server did not answer /health within 120 s"
+            try:
+                with urllib.request.urlopen(url + "health", timeout=5):
+                    break
+            except OSError:
+                time.sleep(0.2)
+        yield process, url, stderr
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def in_background(function, *args):
+    """Start `function(*args)` on a thread; the returned function waits for its result."""
+    result = {}
+    thread = threading.Thread(target=lambda: result.setdefault("value", function(*args)))
+    thread.start()
+    return lambda: (thread.join(timeout=120), result["value"])[1]
+
+
+def test_serve_script_translates_and_ctrl_c_finishes_the_request_in_flight(trained_run, backend, tmp_path):
+    with server_process("--run", str(trained_run), "--batch_wait_ms", "1500", cwd=tmp_path) as (process, url, log):
+        status, answer = post(url, {"text": SENTENCES})
+        assert status == 200
+        assert answer["translations"] == [found[0][0] for found in backend.predictor.hypotheses(SENTENCES)]
+        status, refused = post(url, {"text": ["Hi."], "beam_width": 99})
+        assert status == 400 and refused["error"].startswith("beam_width must be an integer from 1 to 8")
+
+        in_flight = in_background(post, url, {"text": ["Hello!"]})  # waits 1.5 s for others to join it
+        time.sleep(0.5)
+        process.send_signal(signal.SIGINT)
+        status, alone = in_flight()
+        assert status == 200 and alone["translations"] == answer["translations"][:1]
+        assert process.wait(timeout=60) == 130
+    lines = log.read_text().splitlines()
+    assert f"translating with {trained_run}" in lines and "serving on " + url + " (Ctrl-C stops)" in lines
+    assert any(line.startswith("POST /translate 200: 4 sentences, ") for line in lines)
+    assert any(line.startswith("POST /translate 400: ") and "beam_width" in line for line in lines)
+    assert lines[-1] == "interrupted" and "Traceback" not in log.read_text()
+
+
+def test_serve_script_serves_an_export_until_sigterm(exported, tmp_path):
+    with server_process("--export", str(exported), "--quiet", cwd=tmp_path) as (process, url, log):
+        status, answer = post(url, {"text": ["Hello!", ""]})
+        assert status == 200 and len(answer["translations"][0]) == 2 and answer["translations"][1] == ["", ""]
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 130
+    assert log.read_text() == "interrupted\n"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--export", "missing"], "error: the export folder {tmp}/missing does not exist"),
+        (["--export", "."], "error: {tmp} is not an export of scripts/export.py: it has no export.json"),
+        (["--run", "missing"], "error: the run folder {tmp}/models/missing does not exist"),
+        (["--run", "{run}", "--export", "."], "error: --run and --export each name a model to serve; give one of them"),
+        (["--run", "{run}", "--beam_width", "9"], "error: beam_width=9 is more than max_beam_width=8, the widest beam"),
+        (
+            ["--run", "{run}", "--port", "0"],
+            "error: --port: port='0' is not allowed; expected an integer in [1, 65535]",
+        ),
+        (["--run", "{run}", "--port", "{taken}"], "error: cannot listen on 127.0.0.1:{taken} (Address already in use)"),
+    ],
+)
+def test_a_bad_configuration_is_one_line_and_exit_2(trained_run, tmp_path, args, message):
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        values = {"tmp": tmp_path, "run": trained_run, "taken": taken.getsockname()[1]}
+        command = serve_command("--model_dir", "models", *(arg.format(**values) for arg in args))
+        started = time.monotonic()
+        result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=60, env=environment())
+    assert result.returncode == 2
+    assert result.stderr.startswith(message.format(**values)) and len(result.stderr.splitlines()) == 1
+    assert time.monotonic() - started < 20  # before TensorFlow starts
+
+
+def test_help_lists_the_serving_keys(tmp_path):
+    helped = subprocess.run(serve_command("--help"), cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert helped.returncode == 0
+    for flag in ("--export", "--run", "--beam_width", "--decode_batch_size", "--port", "--max_beam_width", "--device"):
+        assert flag in helped.stdout
+    assert "--epochs" not in helped.stdout and "--predict_in" not in helped.stdout
