@@ -45,7 +45,9 @@ from sequencer.vocabulary import END_ID, START_ID  # noqa: E402
 
 def reference_decoder(model: keras.Model, max_len: int):
     """The original example's inference: an encoder model and a one-step decoder model, `predict` per character."""
-    encoder = keras.Model(model.inputs[0], model.get_layer("encoder_lstm").output[1:])
+    source_ids = keras.Input((None,), dtype="int32")
+    _, encoder_h, encoder_c = model.get_layer("encoder_lstm")(model.get_layer("source_one_hot")(source_ids))
+    encoder = keras.Model(source_ids, [encoder_h, encoder_c])
     decoder_lstm = model.get_layer("decoder_lstm")
     token_input = keras.Input((1,), dtype="int32")
     state_inputs = [keras.Input((decoder_lstm.units,)), keras.Input((decoder_lstm.units,))]
