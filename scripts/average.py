@@ -20,6 +20,13 @@ def average(config, args):
     config = runs.load_config(run_dir, command_line_flags(args))  # the run's settings, the flags on top
     if config.average_last < 2:
         raise ConfigError(f"{run_dir} was trained with average_last={config.average_last}; pass --average_last N >= 2")
+    kept = runs.checkpoint_folders(run_dir)
+    if len(kept) < 2:
+        trained_with = runs.load_config(run_dir).average_last
+        raise ConfigError(
+            f"{run_dir} kept {len(kept)} checkpoint(s) (it was trained with average_last={trained_with}); "
+            "averaging needs two or more"
+        )
     corpus = Preprocessor(config).load(runs.load_vocabularies(run_dir))  # for its validation pairs
     import_tensorflow()
     from sequencer.training import Trainer

@@ -7,6 +7,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a clone without installing
 
 from sequencer.cli import TRAINING_KEYS, Parser, command_line_flags, import_tensorflow, run_script
+from sequencer.config import KEYS
 
 
 def train(config, args):
@@ -23,6 +24,7 @@ def train(config, args):
     run_dir = vocabularies = None
     if args.resume is not None:
         run_dir = runs.find_run(config.model_dir, args.resume and run_folder(args.resume, config.model_dir, Path.cwd()))
+        runs.check_resumable(run_dir)
         config, saved = runs.load_config(run_dir, command_line_flags(args)), runs.load_config(run_dir)
         check_resume(saved, config, run_dir)
         vocabularies = runs.load_vocabularies(run_dir)
@@ -47,7 +49,7 @@ def parser():
         const="",
         metavar="RUN",
         help="continue a run from its last checkpoint: its name in model_dir or its path (default: the newest run); "
-        "flags may change epochs, early_stopping_patience, device, distribution, learning_rate, dropout, batch_size",
+        f"flags may change {', '.join(key.name for key in KEYS if key.resumable)}",
     )
     return parser
 

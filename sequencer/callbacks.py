@@ -26,7 +26,7 @@ from sequencer.config import Config
 from sequencer.data import Corpus, pad_ids
 from sequencer.evaluation import ReferenceSet, score
 from sequencer.files import atomic_path, write_json
-from sequencer.runs import MODEL_FILE, SUMMARY_FILE, TrainingState, save_checkpoint, save_model
+from sequencer.runs import BEST_EPOCH_FILE, MODEL_FILE, SUMMARY_FILE, TrainingState, save_checkpoint, save_model
 from sequencer.search import GreedyDecoder
 
 log = logging.getLogger(__name__)
@@ -73,18 +73,11 @@ class ValidationChrF(keras.callbacks.Callback):
     target of a validation source sentence is a reference for it.
     """
 
-    def __init__(
-        self,
-        corpus: Corpus,
-        pairs: int,
-        every: int,
-        max_len: int,
-        min_len: int,
-    ):
+    def __init__(self, corpus: Corpus, config: Config, every: int):
         super().__init__()
-        self.every, self.max_len, self.min_len = every, max_len, min_len
-        sources = [corpus.source_vocab.decode(ids) for ids in corpus.val_source][:pairs]
-        targets = [corpus.target_vocab.decode(ids) for ids in corpus.val_target][:pairs]
+        self.config, self.every, self.longest_target = config, every, corpus.max_target_len
+        sources = [corpus.source_vocab.decode(ids) for ids in corpus.val_source][: config.eval_pairs]
+        targets = [corpus.target_vocab.decode(ids) for ids in corpus.val_target][: config.eval_pairs]
         self.references = ReferenceSet.from_pairs(list(zip(sources, targets)))
         self.source_ids = pad_ids([corpus.source_vocab.encode(source) for source in self.references.sources])
         self.target_vocab = corpus.target_vocab
@@ -101,7 +94,8 @@ class ValidationChrF(keras.callbacks.Callback):
 
     def chrf(self, decoder: GreedyDecoder) -> float:
         """The chrF of `decoder`'s greedy translations of the validation pairs."""
-        output = decoder(self.source_ids, self.max_len, self.min_len).ids[:, 0]
+        max_len, min_len = decoder.model.decoding_lengths(self.config, self.longest_target)
+        output = decoder(self.source_ids, max_len, min_len).ids[:, 0]
         hypotheses = [self.target_vocab.decode(ids) for ids in output]
         return score(hypotheses, self.references.references)["chrf"]
 
@@ -126,8 +120,10 @@ class RunState(keras.callbacks.Callback):
                 save_model(self.model, self.run_dir / MODEL_FILE)  # something to predict with meanwhile
         elif state.best_value is None or self.better(value, state.best_value):
             save_model(self.model, self.run_dir / MODEL_FILE)
+            (self.run_dir / BEST_EPOCH_FILE).unlink(missing_ok=True)  # model.keras holds no average any more
             state.best_epoch, state.best_value, state.plateau_epochs = epoch + 1, value, 0
-            state.best_metrics = {name: float(number) for name, number in logs.items()}
+            # NaN (val_chrf on an epoch without evaluation) is not JSON: null instead.
+            state.best_metrics = {name: None if math.isnan(float(v)) else float(v) for name, v in logs.items()}
         else:
             state.plateau_epochs += 1
             if config.lr_patience and state.plateau_epochs >= config.lr_patience:

@@ -668,10 +668,21 @@ class Config:
 
     @property
     def monitor_mode(self) -> str:
-        """ "min" or "max": `mode`, or for auto, min for losses and max for accuracy and chrF."""
+        """ "min" or "max": `mode`, or for auto, which way the monitored metric is better."""
         if self.mode != "auto":
             return self.mode
-        return "min" if self.monitor.endswith("loss") else "max"
+        return "max" if higher_is_better(self.monitor) else "min"
+
+    @property
+    def constant_learning_rate(self) -> bool:
+        """Whether the learning rate is one number (which lr_patience may lower) rather than a schedule."""
+        return self.lr_schedule == "constant" and not self.warmup_steps
+
+    def output_lengths(self, longest_target: int) -> tuple[int, int]:
+        """The (longest, shortest) translation in tokens: `max_output_len`, or twice the longest
+        training target (`longest_target`; 100 if unknown), and `min_output_len` within it."""
+        longest = self.max_output_len or 2 * longest_target or 100
+        return longest, min(self.min_output_len, longest)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready values (paths as strings), in declaration order."""
@@ -795,6 +806,11 @@ def check_resume(saved: Config, config: Config, run_dir: Path) -> None:
             )
 
 
+def higher_is_better(metric: str) -> bool:
+    """Whether a higher value of `metric` is better: accuracy and chrF yes, losses no."""
+    return not metric.endswith("loss")
+
+
 def number_pair(text: str) -> tuple[float, float]:
     """The two numbers of a `LOW,HIGH` value (a key with the _NUMBER_PAIR pattern)."""
     low, high = map(float, text.split(","))
@@ -828,10 +844,8 @@ def _check_together(values: dict[str, Any]) -> None:
         )
     if values["model_dim"] % values["num_heads"]:
         raise ConfigError(f"model_dim={values['model_dim']} must be a multiple of num_heads={values['num_heads']}")
-    if values["lr_patience"] and values["lr_schedule"] != "constant":
-        raise ConfigError(
-            f"lr_patience lowers a constant learning rate; lr_schedule={values['lr_schedule']} is not one"
-        )
+    if values["lr_patience"] and not Config(values, None).constant_learning_rate:
+        raise ConfigError("lr_patience lowers a constant learning rate, not a schedule (lr_schedule or warmup_steps)")
     if values["lr_schedule"] == "inverse_sqrt" and not values["warmup_steps"]:
         raise ConfigError("lr_schedule=inverse_sqrt needs warmup_steps >= 1 (its peak comes at the end of warm-up)")
     if values["average_last"] > 1 and not values["val_split"]:

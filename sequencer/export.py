@@ -125,8 +125,7 @@ class Translator(tf.Module):
         self.model = run.model
         self.source = Tokens(run.source_vocab, "source", folder)
         self.target = Tokens(run.target_vocab, "target", folder)
-        self.max_len = config.max_output_len or 2 * int(run.summary.get("max_target_len", 0)) or 100
-        self.min_len = min(config.min_output_len, self.max_len)
+        self.max_len, self.min_len = run.model.decoding_lengths(config, int(run.summary.get("max_target_len", 0)))
         self.n_best, self.alpha = config.n_best, config.length_penalty
         if config.beam_width == 1:
             self.search = GreedyDecoder(run.model).decode
@@ -136,7 +135,7 @@ class Translator(tf.Module):
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
     def translate(self, text):
-        source_ids = self.source.encode(text)  # (B, S)
+        source_ids = self.source.encode(text)[:, : self.model.max_positions]  # (B, S)
         ids, log_probs, lengths = self.search(source_ids, tf.constant(self.max_len), tf.constant(self.min_len))
         shape = tf.shape(ids)  # (B, n, T)
         translations = tf.reshape(self.target.decode(tf.reshape(ids, [-1, shape[2]])), shape[:2])  # (B, n)

@@ -70,9 +70,9 @@ def learning_rate(config: Config, total_steps: int) -> float | keras.optimizers.
             warmup_target=peak if warmup else None,
             warmup_steps=warmup,
         )
-    if config.lr_schedule == "inverse_sqrt" or warmup:
-        return WarmupSchedule(peak, warmup, config.lr_schedule)
-    return peak
+    if config.constant_learning_rate:
+        return peak
+    return WarmupSchedule(peak, warmup, config.lr_schedule)
 
 
 def optimizer(config: Config, total_steps: int) -> keras.optimizers.Optimizer:

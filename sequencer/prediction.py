@@ -66,8 +66,8 @@ class Predictor:
         config = config or run.config
         self.run = run
         self.decode_batch_size = config.decode_batch_size
-        self.max_output_len = config.max_output_len or 2 * int(run.summary.get("max_target_len", 0)) or 100
-        self.min_output_len = min(config.min_output_len, self.max_output_len)
+        longest_target = int(run.summary.get("max_target_len", 0))
+        self.max_output_len, self.min_output_len = run.model.decoding_lengths(config, longest_target)
         self.beam_width = config.beam_width
         self.n_best = config.n_best
         self.length_penalty = config.length_penalty
@@ -98,14 +98,16 @@ class Predictor:
     ) -> list[list[tuple[str, float]]]:
         """(translation, score) of the `n_best` best translations of each sentence, best first.
 
-        `beam_width` and `n_best` default to the config's. The score is the log-probability divided
-        by the length penalty. Sentences are sorted by length into batches so that a batch pads
-        little; tokens never seen in training are read as the unknown id and counted in
-        `unknown_tokens`. An empty sentence gives one empty translation of score 0.
+        `beam_width` and `n_best` default to the config's. The score is the log-probability
+        divided by the length penalty; a beam wider than the target vocabulary allows can hold
+        hypotheses of probability 0 (score -inf), which are left out. Sentences are sorted by
+        length into batches so that a batch pads little; tokens never seen in training are read
+        as the unknown id and counted in `unknown_tokens`. An empty sentence gives one empty
+        translation of score 0.
         """
         beam_width, n_best = beam_width or self.beam_width, n_best or self.n_best
-        vocab = self.run.source_vocab
-        encoded = [vocab.encode(sentence) for sentence in sentences]
+        vocab, limit = self.run.source_vocab, self.run.model.max_positions  # learned positions: no more tokens
+        encoded = [vocab.encode(sentence)[:limit] for sentence in sentences]
         for sentence, ids in zip(sentences, encoded):
             if (ids == UNK_ID).any():
                 tokens = vocab.tokenize(sentence)
@@ -116,7 +118,8 @@ class Predictor:
             batch = by_length[start : start + self.decode_batch_size]
             found = self._decode(pad_ids([encoded[i] for i in batch]), beam_width, n_best)
             for i, ids, scores in zip(batch, found.ids, found.scores(self.length_penalty)):
-                results[i] = [(self.run.target_vocab.decode(row), float(value)) for row, value in zip(ids, scores)]
+                scored = [(self.run.target_vocab.decode(row), float(value)) for row, value in zip(ids, scores)]
+                results[i] = scored[:1] + [pair for pair in scored[1:] if np.isfinite(pair[1])]
                 self.empty_translations += results[i][0][0] == ""
             self.sentences += len(batch)
             if self.progress:

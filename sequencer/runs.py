@@ -161,12 +161,15 @@ def seed_states(model: keras.Model) -> list[list[int]]:
 
 
 def set_seed_states(model: keras.Model, states: list[list[int]]) -> None:
-    """Give the model's random generators the states `seed_states` returned for a model of its kind."""
+    """Give the model's random generators the states `seed_states` returned for a model of its kind.
+
+    A model with dropout turned on or off since the checkpoint has other generators (Keras makes
+    one only for a rate above 0): they start afresh, as the run is not the same run any more.
+    """
     variables = [variable for variable in model.variables if variable.path.endswith(_SEED_STATE)]
-    if states and len(states) != len(variables):
-        raise DataError(f"the checkpoint has {len(states)} random generator states; the model has {len(variables)}")
-    for variable, value in zip(variables, states):
-        variable.assign(value)
+    if len(states) == len(variables):
+        for variable, value in zip(variables, states):
+            variable.assign(value)
 
 
 def save_checkpoint(run_dir: Path, model: keras.Model, state: TrainingState, keep: int = 1) -> None:
@@ -198,15 +201,18 @@ def load_checkpoint(run_dir: Path) -> tuple[keras.Model, TrainingState] | None:
     if not pointer.is_file():
         return None
     folder = pointer.parent / pointer.read_text(encoding="utf-8").strip()
+    check_resumable(run_dir)
     state = TrainingState.from_json(read_json(folder / STATE_FILE))
-    config = load_config(run_dir)
-    model = load_model(folder / MODEL_FILE, config, compile=True)
-    if not isinstance(model, builders.get(config.model)):
+    return load_model(folder / MODEL_FILE, load_config(run_dir), compile=True), state
+
+
+def check_resumable(run_dir: Path) -> None:
+    """DataError if the run was saved by a version whose checkpoints this one cannot resume."""
+    if "sequencer_version" not in load_summary(run_dir):  # 0.1 recorded no version
         raise DataError(
             f"{run_dir} was saved by sequencer 0.1.0: this version translates with it but cannot resume it; "
             "resume it with sequencer 0.1.0 (commit c622279)"
         )
-    return model, state
 
 
 @dataclass(frozen=True)

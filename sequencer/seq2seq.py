@@ -34,6 +34,7 @@ class Seq2Seq(keras.Model):
     """An encoder-decoder over integer ids; subclasses define `Settings`, their layers, `call`, `encode` and `step`."""
 
     Settings: type  # a frozen dataclass whose fields are the config keys the model reads
+    max_positions: int | None = None  # the longest sequence in tokens it can read or write; None: any
 
     def __init__(self, source_vocab_size: int, target_vocab_size: int, settings: Any, **kwargs):
         super().__init__(**kwargs)
@@ -65,6 +66,13 @@ class Seq2Seq(keras.Model):
     def step(self, tokens, state, index):
         """(probabilities over target ids (B, V), new state) after reading `tokens` (B,) at output position `index`."""
         raise NotImplementedError
+
+    def decoding_lengths(self, config: Config, longest_target: int) -> tuple[int, int]:
+        """The (longest, shortest) translation in tokens that `config` asks for, within `max_positions`."""
+        longest, shortest = config.output_lengths(longest_target)
+        if self.max_positions:
+            longest = min(longest, self.max_positions)
+        return longest, min(shortest, longest)
 
     def get_config(self) -> dict:
         return {

@@ -25,6 +25,7 @@ import asyncio
 import gc
 import json
 import logging
+import math
 import socket
 import time
 from collections.abc import AsyncIterator
@@ -44,7 +45,7 @@ from starlette.requests import ClientDisconnect
 
 from sequencer import __version__
 from sequencer.config import Config
-from sequencer.errors import ConfigError, DataError
+from sequencer.errors import ConfigError, DataError, SequencerError
 from sequencer.files import read_json
 from sequencer.runs import EXPORT_FILE
 from sequencer.text import first_line
@@ -163,10 +164,9 @@ class ExportBackend:
             output = self._signature(text=self._tf.constant(batch, self._tf.string))
             translations = output["translation"].numpy().reshape(len(batch), -1)  # (B,) or (B, n_best)
             scores = output["score"].numpy().reshape(len(batch), -1)
-            found += [
-                [(text.decode("utf-8"), float(score)) for text, score in zip(row, row_scores)]
-                for row, row_scores in zip(translations, scores)
-            ]
+            for row, row_scores in zip(translations, scores):
+                hypotheses = [(text.decode("utf-8"), float(score)) for text, score in zip(row, row_scores)]
+                found.append(hypotheses[:1] + [pair for pair in hypotheses[1:] if math.isfinite(pair[1])])
         return found
 
 
@@ -192,7 +192,7 @@ def check_settings(config: Config) -> None:
         )
 
 
-class ServingError(Exception):
+class ServingError(SequencerError):
     """A request that gets an error status, with one sentence saying what was wrong and where."""
 
     def __init__(self, status: int, message: str):
@@ -282,6 +282,11 @@ def _sentences(data: dict, config: Config) -> list[str]:
     for index, sentence in enumerate(text):
         if not isinstance(sentence, str):
             raise ServingError(400, f"text[{index}] must be a string, not {_shown(sentence)}")
+        try:
+            sentence.encode("utf-8")
+        except UnicodeEncodeError as error:
+            lone = sentence[error.start]
+            raise ServingError(400, f"text[{index}] holds a lone surrogate ({lone!r}), which is not text") from None
         if len(sentence) > config.max_sentence_chars:
             raise ServingError(
                 400,

@@ -24,7 +24,7 @@ import tensorflow as tf
 from sequencer import __version__, batchers, builders, optimization
 from sequencer.averaging import average_weights
 from sequencer.callbacks import CurvePlot, EpochCSVLogger, EpochLine, EpochStats, RunState, ValidationChrF
-from sequencer.config import Config, check_resume
+from sequencer.config import Config, check_resume, higher_is_better
 from sequencer.data import Corpus, Sequences, teacher_forcing
 from sequencer.devices import configure_device, is_chief, make_strategy
 from sequencer.errors import ConfigError, DataError
@@ -42,6 +42,7 @@ from sequencer.runs import (
     TENSORBOARD_DIR,
     TEST_FILE,
     TrainingState,
+    check_resumable,
     checkpoint_folders,
     create_run,
     load_checkpoint,
@@ -63,11 +64,14 @@ PROGRESS = ("bar", "lines", "none")
 
 
 def replica_slices(batch: np.ndarray, replicas: int) -> list[np.ndarray]:
-    """One batch's pair indices split among `replicas` as evenly as can be.
+    """One batch's pair indices split among `replicas` as evenly as can be: every replicas-th pair,
+    so that each replica of a batch sorted by length gets pairs of every length in it (Keras weighs
+    the replicas' losses alike, so their tokens should be alike).
 
     A batch of fewer pairs than replicas repeats its pairs, so that no replica gets an empty batch.
     """
-    return np.array_split(np.resize(batch, max(len(batch), replicas)), replicas)
+    pairs = np.resize(batch, max(len(batch), replicas))
+    return [pairs[replica::replicas] for replica in range(replicas)]
 
 
 def make_dataset(
@@ -137,10 +141,10 @@ class Trainer:
         self.batcher = batchers.get(config.batcher)()
         self.extra_callbacks = list(callbacks)
         self.progress = progress
+        self._prepare()
 
     def train(self, corpus: Corpus) -> Path:
         """Train a new model in a new run folder; return the folder (deleted already on a non-chief worker)."""
-        self._prepare()
         with self._worker_scratch() as scratch:
             if scratch:
                 self.config = self.config.replace(model_dir=scratch)
@@ -157,13 +161,13 @@ class Trainer:
         The config may differ from the run's only in keys declared resumable (and in files,
         prediction and tuning keys); the corpus must be the one the run started with.
         """
+        check_resumable(run_dir)
         saved_config = load_config(run_dir)
         check_resume(saved_config, self.config, run_dir)
         if load_summary(run_dir).get("data_fingerprint") != corpus.fingerprint:
             raise DataError(f"the training data in {self.config.train_dir} changed since {run_dir} started")
         if load_vocabularies(run_dir) != (corpus.source_vocab, corpus.target_vocab):
             raise DataError(f"the corpus to resume {run_dir} with must be read with its vocabularies")
-        self._prepare()
         with self._worker_scratch() as scratch:
             if scratch:
                 run_dir = Path(shutil.copytree(run_dir, scratch / run_dir.name))
@@ -238,32 +242,34 @@ class Trainer:
     def average(self, run_dir: Path, corpus: Corpus) -> dict | None:
         """Average the weights of the run's last `average_last` checkpoints (Vaswani et al., 2017).
 
-        The average becomes model.keras, the best epoch's model moving to best-epoch.keras, if
-        it scores better than the best epoch on the validation pairs (by `monitor`, or val_loss
-        when the monitor is a training metric); otherwise it is saved as averaged.keras. Both
-        scores go into summary.json under "averaging", which is also returned.
+        The average and the best epoch's model are scored on the validation pairs (by `monitor`,
+        or val_loss when the monitor is a training metric); the better is model.keras, and the
+        other is kept as averaged.keras or best-epoch.keras. Both scores go into summary.json
+        under "averaging", which is also returned. model.keras exists at every moment, and the
+        best epoch's model is never lost: best-epoch.keras exists exactly when model.keras holds
+        an average (RunState removes it when a later epoch is better).
         """
-        if not hasattr(self, "strategy"):
-            self._prepare()
         folders = checkpoint_folders(run_dir)[-self.config.average_last :]
         if len(folders) < 2:
             log.info("average_last: %d checkpoint(s) to average; nothing done", len(folders))
             return None
         averaged = self._new_model(corpus)
         averaged.set_weights(average_weights({f.name: load_model(f / MODEL_FILE, self.config) for f in folders}))
-        best = self._new_model(corpus)
-        best.set_weights(load_model(run_dir / MODEL_FILE, self.config).get_weights())
+        single_file = run_dir / (BEST_EPOCH_FILE if (run_dir / BEST_EPOCH_FILE).is_file() else MODEL_FILE)
+        single = self._new_model(corpus)
+        single.set_weights(load_model(single_file, self.config).get_weights())
         metric = self.config.monitor if self.config.monitor.startswith("val_") else "val_loss"
         scores = {"averaged": self._validation_score(averaged, corpus, metric)}
-        scores["best"] = self._validation_score(best, corpus, metric)
-        lower_is_better = metric == "val_loss"  # accuracy and chrF: higher is
-        better = (scores["averaged"] < scores["best"]) == lower_is_better and scores["averaged"] != scores["best"]
+        scores["best"] = self._validation_score(single, corpus, metric)
+        higher = higher_is_better(metric)
+        better = scores["averaged"] > scores["best"] if higher else scores["averaged"] < scores["best"]
+        save_model(averaged, run_dir / AVERAGED_FILE)
         if better:
-            os.replace(run_dir / MODEL_FILE, run_dir / BEST_EPOCH_FILE)
-            save_model(averaged, run_dir / MODEL_FILE)
-            (run_dir / AVERAGED_FILE).unlink(missing_ok=True)
-        else:
-            save_model(averaged, run_dir / AVERAGED_FILE)
+            if single_file.name == MODEL_FILE:
+                save_model(single, run_dir / BEST_EPOCH_FILE)
+            os.replace(run_dir / AVERAGED_FILE, run_dir / MODEL_FILE)
+        elif single_file.name == BEST_EPOCH_FILE:  # model.keras held an earlier average: the best epoch is back
+            os.replace(single_file, run_dir / MODEL_FILE)
         record = {
             "checkpoints": [folder.name for folder in folders],
             "metric": metric,
@@ -287,9 +293,7 @@ class Trainer:
         """`metric` (val_loss, val_accuracy or val_chrf) of `model` on the validation pairs."""
         config = self.config
         if metric == "val_chrf":
-            max_len = config.max_output_len or 2 * corpus.max_target_len
-            scorer = ValidationChrF(corpus, config.eval_pairs, 1, max_len, config.min_output_len)
-            return scorer.chrf(GreedyDecoder(model))
+            return ValidationChrF(corpus, config, every=1).chrf(GreedyDecoder(model))
         with self.strategy.scope():
             results = model.evaluate(self._validation_batches(corpus), verbose=0, return_dict=True)
         return float(results[metric.removeprefix("val_")])
@@ -334,8 +338,7 @@ class Trainer:
         config = self.config
         chrf = []
         if config.eval_every and len(corpus.val_source):
-            max_len = config.max_output_len or 2 * corpus.max_target_len
-            chrf = [ValidationChrF(corpus, config.eval_pairs, config.eval_every, max_len, config.min_output_len)]
+            chrf = [ValidationChrF(corpus, config, config.eval_every)]
         echo = (lambda line: print(line, flush=True)) if self.progress == "lines" else None
         return [
             *chrf,  # first, so that the callbacks after it see val_chrf
@@ -414,13 +417,12 @@ class Trainer:
             raise DataError(f"the checkpoint's optimizer state does not fit optimizer={self.config.optimizer}")
         for variable, value in zip(model.optimizer.variables, saved.optimizer.variables):
             variable.assign(value)
-        constant = self.config.lr_schedule == "constant" and not self.config.warmup_steps
-        if constant and self.config.learning_rate != saved_config.learning_rate:
+        if self.config.constant_learning_rate and self.config.learning_rate != saved_config.learning_rate:
             model.optimizer.learning_rate = self.config.learning_rate  # a schedule follows the new config by itself
         return model
 
     def _prepare(self) -> None:
-        """Device, precision and seeds, before any model exists.
+        """Device, distribution strategy, precision and seeds, before any model exists.
 
         Same seed, same config, same CPU: the same weights, run after run (except with XLA, which
         TensorFlow's op determinism does not cover, so Keras would not compile with it). Mixed precision is
@@ -443,6 +445,12 @@ class Trainer:
         total_steps = config.epochs * len(self._batches(corpus.train_source, corpus.train_target, 0))
         with self.strategy.scope():  # variables made here are mirrored on every replica
             model = self.model_class.create(config, len(corpus.source_vocab), len(corpus.target_vocab))
+            longest = max(corpus.max_source_len, corpus.max_target_len + 1)  # the target with its marker
+            if model.max_positions and longest > model.max_positions:
+                raise ConfigError(
+                    f"positions=learned reads at most {model.max_positions} tokens, but the longest pair has "
+                    f"{longest}; use positions=sinusoidal or leave such pairs out"
+                )
             model.build()
             model.compile(
                 optimizer=optimization.optimizer(config, total_steps),

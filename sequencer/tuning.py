@@ -24,7 +24,7 @@ from ray import tune
 from ray.tune.schedulers import PopulationBasedTraining
 
 from sequencer.config import Config, config_from_dict, number_pair
-from sequencer.data import Corpus, Preprocessor
+from sequencer.data import Corpus
 from sequencer.errors import ConfigError, TuningError
 from sequencer.files import atomic_path, read_json, write_json
 from sequencer.runs import SUMMARY_FILE, mark_latest
@@ -114,10 +114,8 @@ def search_space(config: Config) -> dict:
     }
 
 
-def tune_population(config: Config, corpus: Corpus | None = None) -> Path:
-    """Train a population with PBT on `corpus` (by default, the config's); save the best member as
-    an ordinary run folder and return it."""
-    corpus = corpus or Preprocessor(config).load()
+def tune_population(config: Config, corpus: Corpus) -> Path:
+    """Train a population with PBT on `corpus`; save the best member as an ordinary run folder and return it."""
     mode = config.monitor_mode
     space = search_space(config)
     scheduler = PopulationBasedTraining(

@@ -26,6 +26,8 @@ from typing import ClassVar
 import numpy as np
 import sentencepiece
 
+from sequencer.errors import ConfigError
+
 PAD_ID, START_ID, END_ID, UNK_ID = 0, 1, 2, 3
 SPECIALS = ("<pad>", "<s>", "</s>", "<unk>")
 LEVELS = ("char", "word", "subword")
@@ -195,9 +197,21 @@ class SubwordVocabulary(Vocabulary):
     def train(cls, texts: Iterable[str], size: int, model_type: str, file_name: str) -> SubwordVocabulary:
         """A SentencePiece model of about `size` pieces (`model_type` unigram or bpe) trained on `texts`."""
         model = io.BytesIO()
-        sentencepiece.SentencePieceTrainer.train(
-            sentence_iterator=iter(texts), model_writer=model, vocab_size=size, model_type=model_type, **cls.OPTIONS
-        )
+        try:
+            sentencepiece.SentencePieceTrainer.train(
+                sentence_iterator=iter(texts), model_writer=model, vocab_size=size, model_type=model_type, **cls.OPTIONS
+            )
+        except RuntimeError as error:
+            message = str(error).strip().splitlines()[-1]
+            # "src/trainer_interface.cc(584) [(...)] Vocabulary size is smaller than required_chars. 300 vs 389. ..."
+            needed = re.search(r"smaller than required_chars\. \d+ vs (\d+)", message)
+            if needed:
+                raise ConfigError(
+                    f"subword_vocab={size} is too small for these pairs: SentencePiece needs "
+                    f"{needed.group(1)} pieces for their characters and its 256 byte pieces"
+                ) from None
+            message = message.rsplit("] ", 1)[-1].removeprefix("Internal: ")
+            raise ConfigError(f"subword_vocab={size}: SentencePiece cannot train on these pairs ({message})") from None
         return cls(model.getvalue(), file_name)
 
     def __eq__(self, other: object) -> bool:

@@ -43,6 +43,10 @@ def test_training_averages_its_last_checkpoints_and_keeps_the_better_model(tmp_p
         assert record["model.keras"] == "best epoch" and (run_dir / "averaged.keras").is_file()
     assert len(Predictor(load_run(run_dir)).translate(["Hello!"])) == 1
 
-    # scripts/average.py's path: averaging an existing run again, over its three... two kept checkpoints.
+    # scripts/average.py's path: averaging the run again compares with the best epoch, not with
+    # the earlier average, and leaves a model.keras and the best epoch's model.
     again = Trainer(config, progress="none").average(run_dir, Preprocessor(config).load(load_vocabularies(run_dir)))
     assert again["checkpoints"] == ["epoch-0002", "epoch-0003"]
+    assert again["best_epoch"] == pytest.approx(record["best_epoch"], rel=1e-6)
+    assert (run_dir / "model.keras").is_file()
+    assert (run_dir / "best-epoch.keras").is_file() == (again["model.keras"] == "averaged")

@@ -75,7 +75,7 @@ def test_token_batches_fit_their_budget_cover_every_pair_and_keep_their_number(b
     counts = set()
     for rng in (None, np.random.default_rng(1), np.random.default_rng(2)):
         batches = batcher.batches(LENGTHS, 64, rng, batch_tokens=budget)
-        assert all(batchers.batch_tokens(LENGTHS, batch) <= budget for batch in batches)
+        assert all(batchers.batch_cost(LENGTHS, batch) <= budget for batch in batches)
         assert sorted(np.concatenate(batches)) == list(range(1000))
         counts.add(len(batches))
     assert len(counts) == 1  # the same number of batches every epoch, as Keras' steps_per_epoch needs

@@ -32,6 +32,8 @@ def test_cosine_decays_to_zero_at_the_last_step(tmp_path):
 def test_schedules_and_plateaus_do_not_mix(tmp_path):
     with pytest.raises(ConfigError, match="lr_patience lowers a constant learning rate"):
         tiny_config(tmp_path, lr_schedule="cosine", lr_patience="2")
+    with pytest.raises(ConfigError, match="lr_patience lowers a constant learning rate"):
+        tiny_config(tmp_path, warmup_steps="10", lr_patience="2")  # a warm-up is a schedule too
     with pytest.raises(ConfigError, match="inverse_sqrt needs warmup_steps >= 1"):
         tiny_config(tmp_path, lr_schedule="inverse_sqrt")
 

@@ -6,9 +6,18 @@ import keras
 import pytest
 from conftest import DATA, tiny_config
 
-from sequencer import Predictor
+from sequencer import Predictor, Preprocessor, Trainer
 from sequencer.errors import ConfigError, DataError
-from sequencer.runs import LATEST_FILE, TrainingState, find_run, load_checkpoint, load_run, run_name, save_model
+from sequencer.runs import (
+    LATEST_FILE,
+    TrainingState,
+    find_run,
+    load_checkpoint,
+    load_config,
+    load_run,
+    run_name,
+    save_model,
+)
 
 METRICS_COLUMNS = {
     "epoch",
@@ -167,3 +176,6 @@ def test_runs_saved_by_version_0_1_translate_as_they_did(name, tmp_path):
     with pytest.raises(DataError) as caught:
         load_checkpoint(copy)
     assert "saved by sequencer 0.1.0" in str(caught.value) and "commit c622279" in str(caught.value)
+    config = load_config(copy)
+    with pytest.raises(DataError, match=r"saved by sequencer 0\.1\.0"):  # before anything else is compared
+        Trainer(config).resume(copy, Preprocessor(config.replace(train_dir=DATA / "train")).load())

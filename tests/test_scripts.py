@@ -187,6 +187,12 @@ def test_unwritable_output_and_empty_input(tmp_path):
     assert empty.returncode == 0, empty.stderr
     assert (tmp_path / "out2" / "empty.txt").read_text() == ""
 
+    nothing_to_average = script("average.py", *TRAIN, "--average_last", "3", cwd=tmp_path)
+    assert nothing_to_average.returncode == 2
+    assert nothing_to_average.stderr.endswith(
+        "kept 1 checkpoint(s) (it was trained with average_last=0); averaging needs two or more\n"
+    )
+
 
 def test_xla_compiled_training_runs(tmp_path):
     # A process of its own: once TensorFlow's op determinism is on, Keras will not compile with XLA.

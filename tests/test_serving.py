@@ -121,6 +121,7 @@ def test_health_page_and_docs(client, run):
         (b'{"text": "Hello."}', 'text must be a list of sentences (strings), not "Hello."'),
         (b'{"text": ["Hello.", 42]}', "text[1] must be a string, not 42"),
         (b'{"text": ["Hello.", ["a"]]}', 'text[1] must be a string, not ["a"]'),
+        (b'{"text": ["ok", "\\ud800"]}', "text[1] holds a lone surrogate ('\\ud800'), which is not text"),
         (b'{"text": [], "beam_width": "4"}', 'beam_width must be an integer from 1 to 4 (max_beam_width), not "4"'),
         (b'{"text": [], "beam_width": 0}', "beam_width must be an integer from 1 to 4 (max_beam_width), not 0"),
         (b'{"text": [], "beam_width": 5}', "beam_width must be an integer from 1 to 4 (max_beam_width), not 5"),

@@ -306,3 +306,23 @@ def test_resuming_on_changed_data_is_refused(tmp_path):
     fewer = load_config(run_dir, {"epochs": "2"}).replace(num_samples=299)
     with pytest.raises(DataError, match="changed since"):
         Trainer(load_config(run_dir, {"epochs": "2"})).resume(run_dir, Preprocessor(fewer).load())
+
+
+def test_a_transformer_resumes_with_dropout_turned_off(tmp_path):
+    # Keras makes a dropout layer's random generator only for a rate above 0: the checkpoint has
+    # generators the resumed model lacks, and the run goes on without them.
+    config = tiny_config(tmp_path, epochs="1", **TRANSFORMER)
+    run_dir = train(config)
+    changed = load_config(run_dir, {"epochs": "2", "dropout": "0"})
+    Trainer(changed).resume(run_dir, Preprocessor(changed).load(load_vocabularies(run_dir)))
+    assert json.loads((run_dir / "summary.json").read_text())["epochs_completed"] == 2
+
+
+def test_learned_positions_refuse_a_pair_longer_than_they_reach(tmp_path):
+    (tmp_path / "train").mkdir()
+    pairs = ["Go.\tVa !", "Hi.\tSalut.", f"{'a' * 1100}\tb"]
+    (tmp_path / "train" / "pairs.txt").write_text("\n".join(pairs) + "\n", encoding="utf-8")
+    settings = {"model": "transformer", "model_dim": "8", "num_heads": "2", "positions": "learned"}
+    config = tiny_config(tmp_path, train_dir=str(tmp_path / "train"), val_split="0", monitor="loss", **settings)
+    with pytest.raises(ConfigError, match="positions=learned reads at most 1024 tokens, but the longest pair has 1100"):
+        train(config)

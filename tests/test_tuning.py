@@ -4,7 +4,7 @@ from pathlib import Path
 
 from conftest import tiny_config
 
-from sequencer import Predictor
+from sequencer import Predictor, Preprocessor
 from sequencer.runs import load_run
 from sequencer.tuning import tune_population
 
@@ -17,7 +17,7 @@ def metrics_rows(run_folder):
 def test_population_of_two_exploits_weights_and_settings_and_saves_the_best_as_a_run(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # Ray's workers must find the package wherever the work starts
     config = tiny_config(tmp_path, population_size="2", ready_after="1", stop_after="2", latent_dim="16")
-    best = tune_population(config)
+    best = tune_population(config, Preprocessor(config).load())
 
     population = json.loads((best / "population.json").read_text())
     members = {member["trial"]: member for member in population["members"]}

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from sequencer.data import read_pairs
+from sequencer.errors import ConfigError
 from sequencer.vocabulary import (
     END_ID,
     PAD_ID,
@@ -131,3 +132,9 @@ def test_the_same_pairs_give_the_same_subword_model():
     texts = ["one two three", "two three four", "three four five"] * 30
     first, second = (SubwordVocabulary.train(texts, 300, "unigram", "s.model") for _ in range(2))
     assert first.model_proto == second.model_proto
+
+
+def test_a_subword_vocabulary_too_small_for_the_characters_is_a_config_error():
+    texts = [chr(code) * 3 for code in range(0x400, 0x480)]  # 128 distinct characters
+    with pytest.raises(ConfigError, match="subword_vocab=300 is too small for these pairs: SentencePiece needs 389"):
+        SubwordVocabulary.train(texts, 300, "unigram", "s.model")

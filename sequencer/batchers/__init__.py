@@ -37,7 +37,7 @@ def pair_tokens(lengths: np.ndarray) -> np.ndarray:
     return np.maximum(lengths[:, 0], lengths[:, 1] + 1)
 
 
-def batch_tokens(lengths: np.ndarray, batch: np.ndarray) -> int:
+def batch_cost(lengths: np.ndarray, batch: np.ndarray) -> int:
     """The tokens of a batch padded to its longest pair: pairs x the longer of the two padded sides."""
     return len(batch) * int(max(lengths[batch, 0].max(), lengths[batch, 1].max() + 1))
 

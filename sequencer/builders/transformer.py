@@ -65,6 +65,7 @@ class TransformerSeq2Seq(Seq2Seq):
         self.head_dim = d // settings.num_heads
         self.target_embedding = _token_embedding(target_vocab_size, d, "target_embedding")  # and output projection
         self.shares_embeddings = settings.token_level == "subword" and settings.joint_vocab
+        self.max_positions = MAX_POSITIONS if settings.positions == "learned" else None
         if not self.shares_embeddings:
             self.source_embedding = _token_embedding(source_vocab_size, d, "source_embedding")
         if settings.positions == "learned":
