@@ -61,8 +61,8 @@ def tokens_for(lengths: np.ndarray, pairs_per_batch: float) -> int:
     return low
 
 
-def train(name: str, flags: dict[str, str], seconds: float, corpus) -> dict:
-    config = load_config(CONFIG_FILE, {**flags, "run_name": name}, environ={})
+def train(key: str, name: str, flags: dict[str, str], seconds: float, corpus) -> dict:
+    config = load_config(CONFIG_FILE, {**flags, "run_name": f"recipe-{key}"}, environ={})
     budget = TimeBudget(seconds)
     run_dir = Trainer(config, [budget], progress="none").train(corpus)
     summary = json.loads((run_dir / "summary.json").read_text())
@@ -117,7 +117,7 @@ def main() -> None:
         "d": (f"(d) (c), average last {args.average}", {**accumulated, "average_last": str(args.average)}),
     }
     results = [
-        train(name, {**shared, **flags}, 60 * args.minutes, corpus)
+        train(key, name, {**shared, **flags}, 60 * args.minutes, corpus)
         for key, (name, flags) in variants.items()
         if key in args.only
     ]

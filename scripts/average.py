@@ -8,7 +8,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a clone
 
 from sequencer.cli import Parser, command_line_flags, import_tensorflow, run_script
 
-USES = ("model_dir", "average_last", "device")
+USES = ("model_dir", "run", "average_last", "device")
+# The flags that apply on top of the run's own settings.
+OVERRIDES = ("average_last", "device")
 
 
 def average(config, args):
@@ -16,8 +18,10 @@ def average(config, args):
     from sequencer.config import run_folder
     from sequencer.errors import ConfigError
 
-    run_dir = runs.find_run(config.model_dir, args.run and run_folder(args.run, config.model_dir, Path.cwd()))
-    config = runs.load_config(run_dir, command_line_flags(args))  # the run's settings, the flags on top
+    named = args.run_arg and run_folder(args.run_arg, config.model_dir, Path.cwd())
+    run_dir = runs.find_run(config.model_dir, named or config.run)
+    overrides = {name: value for name, value in command_line_flags(args).items() if name in OVERRIDES}
+    config = runs.load_config(run_dir, overrides)  # the run's settings, these flags on top
     if config.average_last < 2:
         raise ConfigError(f"{run_dir} was trained with average_last={config.average_last}; pass --average_last N >= 2")
     kept = runs.checkpoint_folders(run_dir)
@@ -36,7 +40,9 @@ def average(config, args):
 
 def parser():
     parser = Parser(__doc__, USES)
-    parser.add_argument("run", nargs="?", default="", metavar="RUN", help="a run's name in model_dir, or a path")
+    parser.add_argument(
+        "run_arg", nargs="?", default="", metavar="RUN", help="a run's name in model_dir, or a path (default: --run)"
+    )
     return parser
 
 

@@ -30,7 +30,7 @@ def evaluate(config, args):
             raise DataError(f"test file {path} holds no source<TAB>target pairs")
     import_tensorflow()
     from sequencer import Predictor
-    from sequencer.evaluation import EVAL_FILE, record, table
+    from sequencer.evaluation import EVAL_FILE, record, scores_table
 
     predictor = Predictor.from_config(config)
     rows = {}
@@ -38,7 +38,7 @@ def evaluate(config, args):
         rows[str(path)] = predictor.evaluate(pairs)
         record(predictor.run.path, str(path), rows[str(path)])
     predictor.warn_unknown_tokens()
-    print(table(rows))
+    print(scores_table(rows))
     print(f"\nsaved in {predictor.run.path / EVAL_FILE}; {next(iter(rows.values()))['bleu_signature']}")
 
 

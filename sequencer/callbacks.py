@@ -1,7 +1,8 @@
 """The Keras callbacks of a training run: what each epoch records and decides.
 
-Keras' own CSVLogger and TensorBoard callbacks write `metrics.csv` and the event files; these add
-what they lack. `ValidationChrF` translates validation pairs every `eval_every` epochs.
+Keras' own CSVLogger and TensorBoard callbacks write `metrics.csv` and the event files (subclassed
+only to number epochs from 1); these add what they lack. `ValidationChrF` translates validation
+pairs every `eval_every` epochs.
 `EpochStats` puts the learning rate, the epoch's seconds and samples per second into the epoch's
 logs, so that every later callback records them. `RunState` keeps the best model, the last
 checkpoint, early stopping and the learning-rate schedule, with counters (`TrainingState`) that
@@ -25,7 +26,7 @@ from matplotlib.ticker import MaxNLocator
 from sequencer.config import Config
 from sequencer.data import Corpus, pad_ids
 from sequencer.evaluation import ReferenceSet, score
-from sequencer.files import atomic_path, write_json
+from sequencer.files import atomic_path, read_json, write_json
 from sequencer.runs import BEST_EPOCH_FILE, MODEL_FILE, SUMMARY_FILE, TrainingState, save_checkpoint, save_model
 from sequencer.search import GreedyDecoder
 
@@ -111,6 +112,9 @@ class RunState(keras.callbacks.Callback):
         self.data_summary = data_summary
         maximise = config.monitor_mode == "max"
         self.better = (lambda new, old: new > old) if maximise else (lambda new, old: new < old)
+        # A resumed run's record of its last averaging holds until a better epoch replaces model.keras.
+        summary = run_dir / SUMMARY_FILE
+        self.averaging = read_json(summary).get("averaging") if summary.is_file() else None
 
     def on_epoch_end(self, epoch, logs=None):
         config, state = self.config, self.state
@@ -121,6 +125,7 @@ class RunState(keras.callbacks.Callback):
         elif state.best_value is None or self.better(value, state.best_value):
             save_model(self.model, self.run_dir / MODEL_FILE)
             (self.run_dir / BEST_EPOCH_FILE).unlink(missing_ok=True)  # model.keras holds no average any more
+            self.averaging = None
             state.best_epoch, state.best_value, state.plateau_epochs = epoch + 1, value, 0
             # NaN (val_chrf on an epoch without evaluation) is not JSON: null instead.
             state.best_metrics = {name: None if math.isnan(float(v)) else float(v) for name, v in logs.items()}
@@ -160,12 +165,20 @@ class RunState(keras.callbacks.Callback):
                 "resumed_after": state.resumed_after,
                 "interrupted": interrupted,
                 "seconds": round(state.seconds, 3),
+                **({"averaging": self.averaging} if self.averaging else {}),
             },
         )
 
 
 class EpochCSVLogger(keras.callbacks.CSVLogger):
     """Keras' CSVLogger, numbering epochs from 1 as the log, the summary and the plot do."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch + 1, logs)
+
+
+class EpochTensorBoard(keras.callbacks.TensorBoard):
+    """Keras' TensorBoard callback, its epoch summaries numbered from 1 as in metrics.csv."""
 
     def on_epoch_end(self, epoch, logs=None):
         super().on_epoch_end(epoch + 1, logs)
@@ -190,7 +203,13 @@ def plot_metrics(metrics_file: Path, plot_file: Path, best_epoch: int = 0, resum
     A dotted line marks the best epoch, a dashed one each point where the run was resumed.
     """
     with open(metrics_file, newline="", encoding="utf-8") as stream:
-        rows = list(csv.DictReader(stream))
+        figure = curves_figure(list(csv.DictReader(stream)), best_epoch, resumed_after)
+    with atomic_path(plot_file) as temporary:
+        figure.savefig(temporary, format="png", dpi=80)
+
+
+def curves_figure(rows: list[dict[str, str]], best_epoch: int, resumed_after: Sequence[int]) -> Figure:
+    """The figure of `plot_metrics`, from the rows of metrics.csv: one panel per metric, integer epoch ticks."""
     epochs = [int(row["epoch"]) for row in rows]
     metrics = ["loss", "accuracy"] + (["chrf"] if rows and "val_chrf" in rows[0] else [])
     figure = Figure(figsize=(5 * len(metrics), 4), layout="constrained")
@@ -209,5 +228,4 @@ def plot_metrics(metrics_file: Path, plot_file: Path, best_epoch: int = 0, resum
         axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         if axes.lines:
             axes.legend()
-    with atomic_path(plot_file) as temporary:
-        figure.savefig(temporary, format="png", dpi=80)
+    return figure

@@ -17,6 +17,7 @@ import signal
 import sys
 import tempfile
 from collections.abc import Callable, Collection
+from contextlib import contextmanager
 
 # Before TensorFlow is imported anywhere: most of its C++ start-up chatter (CUDA probing on a CPU
 # machine) follows this variable; `import_tensorflow` catches the lines that do not.
@@ -143,27 +144,34 @@ def import_tensorflow() -> None:
     TensorFlow 2.21 logs some start-up lines through absl before its own log level applies (the
     oneDNN notice on CPUs where oneDNN is on by default, CUDA probing on machines without CUDA):
     they go straight to file descriptor 2, out of Python's reach, and TF_CPP_MIN_LOG_LEVEL does
-    not silence them. So standard error is caught at that level while TensorFlow loads; its log
-    lines are dropped and anything else is passed on. If the import fails, everything is passed
-    on. oneDNN itself stays as TensorFlow chose.
+    not silence them. oneDNN itself stays as TensorFlow chose.
+    """
+    with native_log_lines_dropped():
+        import keras  # noqa: F401
+        import tensorflow  # noqa: F401
+
+
+@contextmanager
+def native_log_lines_dropped():
+    """Catch file descriptor 2 while the block runs; pass on all but native log lines afterwards.
+
+    If the block fails, everything it wrote is passed on, log lines included.
     """
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile() as caught:
         os.dup2(caught.fileno(), 2)
-        imported = False
+        succeeded = False
         try:
-            import keras  # noqa: F401
-            import tensorflow  # noqa: F401
-
-            imported = True
+            yield
+            succeeded = True
         finally:
             sys.stderr.flush()
             os.dup2(saved, 2)
             os.close(saved)
             caught.seek(0)
             for line in caught.read().decode("utf-8", "replace").splitlines():
-                if not (imported and _NATIVE_LOG_LINE.fullmatch(line)):
+                if not (succeeded and _NATIVE_LOG_LINE.fullmatch(line)):
                     print(line, file=sys.stderr)
 
 

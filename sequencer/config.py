@@ -298,7 +298,7 @@ KEYS: tuple[Key, ...] = (
         "Model",
         low=1,
     ),
-    Key("num_layers", "int", 1, "stacked LSTM layers in the encoder and in the decoder", "Model", low=1),
+    Key("num_layers", "int", 1, "stacked LSTM or Transformer layers in the encoder and in the decoder", "Model", low=1),
     Key(
         "embedding_dim",
         "int",
@@ -311,7 +311,7 @@ KEYS: tuple[Key, ...] = (
         "dropout",
         "float",
         0.0,
-        "fraction of each LSTM layer's inputs dropped at random during training; 0 drops none",
+        "fraction of each layer's inputs dropped at random during training; 0 drops none",
         "Model",
         low=0,
         high=1,
@@ -353,8 +353,8 @@ KEYS: tuple[Key, ...] = (
         "lr_schedule",
         "choice",
         "constant",
-        "the learning rate over the steps, after warmup_steps: learning_rate (constant), learning_rate * "
-        "sqrt(warmup_steps / step) (inverse_sqrt), or a cosine decay to 0 at the last epoch (cosine)",
+        "the learning rate over the optimizer updates, after warmup_steps: learning_rate (constant), learning_rate "
+        "* sqrt(warmup_steps / update) (inverse_sqrt), or a cosine decay to 0 at the last update (cosine)",
         "Training",
         choices=("constant", "inverse_sqrt", "cosine"),
     ),
@@ -362,7 +362,8 @@ KEYS: tuple[Key, ...] = (
         "warmup_steps",
         "int",
         0,
-        "training steps over which the learning rate rises linearly from 0 to learning_rate; 0 starts there",
+        "optimizer updates (each of accumulate_steps batches) over which the learning rate rises linearly from 0 "
+        "to learning_rate; 0 starts there",
         "Training",
         low=0,
     ),

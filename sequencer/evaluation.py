@@ -64,7 +64,7 @@ def record(run_dir: Path, name: str, scores: dict) -> None:
     write_json(path, results)
 
 
-def table(rows: dict[str, dict]) -> str:
+def scores_table(rows: dict[str, dict]) -> str:
     """A Markdown table of scores, one row per test file."""
     return markdown_table(
         ["file", "sentences", "references", "BLEU", "chrF", "exact %"],

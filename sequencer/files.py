@@ -1,9 +1,11 @@
 """Files written so that an interruption never leaves half of one, and the JSON files of a run folder.
 
-Everything the project writes (run folders, translations, plots, exports) goes through
-`atomic_path`: the content is written under a hidden temporary name in the same folder and
-renamed into place only when it is complete, so a reader sees the old file or the new one, never
-a mixture, and Ctrl-C at any moment leaves nothing half-written.
+Every file the project writes whole (run folders and their checkpoints, JSON files and plots,
+translations, exports) goes through `atomic_path`: the content is written under a hidden
+temporary name in the same folder and renamed into place only when it is complete, so a reader
+sees the old file or the new one, never a mixture, and Ctrl-C at any moment leaves nothing
+half-written. The logs that grow line by line (metrics.csv, train.log, TensorBoard's event
+files) are appended to instead; a resumed run drops the rows of metrics.csv after its checkpoint.
 """
 
 from __future__ import annotations

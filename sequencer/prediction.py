@@ -17,7 +17,7 @@ import numpy as np
 from sequencer.config import Config
 from sequencer.data import decode_line, pad_ids, read_lines, translation_inputs
 from sequencer.devices import configure_device
-from sequencer.evaluation import EVAL_FILE, ReferenceSet, record, score, table
+from sequencer.evaluation import EVAL_FILE, ReferenceSet, record, score, scores_table
 from sequencer.files import atomic_path
 from sequencer.runs import Run, find_run, load_run
 from sequencer.search import BeamSearchDecoder, GreedyDecoder, Hypotheses
@@ -167,7 +167,7 @@ class Predictor:
                 scored[str(path)] = scores
                 record(self.run.path, str(path), scores)
         if scored:
-            log.info("scores (also in %s):\n%s", self.run.path / EVAL_FILE, table(scored))
+            log.info("scores (also in %s):\n%s", self.run.path / EVAL_FILE, scores_table(scored))
         self.warn_unknown_tokens()
         return written
 

@@ -309,7 +309,10 @@ def _integer(data: dict, field: str, default: int, allowed: tuple[range, str]) -
 
 def _shown(value: Any) -> str:
     """A JSON value as a message quotes it: control characters escaped, at most 40 characters."""
-    text = json.dumps(value, ensure_ascii=False)
+    try:
+        text = json.dumps(value, ensure_ascii=False)
+    except RecursionError:  # nested a little less deeply than json.loads allows, more than json.dumps does
+        return f"a deeply nested {'list' if isinstance(value, list) else 'object'}"
     return text if len(text) <= 40 else text[:37] + "..."
 
 
@@ -451,7 +454,9 @@ class Translations(BaseModel):
     """With n_best 1, a translation and a score per sentence; above, lists of n_best of them, best first."""
 
     translations: list[str] | list[list[str]]
-    scores: list[float] | list[list[float]] = Field(description="log-probability divided by the length penalty")
+    scores: list[float | None] | list[list[float | None]] = Field(
+        description="log-probability divided by the length penalty; null for a translation of probability 0"
+    )
     model: str = Field(description="the run translated with")
 
 
@@ -500,7 +505,8 @@ def create_app(backend: Backend, config: Config) -> FastAPI:
         request.state.sentences = len(asked.sentences)
         found = await request.app.state.batcher.translate(asked.sentences, asked.beam_width, asked.n_best)
         translations = [[text for text, _ in hypotheses] for hypotheses in found]
-        scores = [[score for _, score in hypotheses] for hypotheses in found]
+        # JSON has no -inf: a translation of probability 0 (a beam wider than the vocabulary allows) scores null.
+        scores = [[score if math.isfinite(score) else None for _, score in hypotheses] for hypotheses in found]
         if asked.n_best == 1:
             translations, scores = [row[0] for row in translations], [row[0] for row in scores]
         return {"translations": translations, "scores": scores, "model": backend.name}

@@ -23,12 +23,20 @@ import tensorflow as tf
 
 from sequencer import __version__, batchers, builders, optimization
 from sequencer.averaging import average_weights
-from sequencer.callbacks import CurvePlot, EpochCSVLogger, EpochLine, EpochStats, RunState, ValidationChrF
+from sequencer.callbacks import (
+    CurvePlot,
+    EpochCSVLogger,
+    EpochLine,
+    EpochStats,
+    EpochTensorBoard,
+    RunState,
+    ValidationChrF,
+)
 from sequencer.config import Config, check_resume, higher_is_better
 from sequencer.data import Corpus, Sequences, teacher_forcing
 from sequencer.devices import configure_device, is_chief, make_strategy
 from sequencer.errors import ConfigError, DataError
-from sequencer.evaluation import EVAL_FILE, record, table
+from sequencer.evaluation import EVAL_FILE, record, scores_table
 from sequencer.files import write_atomically, write_json
 from sequencer.runs import (
     AVERAGED_FILE,
@@ -346,7 +354,7 @@ class Trainer:
             run_state,
             EpochCSVLogger(str(run_dir / METRICS_FILE), append=True),
             CurvePlot(run_dir / METRICS_FILE, run_dir / PLOT_FILE, run_state.state),
-            keras.callbacks.TensorBoard(str(run_dir / TENSORBOARD_DIR), write_graph=False),
+            EpochTensorBoard(str(run_dir / TENSORBOARD_DIR), write_graph=False),
             EpochLine(config.epochs, echo),  # last: the epoch is saved when its line appears
         ]
 
@@ -399,7 +407,7 @@ class Trainer:
 
         scores = Predictor(load_run(run_dir), self.config).evaluate(test_pairs)
         record(run_dir, TEST_FILE, scores)
-        log.info("held-out test pairs (%s):\n%s", run_dir / EVAL_FILE, table({TEST_FILE: scores}))
+        log.info("held-out test pairs (%s):\n%s", run_dir / EVAL_FILE, scores_table({TEST_FILE: scores}))
 
     def _continue(self, saved: keras.Model, corpus: Corpus, saved_config: Config) -> keras.Model:
         """A model built and compiled from this config, holding `saved`'s weights and optimizer state.

@@ -186,12 +186,12 @@ def _save_best(config: Config, results, experiment: Path, mode: str) -> Path:
         shutil.copytree(folder, partial)
         write_json(partial / POPULATION_FILE, {"monitor": config.monitor, "members": members})
     mark_latest(run_dir)
-    log.info("population (%s, best first):\n%s", config.monitor, table(members, config.monitor))
+    log.info("population (%s, best first):\n%s", config.monitor, members_table(members, config.monitor))
     log.info("best member saved as %s", run_dir)
     return run_dir
 
 
-def table(members: list[dict], monitor: str) -> str:
+def members_table(members: list[dict], monitor: str) -> str:
     """A Markdown table of the members: the final monitored value and the hyperparameter schedule."""
     rows = []
     for member in members:

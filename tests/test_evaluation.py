@@ -6,7 +6,7 @@ import sys
 import pytest
 from conftest import DATA
 
-from sequencer.evaluation import ReferenceSet, record, score, table
+from sequencer.evaluation import ReferenceSet, record, score, scores_table
 from sequencer.prediction import Predictor
 from sequencer.runs import load_run
 
@@ -44,7 +44,7 @@ def test_scores_are_recorded_per_file_in_the_run(tmp_path):
     record(tmp_path, "b.txt", score(HYPOTHESES[:1], REFERENCES[:1]))
     results = json.loads((tmp_path / "eval.json").read_text())
     assert set(results) == {"a.txt", "b.txt"} and results["b.txt"]["exact_match"] == 100.0
-    assert table(results).splitlines()[2].startswith("| a.txt | 4 | 7 | ")
+    assert scores_table(results).splitlines()[2].startswith("| a.txt | 4 | 7 | ")
 
 
 def test_predicting_a_file_with_targets_scores_it(trained_run, tmp_path):

@@ -71,8 +71,11 @@ def exported(run, out_dir: Path, **settings) -> dict:
     """The export's translations of `in_predictor_order(run)`, from a fresh Python process."""
     export(run, run.config.replace(**settings), out_dir)
     level = run.source_vocab.level
-    command = [sys.executable, "-c", LOAD_AND_TRANSLATE, str(out_dir), level, json.dumps(in_predictor_order(run))]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env={"TF_CPP_MIN_LOG_LEVEL": "3"})
+    # Isolated (-I) and elsewhere: neither the repository nor PYTHONPATH is on its path.
+    command = [sys.executable, "-I", "-c", LOAD_AND_TRANSLATE, str(out_dir), level, json.dumps(in_predictor_order(run))]
+    result = subprocess.run(
+        command, cwd=out_dir.parent, capture_output=True, text=True, timeout=300, env={"TF_CPP_MIN_LOG_LEVEL": "3"}
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     output = json.loads(result.stdout.splitlines()[-1])
     assert output["sequencer"] is False

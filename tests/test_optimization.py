@@ -63,18 +63,23 @@ def test_label_smoothing_leaves_padding_out(tmp_path):
 
 def test_accumulating_k_batches_of_b_updates_as_one_batch_of_k_times_b(tmp_path):
     # Pairs of equal lengths, so that the mean of the K batches' mean gradients is the mean over all.
+    # SGD, whose update is proportional to the gradient: a sum instead of a mean would show.
     rng = np.random.default_rng(0)
     source, decoder_input, target = (rng.integers(4, 10, size=(8, 5)).astype("int32") for _ in range(3))
     updated = {}
     for name, steps, batch_size in (("accumulated", "4", 2), ("whole", "1", 8)):
-        config = tiny_config(tmp_path, latent_dim="8", optimizer="adam", accumulate_steps=steps, clipnorm="1.0")
+        config = tiny_config(
+            tmp_path, latent_dim="8", optimizer="sgd", learning_rate="0.5", accumulate_steps=steps, clipnorm="1.0"
+        )
         keras.utils.set_random_seed(1)
         model = builders.get("lstm").create(config, 10, 10)
         model.build()
+        initial = model.get_weights()
         model.compile(optimization.optimizer(config, total_steps=4), optimization.loss(config))
         model.fit([source, decoder_input], target, batch_size=batch_size, epochs=1, shuffle=False, verbose=0)
         assert int(model.optimizer.iterations) == 1  # one update either way
         updated[name] = model.get_weights()
+    assert not all(np.allclose(before, after) for before, after in zip(initial, updated["whole"]))
     for accumulated, whole in zip(updated["accumulated"], updated["whole"]):
         assert np.allclose(accumulated, whole, atol=1e-6)
 

@@ -62,6 +62,11 @@ def script_commands(lines: list[str]) -> list[str]:
     return [re.sub(r"\s+", " ", line) for line in lines if line.startswith("python scripts/")]
 
 
+def inline_script_commands(lines: list[str]) -> list[str]:
+    """The `python scripts/...` commands quoted in the text, outside code blocks."""
+    return re.findall(r"`(python scripts/[^`]+)`", "\n".join(line for line in lines if not line.startswith("    ")))
+
+
 def load_script(name: str):
     """The module of scripts/NAME, imported from its file (the scripts are not a package)."""
     path = ROOT / "scripts" / name
@@ -80,14 +85,19 @@ def check_command(command: str, capsys) -> None:
         if word in ("<", ">", "|", "&&", ";"):  # the shell's part of the line, not the script's
             argv = argv[:index]
             break
+    parser = load_script(script).parser()
     try:
-        args = load_script(script).parser().parse_args(argv)
+        args = parser.parse_args(argv)
     except SystemExit:  # the parser's one-line error, on standard error
         args = None
     if args is None:
         pytest.fail(f"{script} does not accept `{command}`: {capsys.readouterr().err.strip()}")
-    try:
-        load_config(args.config, command_line_flags(args), environ={})
+    flags = command_line_flags(args)
+    ignored = [f"--{name}" for name in flags if name not in parser.uses]
+    if ignored:
+        pytest.fail(f"`{command}`: {script} ignores {', '.join(ignored)}")
+    try:  # the commands run in the repository folder
+        load_config(args.config and ROOT / args.config, flags, environ={})
     except SequencerError as error:
         pytest.fail(f"`{command}`: {error}")
 
@@ -106,7 +116,7 @@ def test_first_screen_shows_training_and_prediction():
     assert {"scripts/train.py", "scripts/predict.py"} <= scripts
 
 
-@pytest.mark.parametrize("command", script_commands(first_screen()))
+@pytest.mark.parametrize("command", script_commands(first_screen()) + inline_script_commands(first_screen()))
 def test_first_screen_commands_are_accepted(command, capsys):
     check_command(command, capsys)
 
@@ -114,6 +124,11 @@ def test_first_screen_commands_are_accepted(command, capsys):
 def test_check_command_fails_on_a_mistyped_flag(capsys):
     with pytest.raises(pytest.fail.Exception, match="--epcohs"):
         check_command("python scripts/train.py --epcohs 2", capsys)
+
+
+def test_check_command_fails_on_a_flag_the_script_ignores(capsys):
+    with pytest.raises(pytest.fail.Exception, match=r"predict\.py ignores --epochs"):
+        check_command("python scripts/predict.py --epochs 2", capsys)
 
 
 def test_first_screen_files_exist():
@@ -163,6 +178,16 @@ def test_configuration_page_marks_the_resumable_keys():
     }
     wrong = [key.name for key in KEYS if key.name in rows and ("*Resumable*" in rows[key.name]) != key.resumable]
     assert not wrong, f"docs/configuration.md marks *Resumable* wrongly for {', '.join(wrong)}"
+
+
+def test_training_page_lists_the_resumable_keys():
+    """docs/training.md's table of what may change on resume names exactly the keys declared resumable."""
+    lines = (DOCS / "training.md").read_text("utf-8").splitlines()
+    start = lines.index("| key | what changes |")
+    rows = lines[start + 2 :]
+    rows = rows[: next(i for i, line in enumerate(rows) if not line.startswith("|"))]
+    listed = {name for line in rows for name in re.findall(r"`(\w+)`", line.split("|")[1])}
+    assert listed == {key.name for key in KEYS if key.resumable}
 
 
 def test_readme_links_every_docs_page():

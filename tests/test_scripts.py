@@ -187,11 +187,22 @@ def test_unwritable_output_and_empty_input(tmp_path):
     assert empty.returncode == 0, empty.stderr
     assert (tmp_path / "out2" / "empty.txt").read_text() == ""
 
-    nothing_to_average = script("average.py", *TRAIN, "--average_last", "3", cwd=tmp_path)
-    assert nothing_to_average.returncode == 2
-    assert nothing_to_average.stderr.endswith(
-        "kept 1 checkpoint(s) (it was trained with average_last=0); averaging needs two or more\n"
+    run_name = (tmp_path / "models" / "latest").read_text().strip()
+    exported = script("export.py", *TRAIN, "--quiet", "exports/en-fr", cwd=tmp_path)
+    assert exported.returncode == 0, exported.stderr
+    assert exported.stdout == f"exported {run_name} to {tmp_path / 'exports' / 'en-fr'}\n"
+    assert (tmp_path / "exports" / "en-fr" / "saved_model.pb").is_file()
+    again = script("export.py", *TRAIN, "exports/en-fr", cwd=tmp_path)
+    assert again.returncode == 2 and again.stderr == (
+        f"error: {tmp_path / 'exports' / 'en-fr'} exists already; choose another folder or pass --force to replace it\n"
     )
+    for named in ([run_name], ["--run", run_name], []):  # a bare name is a run in model_dir; none: the newest
+        nothing_to_average = script("average.py", *TRAIN, *named, "--average_last", "3", cwd=tmp_path)
+        assert nothing_to_average.returncode == 2
+        assert nothing_to_average.stderr == (
+            f"error: {tmp_path / 'models' / run_name} kept 1 checkpoint(s) (it was trained with average_last=0); "
+            "averaging needs two or more\n"
+        )
 
 
 def test_xla_compiled_training_runs(tmp_path):

@@ -21,6 +21,7 @@ from conftest import TINY_CONFIG
 from fastapi.testclient import TestClient
 
 from sequencer import Predictor
+from sequencer.config import load_config
 from sequencer.errors import DataError
 from sequencer.export import export
 from sequencer.runs import EXPORT_FILE, load_run
@@ -28,6 +29,7 @@ from sequencer.serving import (
     Batcher,
     ExportBackend,
     PredictorBackend,
+    _shown,
     body_limit,
     create_app,
     read_export,
@@ -162,6 +164,13 @@ def test_limits(backend, config):
         streamed = client.post("/translate", content=(oversized[i : i + 1000] for i in range(0, len(oversized), 1000)))
         assert "content-length" not in streamed.request.headers
         assert streamed.status_code == 413 and "max_request_sentences" in streamed.json()["error"]
+
+
+def test_a_value_nested_too_deeply_to_quote_is_named_not_quoted():
+    nested = []
+    for _ in range(100_000):
+        nested = [nested]
+    assert _shown(nested) == "a deeply nested list"
 
 
 @pytest.fixture(scope="module")
@@ -360,6 +369,22 @@ def server_process(*args: str, cwd: Path):
             process.wait()
 
 
+def oversized_body_status(url: str, limit: int) -> str:
+    """The status line of a chunked POST that sends `limit` + 1 bytes and never ends its body.
+
+    A server that read the whole body before checking its size would wait for the rest until the
+    socket times out; one that counts as it reads answers at once. (Nothing is sent past the
+    limit, so that the server has read all of it when it closes the connection.)
+    """
+    host, port = url.removeprefix("http://").strip("/").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as connection:
+        connection.sendall(b"POST /translate HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for start in range(0, limit + 1, 65536):
+            size = min(65536, limit + 1 - start)
+            connection.sendall(b"%x\r\n%s\r\n" % (size, b"a" * size))
+        return connection.recv(65536).split(b"\r\n", 1)[0].decode()[: len("HTTP/1.1 413")]
+
+
 def in_background(function, *args):
     """Start `function(*args)` on a thread; the returned function waits for its result."""
     result = {}
@@ -375,6 +400,7 @@ def test_serve_script_translates_and_ctrl_c_finishes_the_request_in_flight(train
         assert answer["translations"] == [found[0][0] for found in backend.predictor.hypotheses(SENTENCES)]
         status, refused = post(url, {"text": ["Hi."], "beam_width": 99})
         assert status == 400 and refused["error"].startswith("beam_width must be an integer from 1 to 8")
+        assert oversized_body_status(url, body_limit(load_config(TINY_CONFIG, environ={}))) == "HTTP/1.1 413"
 
         in_flight = in_background(post, url, {"text": ["Hello!"]})  # waits 1.5 s for others to join it
         time.sleep(0.5)
@@ -384,8 +410,11 @@ def test_serve_script_translates_and_ctrl_c_finishes_the_request_in_flight(train
         assert process.wait(timeout=60) == 130
     lines = log.read_text().splitlines()
     assert f"translating with {trained_run}" in lines and "serving on " + url + " (Ctrl-C stops)" in lines
-    assert any(line.startswith("POST /translate 200: 4 sentences, ") for line in lines)
-    assert any(line.startswith("POST /translate 400: ") and "beam_width" in line for line in lines)
+    requests = [line for line in lines if line.startswith("POST /translate ")]  # one line each
+    assert len(requests) == 4 and requests[0].startswith("POST /translate 200: 4 sentences, ")
+    assert requests[1].startswith("POST /translate 400: ") and "beam_width" in requests[1]
+    assert requests[2].startswith("POST /translate 413: ")
+    assert requests[3].startswith("POST /translate 200: 1 sentence, ")
     assert lines[-1] == "interrupted" and "Traceback" not in log.read_text()
 
 

@@ -1,0 +1,109 @@
+#!/usr/bin/env python3
+"""What a Transformer training batch costs on this machine, for a few sizes: how configs/transformer.txt was sized.
+
+Each candidate is configs/transformer.txt with a few keys changed. It trains on all the shipped
+pairs (no test split, 5% for validation) for --batches batches of the config's batch size; the time of the
+batches after the first --warmup ones (tracing and the first shapes) gives seconds per batch,
+and from it the epochs that 30 minutes of training would see. Nothing is scored: this measures
+cost, not quality. One SentencePiece model per vocabulary size is trained and shared.
+
+    python benchmarks/transformer_sizes.py        # about 10 minutes on 2 CPU cores
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import keras  # noqa: E402
+
+from sequencer import Preprocessor, Trainer, load_config  # noqa: E402
+from sequencer.text import markdown_table  # noqa: E402
+
+CONFIG_FILE = ROOT / "configs" / "transformer.txt"
+# name: the keys changed from configs/transformer.txt.
+CANDIDATES = {
+    "shipped": {},
+    "2 layers": {"num_layers": "2"},
+    "ffn 512": {"ffn_dim": "512"},
+    "vocab 4000": {"subword_vocab": "4000"},
+    "2 layers, ffn 512, vocab 4000": {"num_layers": "2", "ffn_dim": "512", "subword_vocab": "4000"},
+    "6 layers, 512 wide, ffn 2048 (GPU size)": {"num_layers": "6", "model_dim": "512", "ffn_dim": "2048"},
+}
+
+
+class BatchClock(keras.callbacks.Callback):
+    """Times the batches after the first `warmup`, and stops training after `batches`."""
+
+    def __init__(self, warmup: int, batches: int):
+        super().__init__()
+        self.warmup, self.batches = warmup, batches
+        self.started = self.seconds = 0.0
+        self.parameters = 0
+
+    def on_train_begin(self, logs=None):
+        self.parameters = self.model.count_params()
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if batch == self.warmup:
+            self.started = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if batch + 1 == self.batches:
+            self.seconds = (time.perf_counter() - self.started) / (self.batches - self.warmup)
+            self.model.stop_training = True
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batches", type=int, default=60, help="batches trained per candidate (default 60)")
+    parser.add_argument("--warmup", type=int, default=10, help="first batches left out of the timing (default 10)")
+    parser.add_argument("--only", nargs="*", default=list(CANDIDATES), help="candidates to run (default: all)")
+    args = parser.parse_args()
+
+    workspace = Path(tempfile.mkdtemp(prefix="sequencer-bench-sizes-"))
+    shared = {"model_dir": str(workspace), "epochs": "1", "test_split": "0", "eval_every": "0", "average_last": "0"}
+    corpora, rows = {}, []
+    for name in args.only:
+        config = load_config(CONFIG_FILE, {**shared, **CANDIDATES[name]}, environ={})
+        if config.subword_vocab not in corpora:
+            corpora[config.subword_vocab] = Preprocessor(config).load()
+        corpus = corpora[config.subword_vocab]
+        clock = BatchClock(args.warmup, args.batches)
+        Trainer(config, [clock], progress="none").train(corpus)
+        batches_per_epoch = -(-len(corpus.train_source) // config.batch_size)
+        epochs = 30 * 60 / (clock.seconds * batches_per_epoch)
+        rows.append(
+            [
+                name,
+                f"{config.num_layers}+{config.num_layers}",
+                config.model_dim,
+                config.ffn_dim,
+                len(corpus.target_vocab),
+                f"{clock.parameters:,}",
+                f"{clock.seconds:.3f}",
+                f"{config.batch_size / clock.seconds:.0f}",
+                f"{epochs:.1f}",
+            ]
+        )
+        print(f"{name}: {clock.seconds:.3f} s per batch", file=sys.stderr, flush=True)
+
+    print(f"machine: {platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}")
+    first = next(iter(corpora.values()))
+    print(f"{len(first.train_source)} training pairs, batches of {config.batch_size} pairs (bucketed)")
+    header = ["candidate", "layers", "width", "ffn", "vocab", "parameters", "s/batch", "pairs/s", "epochs in 30 min"]
+    print(markdown_table(header, rows, numeric=[False] + [True] * 8))
+    print(f"runs: {workspace}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,35 @@
+"""What the scripts share: TensorFlow's start-up lines dropped, and nothing else."""
+
+import os
+
+import pytest
+
+from sequencer.cli import native_log_lines_dropped
+
+# As TensorFlow 2.21 printed them on an AMD EPYC machine without a GPU, TF_CPP_MIN_LOG_LEVEL=3 set.
+START_UP_LINES = [
+    "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR",
+    "I0000 00:00:1796143352.810058   17101 cudart_stub.cc:31] Could not find cuda drivers on your machine, "
+    "GPU will not be used.",
+    "I0000 00:00:1763998432.123456    4242 port.cc:153] oneDNN custom operations are on. You may see slightly "
+    "different numerical results due to floating-point round-off errors from different computation orders.",
+    "2026-01-01 12:00:00.000000: I tensorflow/core/util/port.cc:113] oneDNN custom operations are on.",
+]
+
+
+def write_to_descriptor_2(lines: list[str]) -> None:
+    """As a C++ library writes: to the file descriptor itself, past Python's sys.stderr."""
+    os.write(2, "".join(line + "\n" for line in lines).encode())
+
+
+def test_native_start_up_lines_are_dropped_and_anything_else_passed_on(capfd):
+    with native_log_lines_dropped():
+        write_to_descriptor_2([START_UP_LINES[0], "a line of ours", *START_UP_LINES[1:]])
+    assert capfd.readouterr().err == "a line of ours\n"
+
+
+def test_a_failure_passes_on_every_line(capfd):
+    with pytest.raises(ImportError), native_log_lines_dropped():
+        write_to_descriptor_2(START_UP_LINES)
+        raise ImportError("no tensorflow")
+    assert capfd.readouterr().err.splitlines() == START_UP_LINES
