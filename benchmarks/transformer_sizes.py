@@ -33,11 +33,16 @@ CONFIG_FILE = ROOT / "configs" / "transformer.txt"
 # name: the keys changed from configs/transformer.txt.
 CANDIDATES = {
     "shipped": {},
-    "2 layers": {"num_layers": "2"},
-    "ffn 512": {"ffn_dim": "512"},
-    "vocab 4000": {"subword_vocab": "4000"},
-    "2 layers, ffn 512, vocab 4000": {"num_layers": "2", "ffn_dim": "512", "subword_vocab": "4000"},
-    "6 layers, 512 wide, ffn 2048 (GPU size)": {"num_layers": "6", "model_dim": "512", "ffn_dim": "2048"},
+    "3 layers, ffn 1024, vocab 8000": {"num_layers": "3", "ffn_dim": "1024", "subword_vocab": "8000"},
+    "2 layers, ffn 1024, vocab 8000": {"ffn_dim": "1024", "subword_vocab": "8000"},
+    "3 layers, ffn 512, vocab 8000": {"num_layers": "3", "subword_vocab": "8000"},
+    "3 layers, ffn 1024, vocab 4000": {"num_layers": "3", "ffn_dim": "1024"},
+    "6 layers, 512 wide, ffn 2048, vocab 8000 (GPU size)": {
+        "num_layers": "6",
+        "model_dim": "512",
+        "ffn_dim": "2048",
+        "subword_vocab": "8000",
+    },
 }
 
 
