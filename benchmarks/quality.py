@@ -14,6 +14,7 @@ a beam of 4, at the same batch size, and the sentences per second are reported.
 
     python benchmarks/quality.py                  # 3 x 30 minutes of training on 2 CPU cores
     python benchmarks/quality.py --minutes 2      # a quick look
+    python benchmarks/quality.py --decode-only /tmp/sequencer-bench-quality-XXXX   # decoding again
 """
 
 from __future__ import annotations
@@ -82,13 +83,18 @@ def train(name: str, config_file: Path, flags: dict[str, str], shared: dict[str,
     config = load_config(config_file, {**flags, **shared, "run_name": name.split()[0]}, environ={})
     budget = TimeBudget(seconds)
     run_dir = Trainer(config, [budget], progress="none").train(Preprocessor(config).load())
+    return trained(name, run_dir, budget.elapsed)
+
+
+def trained(name: str, run_dir: Path, seconds: float) -> dict:
+    """What the table shows of a trained contender's run: its epochs and its scores on the test split."""
     summary = json.loads((run_dir / "summary.json").read_text())
     scores = json.loads((run_dir / "eval.json").read_text())["test.txt"]
     return {
         "name": name,
         "run": run_dir,
         "test": (run_dir / "test.txt").read_text(encoding="utf-8"),
-        "seconds": budget.elapsed,
+        "seconds": seconds,
         "epochs": summary["epochs_completed"],
         "best_epoch": summary["best_epoch"],
         **scores,
@@ -96,12 +102,16 @@ def train(name: str, config_file: Path, flags: dict[str, str], shared: dict[str,
 
 
 def decoding_speed(run_dir: Path, sentences: list[str], batch_size: int) -> dict[str, float]:
-    """Sentences per second of the best model, greedy and with a beam of 4, after a warm-up."""
+    """Sentences per second of the best model, greedy and with a beam of 4, in steady state.
+
+    The sentences are translated once before they are timed: the first pass traces the decoding
+    loop and lets TensorFlow prepare its kernels for each shape of batch it meets.
+    """
     run = load_run(run_dir)
     speeds = {}
     for beam_width in (1, 4):
         predictor = Predictor(run, run.config.replace(beam_width=beam_width, decode_batch_size=batch_size))
-        predictor.translate(sentences[:batch_size])  # traces the decoding loop
+        predictor.translate(sentences)
         started = time.perf_counter()
         predictor.translate(sentences)
         speeds[beam_width] = len(sentences) / (time.perf_counter() - started)
@@ -115,8 +125,24 @@ def main() -> None:
     parser.add_argument("--decode-sentences", type=int, default=2000, help="test sources decoded for speed")
     parser.add_argument("--decode-batch-size", type=int, default=64, help="sentences decoded together")
     parser.add_argument("--only", nargs="*", default=list(CONTENDERS), help="contenders to run (default: all)")
+    parser.add_argument(
+        "--decode-only",
+        metavar="RUNS",
+        type=Path,
+        help="train nothing: measure decoding again on the runs an earlier run of this benchmark left in RUNS "
+        "(training s is then the epochs' time from each summary.json)",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    contenders = {name: CONTENDERS[name] for name in args.only}
+    if args.decode_only:
+        workspace = args.decode_only
+        results = []
+        for name in contenders:
+            summary = json.loads((workspace / name.split()[0] / "summary.json").read_text())
+            results.append(trained(name, workspace / name.split()[0], summary["seconds"]))
+        report(args, workspace, results)
+        return
 
     workspace = Path(tempfile.mkdtemp(prefix="sequencer-bench-quality-"))
     shared = {
@@ -128,8 +154,12 @@ def main() -> None:
         "early_stopping_patience": "0",
         "beam_width": "1",  # the test split is scored greedily
     }
-    contenders = {name: CONTENDERS[name] for name in args.only}
     results = [train(name, *setting, shared, 60 * args.minutes) for name, setting in contenders.items()]
+    report(args, workspace, results)
+
+
+def report(args: argparse.Namespace, workspace: Path, results: list[dict]) -> None:
+    """Decoding speed of each trained contender, then the table."""
     if len({result["test"] for result in results}) != 1:
         raise SystemExit("the contenders were tested on different pairs")
     test_pairs = [tuple(line.split("\t")) for line in results[0]["test"].splitlines()]
@@ -138,9 +168,10 @@ def main() -> None:
         result["speed"] = decoding_speed(result["run"], sentences, args.decode_batch_size)
 
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}")
+    budget = f"runs trained earlier in {workspace}" if args.decode_only else f"budget {args.minutes:g} minutes each"
     print(
         f"pairs: num_samples={args.num_samples}, test split 5% by source ({results[0]['sentences']} sources, "
-        f"{results[0]['references']} references), validation 5%; budget {args.minutes:g} minutes each; "
+        f"{results[0]['references']} references), validation 5%; {budget}; "
         f"decoding: {len(sentences)} test sources, batches of {args.decode_batch_size}"
     )
     header = ["model", "epochs (best)", "training s", "BLEU", "chrF", "exact %", "greedy sent/s", "beam 4 sent/s"]

@@ -84,6 +84,18 @@ def test_decoding_steps_reproduce_the_training_graph(model):
         assert np.allclose(np.asarray(probabilities)[real], expected[real, t], atol=1e-5)
 
 
+def test_decoding_steps_stay_exact_as_the_transformer_cache_grows(model):
+    # 40 positions: the Transformer's self-attention cache starts with room for 16 and doubles twice.
+    rng = np.random.default_rng(0)
+    source_ids = rng.integers(4, 10, size=(2, 7)).astype("int32")
+    decoder_input = np.concatenate([np.full((2, 1), START_ID), rng.integers(4, 10, size=(2, 39))], 1).astype("int32")
+    expected = model.predict([source_ids, decoder_input], verbose=0)
+    state = model.encode(source_ids, max_len=40)
+    for t in range(40):
+        probabilities, state = model.step(decoder_input[:, t], state, t)
+        assert np.allclose(np.asarray(probabilities), expected[:, t], atol=1e-5), f"position {t}"
+
+
 def test_saved_model_loads_safely_and_predicts_the_same(model, tmp_path):
     inputs, _ = batch(5)
     model.save(tmp_path / "model.keras")
