@@ -17,7 +17,8 @@ Trainer's end-of-training evaluation scores them, greedy), the padding fraction 
 batches (source and target positions that hold padding), the real tokens per second of training
 (source and target tokens, markers included, over the whole epochs after the first, whose time
 includes tracing), and the average pairs per batch. With the default 25 minutes the
-Transformer sees 5 epochs, so that 5 checkpoints can be averaged.
+Transformer sees 5 epochs, so that 5 checkpoints can be averaged; a second table scores the
+averages of the last 2, 3, ... of them (--averages-of RUN does only that, on a run (c) left).
 
     python benchmarks/recipe.py                   # 3 x 25 minutes of training on 2 CPU cores
     python benchmarks/recipe.py --minutes 2       # a quick look
@@ -45,7 +46,16 @@ import numpy as np  # noqa: E402
 from quality import TimeBudget  # noqa: E402
 
 from sequencer import Predictor, Preprocessor, Trainer, batchers, load_config  # noqa: E402
-from sequencer.runs import AVERAGED_FILE, BEST_EPOCH_FILE, MODEL_FILE, load_model, load_run  # noqa: E402
+from sequencer.averaging import average_weights  # noqa: E402
+from sequencer.runs import (  # noqa: E402
+    AVERAGED_FILE,
+    BEST_EPOCH_FILE,
+    MODEL_FILE,
+    checkpoint_folders,
+    load_model,
+    load_run,
+    load_vocabularies,
+)
 from sequencer.text import markdown_table  # noqa: E402
 
 CONFIG_FILE = ROOT / "configs" / "transformer.txt"
@@ -104,14 +114,43 @@ def best_and_averaged(run_dir: Path, averaging: dict | None) -> tuple[str, str |
     return MODEL_FILE, AVERAGED_FILE
 
 
+def averages_table(run_dir: Path, corpus) -> str:
+    """Test scores of the average of the last n checkpoints the run kept, for every n from 2 on."""
+    run = load_run(run_dir)
+    folders = checkpoint_folders(run_dir)
+    checkpoints = {folder.name: load_model(folder / MODEL_FILE, run.config) for folder in folders}
+    rows = []
+    for n in range(2, len(folders) + 1):
+        last = [folder.name for folder in folders[-n:]]
+        model = load_model(run_dir / MODEL_FILE, run.config)  # the architecture; its weights are replaced
+        model.set_weights(average_weights({name: checkpoints[name] for name in last}))
+        scores = Predictor(dataclasses.replace(run, model=model)).evaluate(corpus.test_pairs)
+        name = f"last {n} ({last[0]} to {last[-1]})"
+        rows.append([name, f"{scores['bleu']:.1f}", f"{scores['chrf']:.1f}", f"{scores['exact_match']:.1f}"])
+    return markdown_table(["average of", "BLEU", "chrF", "exact %"], rows, numeric=[False, True, True, True])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, default=25.0, help="training time per run (default 25)")
     parser.add_argument("--accumulate", type=int, default=2, help="batches per update in (c) and (d) (default 2)")
     parser.add_argument("--average", type=int, default=5, help="checkpoints averaged in (d) (default 5)")
-    parser.add_argument("--only", nargs="*", default=list("abcd"), help="variants to run (default: all)")
+    parser.add_argument(
+        "--only", nargs="+", choices=list("abcd"), default=list("abcd"), help="variants (d: of c's run; default: all)"
+    )
+    parser.add_argument(
+        "--averages-of",
+        metavar="RUN",
+        type=Path,
+        help="train nothing: score the averages of the last 2, 3, ... checkpoints of a run (c) left",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    if args.averages_of:
+        run = load_run(args.averages_of)
+        corpus = Preprocessor(run.config).load(load_vocabularies(args.averages_of))
+        print(averages_table(args.averages_of, corpus))
+        return
 
     workspace = Path(tempfile.mkdtemp(prefix="sequencer-bench-recipe-"))
     shared = {"model_dir": str(workspace), "epochs": "1000", "early_stopping_patience": "0", "beam_width": "1"}
@@ -136,7 +175,11 @@ def main() -> None:
             results.append({"name": name, **measured, **test_scores(run_dir, best_file, corpus)})
         if key == "c" and "d" in args.only and averaged_file:
             name = f"(d) (c), average last {len(measured['averaging']['checkpoints'])}"
-            results.append({"name": name, **measured, **test_scores(run_dir, averaged_file, corpus)})
+            results.append({"name": name, "run": run_dir, **measured, **test_scores(run_dir, averaged_file, corpus)})
+        elif key == "c" and "d" in args.only:
+            logging.warning("(d): fewer than two checkpoints in %s, nothing to average (train longer)", run_dir)
+    if not results:
+        sys.exit("no results: nothing was trained long enough to average")
 
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}")
     print(
@@ -167,6 +210,8 @@ def main() -> None:
                 f"{record['averaged']:.4f} against the best epoch's {record['best_epoch']:.4f}; "
                 f"model.keras holds the {record['model.keras']}"
             )
+            print(f"test scores of averages of fewer of its checkpoints ({result['run']}):")
+            print(averages_table(result["run"], corpus))
     print(f"runs: {workspace}")
 
 
