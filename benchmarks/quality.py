@@ -139,8 +139,12 @@ def main() -> None:
         workspace = args.decode_only
         results = []
         for name in contenders:
-            summary = json.loads((workspace / name.split()[0] / "summary.json").read_text())
-            results.append(trained(name, workspace / name.split()[0], summary["seconds"]))
+            run_dir = workspace / name.split()[0]
+            if not (run_dir / "summary.json").is_file():
+                print(f"--decode-only: {workspace} has no trained {run_dir.name} run", file=sys.stderr)
+                raise SystemExit(2)
+            summary = json.loads((run_dir / "summary.json").read_text())
+            results.append(trained(name, run_dir, summary["seconds"]))
         report(args, workspace, results)
         return
 

@@ -17,7 +17,7 @@ Trainer's end-of-training evaluation scores them, greedy), the padding fraction 
 batches (source and target positions that hold padding), the real tokens per second of training
 (source and target tokens, markers included, over the whole epochs after the first, whose time
 includes tracing), and the average pairs per batch. With the default 25 minutes the
-Transformer sees 5 epochs, so that 5 checkpoints can be averaged; a second table scores the
+Transformer sees 5 or 6 epochs, so that 5 checkpoints can be averaged; a second table scores the
 averages of the last 2, 3, ... of them (--averages-of RUN does only that, on a run (c) left).
 
     python benchmarks/recipe.py                   # 3 x 25 minutes of training on 2 CPU cores
@@ -47,6 +47,7 @@ from quality import TimeBudget  # noqa: E402
 
 from sequencer import Predictor, Preprocessor, Trainer, batchers, load_config  # noqa: E402
 from sequencer.averaging import average_weights  # noqa: E402
+from sequencer.errors import SequencerError  # noqa: E402
 from sequencer.runs import (  # noqa: E402
     AVERAGED_FILE,
     BEST_EPOCH_FILE,
@@ -147,7 +148,11 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     if args.averages_of:
-        run = load_run(args.averages_of)
+        try:
+            run = load_run(args.averages_of)
+        except SequencerError as error:  # not a run folder: one line, no traceback
+            print(f"--averages-of: {error}", file=sys.stderr)
+            sys.exit(2)
         corpus = Preprocessor(run.config).load(load_vocabularies(args.averages_of))
         print(averages_table(args.averages_of, corpus))
         return

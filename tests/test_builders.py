@@ -85,7 +85,7 @@ def test_decoding_steps_reproduce_the_training_graph(model):
 
 
 def test_decoding_steps_stay_exact_as_the_transformer_cache_grows(model):
-    # 40 positions: the Transformer's self-attention cache starts with room for 16 and doubles twice.
+    # 40 positions: the Transformer's self-attention cache starts with room for INITIAL_CACHE (8) and doubles.
     rng = np.random.default_rng(0)
     source_ids = rng.integers(4, 10, size=(2, 7)).astype("int32")
     decoder_input = np.concatenate([np.full((2, 1), START_ID), rng.integers(4, 10, size=(2, 39))], 1).astype("int32")
