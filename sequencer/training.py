@@ -72,13 +72,16 @@ PROGRESS = ("bar", "lines", "none")
 
 
 def replica_slices(batch: np.ndarray, replicas: int) -> list[np.ndarray]:
-    """One batch's pair indices split among `replicas` as evenly as can be: every replicas-th pair,
-    so that each replica of a batch sorted by length gets pairs of every length in it (Keras weighs
-    the replicas' losses alike, so their tokens should be alike).
+    """One batch's pair indices split among `replicas`: every replicas-th pair, so that each
+    replica of a batch sorted by length gets pairs of every length in it (Keras weighs the
+    replicas' losses alike, so their tokens should be alike).
 
-    A batch of fewer pairs than replicas repeats its pairs, so that no replica gets an empty batch.
+    Every replica gets as many pairs: a batch whose pairs do not divide evenly (a batch of tokens,
+    or one of fewer pairs than replicas) repeats its first pairs, at most replicas - 1 of them.
+    tf.distribute reduces the replicas' inputs as tensors of one shape (Keras does so with the
+    first batch, to build the model), and no replica may get an empty batch.
     """
-    pairs = np.resize(batch, max(len(batch), replicas))
+    pairs = np.resize(batch, -(-len(batch) // replicas) * replicas)  # a multiple of replicas
     return [pairs[replica::replicas] for replica in range(replicas)]
 
 
@@ -438,6 +441,13 @@ class Trainer:
         """
         configure_device(self.config.device)
         self.strategy = make_strategy(self.config.distribution)
+        if self.config.accumulate_steps > 1 and self.strategy is not tf.distribute.get_strategy():
+            # Keras 3.15 applies accumulated gradients in a tf.cond, where tf.distribute cannot all-reduce.
+            raise ConfigError(
+                f"accumulate_steps={self.config.accumulate_steps} does not work with distribution="
+                f"{self.config.distribution} ({type(self.strategy).__name__}) in Keras {keras.__version__}; "
+                "a larger batch_size or batch_tokens, which the replicas share, gives the effective batch instead"
+            )
         if self.config.mixed_precision and not tf.config.list_logical_devices("GPU"):
             raise ConfigError("mixed_precision=true needs a GPU, and TensorFlow sees none on this machine")
         keras.mixed_precision.set_global_policy("mixed_float16" if self.config.mixed_precision else "float32")

@@ -14,10 +14,11 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import TINY_CONFIG
+from conftest import TINY_CONFIG, tiny_config
 
 from sequencer.devices import make_strategy
 from sequencer.errors import ConfigError
+from sequencer.training import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -76,7 +77,11 @@ TRANSFORMER = {
 }
 
 
-@pytest.mark.parametrize("settings", [{}, TRANSFORMER], ids=["lstm", "transformer-subword"])
+# Token batches: the budget is the global batch's, split among the replicas.
+TOKENS = {"batch_tokens": "400", "optimizer": "adam"}
+
+
+@pytest.mark.parametrize("settings", [{}, TRANSFORMER, TOKENS], ids=["lstm", "transformer-subword", "tokens"])
 def test_mirrored_over_two_cpus_follows_the_one_device_loss_curve(tmp_path, settings):
     arguments = [str(tmp_path), str(Path(__file__).parent), json.dumps(settings)]
     process = python("-c", ONE_AND_TWO_CPUS, *arguments, cwd=ROOT)
@@ -124,3 +129,8 @@ def test_multi_worker_needs_a_cluster(monkeypatch):
     with pytest.raises(ConfigError) as caught:
         make_strategy("multi_worker")
     assert "TF_CONFIG" in str(caught.value)
+
+
+def test_gradient_accumulation_under_distribution_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="accumulate_steps=2 does not work with distribution=mirrored"):
+        Trainer(tiny_config(tmp_path, distribution="mirrored", accumulate_steps="2"))

@@ -12,6 +12,7 @@ from sequencer.config import PACKAGE_DIR
 from sequencer.devices import configure_device
 from sequencer.errors import ConfigError, DataError
 from sequencer.runs import load_checkpoint, load_config, load_run, load_vocabularies
+from sequencer.training import replica_slices
 
 
 def train(config, callbacks=()):
@@ -326,3 +327,12 @@ def test_learned_positions_refuse_a_pair_longer_than_they_reach(tmp_path):
     config = tiny_config(tmp_path, train_dir=str(tmp_path / "train"), val_split="0", monitor="loss", **settings)
     with pytest.raises(ConfigError, match="positions=learned reads at most 1024 tokens, but the longest pair has 1100"):
         train(config)
+
+
+def test_replica_slices_give_every_replica_as_many_pairs():
+    assert [part.tolist() for part in replica_slices(np.arange(4), 2)] == [[0, 2], [1, 3]]
+    # A batch of tokens with an odd number of pairs repeats its first pair; one pair goes to both.
+    odd = replica_slices(np.arange(25), 2)
+    assert [len(part) for part in odd] == [13, 13]
+    assert sorted(np.concatenate(odd).tolist()) == [0, *range(25)]
+    assert [part.tolist() for part in replica_slices(np.array([7]), 2)] == [[7], [7]]
