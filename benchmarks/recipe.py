@@ -8,17 +8,20 @@ the same wall-clock budget each:
     (a) batches of batch_size pairs (the config's);
     (b) batches of tokens, batch_tokens set so that a batch holds as many pairs on average as (a);
     (c) (b) with gradients accumulated over --accumulate batches (warm-up as long in batches);
-    (d) (c)'s run with its last --average checkpoints averaged at the end.
+    (d) (c)'s run with its last --average snapshots of the weights, taken every --average-every
+        optimizer updates (average_every), averaged at the end (--average-every 0: the last epoch
+        checkpoints).
 
 (d) is not a fourth run: averaging changes nothing in training, so the run of (c) keeps its last
-checkpoints (average_last) and (c)'s row scores its best single epoch, (d)'s row the average, on
+snapshots (average_last) and (c)'s row scores its best single epoch, (d)'s row the average, on
 the same training time. Each row gives BLEU, chrF and exact matches on the test split (as the
 Trainer's end-of-training evaluation scores them, greedy), the padding fraction of an epoch's
 batches (source and target positions that hold padding), the real tokens per second of training
 (source and target tokens, markers included, over the whole epochs after the first, whose time
 includes tracing), and the average pairs per batch. With the default 25 minutes the
-Transformer sees 5 or 6 epochs, so that 5 checkpoints can be averaged; a second table scores the
-averages of the last 2, 3, ... of them (--averages-of RUN does only that, on a run (c) left).
+Transformer sees 5 or 6 epochs of about 500 updates; the 5 snapshots 100 updates apart span the
+last of them. A second table scores the averages of the last 2, 3, ... snapshots (--averages-of
+RUN does only that, on a run (c) left).
 
     python benchmarks/recipe.py                   # 3 x 25 minutes of training on 2 CPU cores
     python benchmarks/recipe.py --minutes 2       # a quick look
@@ -37,10 +40,13 @@ import sys
 import tempfile
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from sequencer.cli import import_tensorflow  # noqa: E402
+
+import_tensorflow()  # without TensorFlow's start-up lines, as the scripts
 
 import numpy as np  # noqa: E402
 from quality import TimeBudget  # noqa: E402
@@ -52,10 +58,11 @@ from sequencer.runs import (  # noqa: E402
     AVERAGED_FILE,
     BEST_EPOCH_FILE,
     MODEL_FILE,
-    checkpoint_folders,
+    averaging_sources,
     load_model,
     load_run,
     load_vocabularies,
+    saved_weights,
 )
 from sequencer.text import markdown_table  # noqa: E402
 
@@ -116,13 +123,13 @@ def best_and_averaged(run_dir: Path, averaging: dict | None) -> tuple[str, str |
 
 
 def averages_table(run_dir: Path, corpus) -> str:
-    """Test scores of the average of the last n checkpoints the run kept, for every n from 2 on."""
+    """Test scores of the average of the last n checkpoints (or snapshots) the run kept, for every n from 2 on."""
     run = load_run(run_dir)
-    folders = checkpoint_folders(run_dir)
-    checkpoints = {folder.name: load_model(folder / MODEL_FILE, run.config) for folder in folders}
+    sources = averaging_sources(run_dir, run.config)
+    checkpoints = {source.name: saved_weights(source, run.config) for source in sources}
     rows = []
-    for n in range(2, len(folders) + 1):
-        last = [folder.name for folder in folders[-n:]]
+    for n in range(2, len(sources) + 1):
+        last = [source.name for source in sources[-n:]]
         model = load_model(run_dir / MODEL_FILE, run.config)  # the architecture; its weights are replaced
         model.set_weights(average_weights({name: checkpoints[name] for name in last}))
         scores = Predictor(dataclasses.replace(run, model=model)).evaluate(corpus.test_pairs)
@@ -135,7 +142,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, default=25.0, help="training time per run (default 25)")
     parser.add_argument("--accumulate", type=int, default=2, help="batches per update in (c) and (d) (default 2)")
-    parser.add_argument("--average", type=int, default=5, help="checkpoints averaged in (d) (default 5)")
+    parser.add_argument("--average", type=int, default=5, help="snapshots averaged in (d) (default 5)")
+    parser.add_argument(
+        "--average-every",
+        type=int,
+        default=100,
+        help="optimizer updates between the snapshots of (d) (default 100; 0: epoch checkpoints)",
+    )
     parser.add_argument(
         "--only", nargs="+", choices=list("abcd"), default=list("abcd"), help="variants (d: of c's run; default: all)"
     )
@@ -165,10 +178,12 @@ def main() -> None:
     tokens = str(tokens_for(lengths, base.batch_size))
     warmup = str(max(1, base.warmup_steps // args.accumulate))  # as many batches of warm-up as (a) and (b)
     accumulated = {"batch_tokens": tokens, "accumulate_steps": str(args.accumulate), "warmup_steps": warmup}
+    averaging = {"average_last": str(args.average), "average_every": str(args.average_every)}
+    apart = f"{args.average_every} updates apart" if args.average_every else "epoch checkpoints"
     variants = {
         "a": ("(a) pairs", {}),
         "b": ("(b) tokens", {"batch_tokens": tokens}),
-        "c": (f"(c) tokens, accumulate {args.accumulate}", {**accumulated, "average_last": str(args.average)}),
+        "c": (f"(c) tokens, accumulate {args.accumulate}", {**accumulated, **averaging}),
     }
     results = []
     for key, (name, flags) in variants.items():
@@ -179,7 +194,7 @@ def main() -> None:
         if key in args.only:
             results.append({"name": name, **measured, **test_scores(run_dir, best_file, corpus)})
         if key == "c" and "d" in args.only and averaged_file:
-            name = f"(d) (c), average last {len(measured['averaging']['checkpoints'])}"
+            name = f"(d) (c), average last {len(measured['averaging']['checkpoints'])}, {apart}"
             results.append({"name": name, "run": run_dir, **measured, **test_scores(run_dir, averaged_file, corpus)})
         elif key == "c" and "d" in args.only:
             logging.warning("(d): fewer than two checkpoints in %s, nothing to average (train longer)", run_dir)

@@ -24,11 +24,12 @@ def average(config, args):
     config = runs.load_config(run_dir, overrides)  # the run's settings, these flags on top
     if config.average_last < 2:
         raise ConfigError(f"{run_dir} was trained with average_last={config.average_last}; pass --average_last N >= 2")
-    kept = runs.checkpoint_folders(run_dir)
+    kept = runs.averaging_sources(run_dir, config)
     if len(kept) < 2:
         trained_with = runs.load_config(run_dir).average_last
+        kind = "snapshot" if config.average_every else "checkpoint"
         raise ConfigError(
-            f"{run_dir} kept {len(kept)} checkpoint(s) (it was trained with average_last={trained_with}); "
+            f"{run_dir} kept {len(kept)} {kind}(s) (it was trained with average_last={trained_with}); "
             "averaging needs two or more"
         )
     corpus = Preprocessor(config).load(runs.load_vocabularies(run_dir))  # for its validation pairs

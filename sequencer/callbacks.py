@@ -7,7 +7,8 @@ pairs every `eval_every` epochs.
 logs, so that every later callback records them. `RunState` keeps the best model, the last
 checkpoint, early stopping and the learning-rate schedule, with counters (`TrainingState`) that
 are saved in each checkpoint so that a resumed run decides exactly as an uninterrupted one would.
-`EpochLine` writes each epoch's line. Epochs are numbered from 1 in every file and message.
+`WeightSnapshots` saves the weights every `average_every` updates for averaging. `EpochLine`
+writes each epoch's line. Epochs are numbered from 1 in every file and message.
 """
 
 from __future__ import annotations
@@ -27,7 +28,16 @@ from sequencer.config import Config
 from sequencer.data import Corpus, pad_ids
 from sequencer.evaluation import ReferenceSet, score
 from sequencer.files import atomic_path, read_json, write_json
-from sequencer.runs import BEST_EPOCH_FILE, MODEL_FILE, SUMMARY_FILE, TrainingState, save_checkpoint, save_model
+from sequencer.runs import (
+    BEST_EPOCH_FILE,
+    MODEL_FILE,
+    SUMMARY_FILE,
+    TrainingState,
+    discard_snapshots_after,
+    save_checkpoint,
+    save_model,
+    save_snapshot,
+)
 from sequencer.search import GreedyDecoder
 
 log = logging.getLogger(__name__)
@@ -147,7 +157,9 @@ class RunState(keras.callbacks.Callback):
             self.model.stop_training = True
             state.stopped_early = True
             log.info("no better %s for %d epochs: stopping early", config.monitor, config.early_stopping_patience)
-        save_checkpoint(self.run_dir, self.model, state, keep=max(1, config.average_last))
+        # average_last epoch checkpoints are kept for averaging, unless it averages snapshots (average_every).
+        keep = 1 if config.average_every else max(1, config.average_last)
+        save_checkpoint(self.run_dir, self.model, state, keep=keep)
         self.write_summary(interrupted=False)
 
     def write_summary(self, interrupted: bool) -> None:
@@ -168,6 +180,38 @@ class RunState(keras.callbacks.Callback):
                 **({"averaging": self.averaging} if self.averaging else {}),
             },
         )
+
+
+class WeightSnapshots(keras.callbacks.Callback):
+    """Saves the weights every `every` optimizer updates, keeping the `keep` newest, for `average_last`.
+
+    A run of a few epochs changes much from one epoch checkpoint to the next; snapshots a few
+    hundred updates apart let the average span its last stretch only (OpenNMT-tf's
+    `save_checkpoints_steps`, fairseq's `--save-interval-updates`). A resumed run first discards
+    the snapshots of the epoch it was interrupted in, then takes them again.
+    """
+
+    def __init__(self, run_dir: Path, config: Config, epochs_completed: int):
+        super().__init__()
+        self.run_dir = run_dir
+        self.every = config.average_every
+        self.keep = config.average_last
+        self.epochs_completed = epochs_completed
+        self.epoch = epochs_completed + 1
+        self.updates = 0
+
+    def on_train_begin(self, logs=None):
+        discard_snapshots_after(self.run_dir, self.epochs_completed)
+        self.updates = int(self.model.optimizer.iterations)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch + 1
+
+    def on_train_batch_end(self, batch, logs=None):
+        updates = int(self.model.optimizer.iterations)  # updates, not batches: one per accumulate_steps batches
+        if updates != self.updates and updates % self.every == 0:
+            save_snapshot(self.run_dir, self.model, self.epoch, updates, self.keep)
+        self.updates = updates
 
 
 class EpochCSVLogger(keras.callbacks.CSVLogger):

@@ -425,8 +425,18 @@ KEYS: tuple[Key, ...] = (
         "average_last",
         "int",
         0,
-        "keep the last this many epoch checkpoints and, at the end of training, average their weights; "
-        "the average replaces model.keras if it scores better on the validation pairs; 0 or 1 does not average",
+        "keep the last this many epoch checkpoints (or snapshots, with average_every) and, at the end of training, "
+        "average their weights; the average replaces model.keras if it scores better on the validation pairs; "
+        "0 or 1 does not average",
+        "Training",
+        low=0,
+    ),
+    Key(
+        "average_every",
+        "int",
+        0,
+        "with average_last: average snapshots of the weights taken every this many optimizer updates instead of "
+        "the epoch checkpoints, so that the average spans the end of a short run; 0 averages epoch checkpoints",
         "Training",
         low=0,
     ),
@@ -851,6 +861,8 @@ def _check_together(values: dict[str, Any]) -> None:
         raise ConfigError("lr_schedule=inverse_sqrt needs warmup_steps >= 1 (its peak comes at the end of warm-up)")
     if values["average_last"] > 1 and not values["val_split"]:
         raise ConfigError("average_last compares the average with the best epoch on validation pairs; val_split=0")
+    if values["average_every"] and values["average_last"] < 2:
+        raise ConfigError(f"average_every={values['average_every']} needs average_last=2 or more: snapshots to average")
     if values["max_output_len"] and values["min_output_len"] > values["max_output_len"]:
         raise ConfigError(
             f"min_output_len={values['min_output_len']} is more than max_output_len={values['max_output_len']}"

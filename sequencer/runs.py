@@ -7,6 +7,7 @@
         model.keras          the best epoch so far by `monitor`: what prediction loads
         checkpoints/last     names the newest checkpoint folder below, for --resume
         checkpoints/epoch-N/ model.keras with its optimizer state, and state.json
+        checkpoints/updates/epoch-N-update-U.npz   with average_every: the weights after update U, for averaging
         summary.json         data sizes, epochs done, best epoch and its metrics, time
         test.txt, eval.json  the held-out test pairs (test_split) and the scores of evaluations
         averaged.keras or best-epoch.keras   with average_last: the model.keras did not take
@@ -27,6 +28,8 @@ from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+import numpy as np
 
 from sequencer import builders
 from sequencer.config import KEYS, TRAINING_SECTIONS, Config, config_from_dict
@@ -54,6 +57,7 @@ EXPORT_FILE = "export.json"  # in an export's folder (scripts/export.py): how it
 AVERAGED_FILE = "averaged.keras"  # the average of the last checkpoints, when it did not replace model.keras
 BEST_EPOCH_FILE = "best-epoch.keras"  # the best epoch's model, when the average replaced it in model.keras
 LATEST_FILE = "latest"
+SNAPSHOTS_DIR = "updates"  # in checkpoints/: the weights every average_every updates, as NumPy arrays
 
 # Training settings that do not go into a run folder's name, and the longest list of settings it holds.
 _UNNAMED_KEYS = ("model", "on_bad_line", "metrics", "device", "distribution")
@@ -188,11 +192,68 @@ def save_checkpoint(run_dir: Path, model: keras.Model, state: TrainingState, kee
 
 def checkpoint_folders(run_dir: Path) -> list[Path]:
     """The run's epoch checkpoints up to the last one, oldest first (later ones are of an abandoned past)."""
+    last = _last_checkpoint_epoch(run_dir)
+    return sorted(path for path in (run_dir / CHECKPOINTS_DIR).glob("epoch-*") if _epoch_of(path) <= last)
+
+
+def save_snapshot(run_dir: Path, model: keras.Model, epoch: int, update: int, keep: int) -> None:
+    """Save the model's weights (not the optimizer's) after optimizer update `update`, during
+    `epoch` (counted from 1), and delete the snapshots before the `keep` newest.
+
+    A snapshot is an .npz file of the arrays of `model.get_weights()`, in order: no pickle, and a
+    third of a checkpoint with Adam's state."""
+    path = run_dir / CHECKPOINTS_DIR / SNAPSHOTS_DIR / f"epoch-{epoch:04d}-update-{update:08d}.npz"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as temporary, open(temporary, "wb") as stream:
+        np.savez(stream, *model.get_weights())
+    for old in _snapshots(run_dir)[:-keep]:
+        old.unlink(missing_ok=True)
+
+
+def snapshot_files(run_dir: Path) -> list[Path]:
+    """The weight snapshots of the epochs up to the last checkpoint, oldest first (those of a later
+    epoch were taken during an epoch that was interrupted before its checkpoint)."""
+    last = _last_checkpoint_epoch(run_dir)
+    return [path for path in _snapshots(run_dir) if _epoch_of(path) <= last]
+
+
+def discard_snapshots_after(run_dir: Path, epochs_completed: int) -> None:
+    """Delete the snapshots of epochs after `epochs_completed`: a resumed run takes them again."""
+    for path in _snapshots(run_dir):
+        if _epoch_of(path) > epochs_completed:
+            path.unlink(missing_ok=True)
+
+
+def averaging_sources(run_dir: Path, config: Config) -> list[Path]:
+    """What checkpoint averaging takes its last `average_last` from, oldest first: the snapshot
+    files taken every `average_every` updates, or (average_every=0) the epoch checkpoint folders."""
+    return snapshot_files(run_dir) if config.average_every else checkpoint_folders(run_dir)
+
+
+def saved_weights(source: Path, config: Config) -> list[np.ndarray]:
+    """The weights of a snapshot file or of a checkpoint folder of a run of `config`'s model."""
+    if source.is_dir():
+        return load_model(source / MODEL_FILE, config).get_weights()
+    try:
+        with np.load(source, allow_pickle=False) as arrays:
+            return [arrays[f"arr_{i}"] for i in range(len(arrays.files))]
+    except (OSError, ValueError, KeyError) as error:
+        raise DataError(f"{source}: cannot load the weights ({first_line(error)})") from None
+
+
+def _snapshots(run_dir: Path) -> list[Path]:
+    return sorted((run_dir / CHECKPOINTS_DIR / SNAPSHOTS_DIR).glob("epoch-*-update-*.npz"))
+
+
+def _last_checkpoint_epoch(run_dir: Path) -> int:
+    """The epoch of the checkpoint `checkpoints/last` names; 0 if there is none."""
     pointer = run_dir / CHECKPOINTS_DIR / LAST_CHECKPOINT
-    if not pointer.is_file():
-        return []
-    last = pointer.read_text(encoding="utf-8").strip()
-    return sorted(path for path in (run_dir / CHECKPOINTS_DIR).glob("epoch-*") if path.name <= last)
+    return _epoch_of(Path(pointer.read_text(encoding="utf-8").strip())) if pointer.is_file() else 0
+
+
+def _epoch_of(path: Path) -> int:
+    """The epoch in the name of a checkpoint folder (epoch-N) or a snapshot (epoch-N-update-U.npz)."""
+    return int(path.name.split("-")[1].removesuffix(".npz"))
 
 
 def load_checkpoint(run_dir: Path) -> tuple[keras.Model, TrainingState] | None:

@@ -31,6 +31,7 @@ from sequencer.callbacks import (
     EpochTensorBoard,
     RunState,
     ValidationChrF,
+    WeightSnapshots,
 )
 from sequencer.config import Config, check_resume, higher_is_better
 from sequencer.data import Corpus, Sequences, teacher_forcing
@@ -50,8 +51,8 @@ from sequencer.runs import (
     TENSORBOARD_DIR,
     TEST_FILE,
     TrainingState,
+    averaging_sources,
     check_resumable,
-    checkpoint_folders,
     create_run,
     load_checkpoint,
     load_config,
@@ -61,6 +62,7 @@ from sequencer.runs import (
     load_vocabularies,
     mark_latest,
     save_model,
+    saved_weights,
     set_seed_states,
 )
 from sequencer.search import GreedyDecoder
@@ -251,7 +253,8 @@ class Trainer:
         return run_dir
 
     def average(self, run_dir: Path, corpus: Corpus) -> dict | None:
-        """Average the weights of the run's last `average_last` checkpoints (Vaswani et al., 2017).
+        """Average the weights of the run's last `average_last` checkpoints (Vaswani et al., 2017),
+        or of its last snapshots with `average_every`.
 
         The average and the best epoch's model are scored on the validation pairs (by `monitor`,
         or val_loss when the monitor is a training metric); the better is model.keras, and the
@@ -260,12 +263,12 @@ class Trainer:
         best epoch's model is never lost: best-epoch.keras exists exactly when model.keras holds
         an average (RunState removes it when a later epoch is better).
         """
-        folders = checkpoint_folders(run_dir)[-self.config.average_last :]
-        if len(folders) < 2:
-            log.info("average_last: %d checkpoint(s) to average; nothing done", len(folders))
+        sources = averaging_sources(run_dir, self.config)[-self.config.average_last :]
+        if len(sources) < 2:
+            log.info("average_last: %d checkpoint(s) to average; nothing done", len(sources))
             return None
         averaged = self._new_model(corpus)
-        averaged.set_weights(average_weights({f.name: load_model(f / MODEL_FILE, self.config) for f in folders}))
+        averaged.set_weights(average_weights({source.name: saved_weights(source, self.config) for source in sources}))
         single_file = run_dir / (BEST_EPOCH_FILE if (run_dir / BEST_EPOCH_FILE).is_file() else MODEL_FILE)
         single = self._new_model(corpus)
         single.set_weights(load_model(single_file, self.config).get_weights())
@@ -282,7 +285,7 @@ class Trainer:
         elif single_file.name == BEST_EPOCH_FILE:  # model.keras held an earlier average: the best epoch is back
             os.replace(single_file, run_dir / MODEL_FILE)
         record = {
-            "checkpoints": [folder.name for folder in folders],
+            "checkpoints": [source.name for source in sources],
             "metric": metric,
             "averaged": scores["averaged"],
             "best_epoch": scores["best"],
@@ -351,9 +354,11 @@ class Trainer:
         if config.eval_every and len(corpus.val_source):
             chrf = [ValidationChrF(corpus, config, config.eval_every)]
         echo = (lambda line: print(line, flush=True)) if self.progress == "lines" else None
+        snapshots = [WeightSnapshots(run_dir, config, run_state.state.epochs_completed)] if config.average_every else []
         return [
             *chrf,  # first, so that the callbacks after it see val_chrf
             EpochStats(len(corpus.train_source)),
+            *snapshots,
             run_state,
             EpochCSVLogger(str(run_dir / METRICS_FILE), append=True),
             CurvePlot(run_dir / METRICS_FILE, run_dir / PLOT_FILE, run_state.state),

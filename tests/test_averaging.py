@@ -4,11 +4,12 @@ import keras
 import numpy as np
 import pytest
 from conftest import tiny_config
+from test_training import InterruptAt, train
 
 from sequencer import Predictor, Preprocessor, Trainer
 from sequencer.averaging import average_weights
-from sequencer.errors import DataError
-from sequencer.runs import load_run, load_vocabularies
+from sequencer.errors import ConfigError, DataError
+from sequencer.runs import load_model, load_run, load_vocabularies, saved_weights, snapshot_files
 
 
 def dense(units, seed):
@@ -18,17 +19,18 @@ def dense(units, seed):
 
 def test_averaging_identical_checkpoints_gives_their_weights_and_two_their_mean():
     model = dense(4, 0)
-    same = average_weights({"epoch-0001": model, "epoch-0002": model, "epoch-0003": model})
+    weights = model.get_weights()
+    same = average_weights({"epoch-0001": weights, "epoch-0002": weights, "epoch-0003": weights})
     assert all(np.array_equal(a, b) for a, b in zip(same, model.get_weights()))
     other = dense(4, 1)
-    mean = average_weights({"epoch-0001": model, "epoch-0002": other})
+    mean = average_weights({"epoch-0001": weights, "epoch-0002": other.get_weights()})
     for averaged, first, second in zip(mean, model.get_weights(), other.get_weights()):
         assert np.allclose(averaged, (first + second) / 2)
 
 
 def test_checkpoints_of_different_architectures_do_not_average():
     with pytest.raises(DataError, match="epoch-0002 and epoch-0001 have different architectures"):
-        average_weights({"epoch-0001": dense(4, 0), "epoch-0002": dense(5, 0)})
+        average_weights({"epoch-0001": dense(4, 0).get_weights(), "epoch-0002": dense(5, 0).get_weights()})
 
 
 def test_training_averages_its_last_checkpoints_and_keeps_the_better_model(tmp_path):
@@ -50,3 +52,47 @@ def test_training_averages_its_last_checkpoints_and_keeps_the_better_model(tmp_p
     assert again["best_epoch"] == pytest.approx(record["best_epoch"], rel=1e-6)
     assert (run_dir / "model.keras").is_file()
     assert (run_dir / "best-epoch.keras").is_file() == (again["model.keras"] == "averaged")
+
+
+def test_snapshots_every_n_updates_are_averaged_and_a_resumed_run_takes_them_again(tmp_path):
+    # 240 training pairs in batches of 32: 8 batches an epoch, 4 updates of 2 batches; a snapshot
+    # every 2 updates, the last 3 kept.
+    settings = {"epochs": "3", "average_last": "3", "average_every": "2", "accumulate_steps": "2", "optimizer": "adam"}
+    whole = train(tiny_config(tmp_path / "whole", **settings))
+    names = ["epoch-0002-update-00000008.npz", "epoch-0003-update-00000010.npz", "epoch-0003-update-00000012.npz"]
+    assert [path.name for path in snapshot_files(whole)] == names
+    assert [path.name for path in (whole / "checkpoints").glob("epoch-*")] == ["epoch-0003"]  # for resume only
+    record = json.loads((whole / "summary.json").read_text())["averaging"]
+    assert record["checkpoints"] == names
+    run = load_run(whole)
+    averaged = load_model(
+        whole / ("model.keras" if record["model.keras"] == "averaged" else "averaged.keras"), run.config
+    )
+    snapshots = [saved_weights(path, run.config) for path in snapshot_files(whole)]
+    assert [weight.shape for weight in snapshots[0]] == [weight.shape for weight in averaged.get_weights()]
+    for mean, *each in zip(averaged.get_weights(), *snapshots):
+        assert np.allclose(mean, np.mean(each, axis=0), atol=1e-6)
+
+    # Ctrl-C after update 7, in epoch 2: its snapshot of update 6 belongs to an epoch without a
+    # checkpoint, so averaging ignores it, and the resumed run discards it and takes it again.
+    config = tiny_config(tmp_path / "parts", **settings)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, [InterruptAt(epoch=1, batch=5)])
+    [interrupted] = [path for path in (tmp_path / "parts" / "models").iterdir() if path.is_dir()]
+    taken = sorted(path.name for path in (interrupted / "checkpoints" / "updates").glob("*.npz"))
+    assert taken == [
+        "epoch-0001-update-00000002.npz",
+        "epoch-0001-update-00000004.npz",
+        "epoch-0002-update-00000006.npz",
+    ]
+    assert [path.name for path in snapshot_files(interrupted)] == taken[:2]
+    resumed = Trainer(config).resume(interrupted, Preprocessor(config).load(load_vocabularies(interrupted)))
+    assert [path.name for path in snapshot_files(resumed)] == names
+    for ours, theirs in zip(snapshot_files(resumed), snapshot_files(whole)):
+        pairs = zip(saved_weights(ours, run.config), saved_weights(theirs, run.config))
+        assert all(np.allclose(a, b, atol=1e-6) for a, b in pairs)
+
+
+def test_average_every_needs_snapshots_to_average(tmp_path):
+    with pytest.raises(ConfigError, match="average_every=100 needs average_last=2 or more"):
+        tiny_config(tmp_path, average_every="100")
