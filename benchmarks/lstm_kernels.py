@@ -13,13 +13,19 @@ from __future__ import annotations
 
 import os
 import platform
+import sys
 import time
+from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import keras
-import numpy as np
-import tensorflow as tf
+from sequencer.cli import import_tensorflow
+
+import_tensorflow()  # without TensorFlow's start-up lines, as the scripts
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
 
 BATCH, STEPS, INPUTS, UNITS, REPEATS = 64, 36, 80, 256, 20
 

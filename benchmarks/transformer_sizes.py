@@ -20,9 +20,12 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from sequencer.cli import import_tensorflow  # noqa: E402
+
+import_tensorflow()  # without TensorFlow's start-up lines, as the scripts
 
 import keras  # noqa: E402
 
