@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sequencer.cli import import_tensorflow
 
-import_tensorflow()  # without TensorFlow's start-up lines, as the scripts
+import_tensorflow()  # without TensorFlow's start-up lines, as the scripts do
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402

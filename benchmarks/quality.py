@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from sequencer.cli import import_tensorflow  # noqa: E402
 
-import_tensorflow()  # without TensorFlow's start-up lines, as the scripts
+import_tensorflow()  # without TensorFlow's start-up lines, as the scripts do
 
 import keras  # noqa: E402
 

@@ -19,8 +19,9 @@ Trainer's end-of-training evaluation scores them, greedy), the padding fraction 
 batches (source and target positions that hold padding), the real tokens per second of training
 (source and target tokens, markers included, over the whole epochs after the first, whose time
 includes tracing), and the average pairs per batch. With the default 25 minutes the
-Transformer sees 5 or 6 epochs of about 500 updates; the 5 snapshots 100 updates apart span the
-last of them. A second table scores the averages of the last 2, 3, ... snapshots (--averages-of
+Transformer sees 5 to 7 epochs; (c)'s have about 520 updates each, so its 5 snapshots 100 updates
+apart span the last one. (a) and (b) average too, as the shipped config does, but their rows
+score their best epoch. A second table scores the averages of the last 2, 3, ... snapshots (--averages-of
 RUN does only that, on a run (c) left).
 
     python benchmarks/recipe.py                   # 3 x 25 minutes of training on 2 CPU cores
@@ -46,7 +47,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from sequencer.cli import import_tensorflow  # noqa: E402
 
-import_tensorflow()  # without TensorFlow's start-up lines, as the scripts
+import_tensorflow()  # without TensorFlow's start-up lines, as the scripts do
 
 import numpy as np  # noqa: E402
 from quality import TimeBudget  # noqa: E402
@@ -197,7 +198,7 @@ def main() -> None:
             name = f"(d) (c), average last {len(measured['averaging']['checkpoints'])}, {apart}"
             results.append({"name": name, "run": run_dir, **measured, **test_scores(run_dir, averaged_file, corpus)})
         elif key == "c" and "d" in args.only:
-            logging.warning("(d): fewer than two checkpoints in %s, nothing to average (train longer)", run_dir)
+            logging.warning("(d): fewer than two snapshots in %s, nothing to average (train longer)", run_dir)
     if not results:
         sys.exit("no results: nothing was trained long enough to average")
 

@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 from sequencer.cli import import_tensorflow  # noqa: E402
 
-import_tensorflow()  # without TensorFlow's start-up lines, as the scripts
+import_tensorflow()  # without TensorFlow's start-up lines, as the scripts do
 
 import numpy as np  # noqa: E402
 

@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 from sequencer.cli import import_tensorflow  # noqa: E402
 
-import_tensorflow()  # without TensorFlow's start-up lines, as the scripts
+import_tensorflow()  # without TensorFlow's start-up lines, as the scripts do
 
 import keras  # noqa: E402
 
@@ -79,7 +79,8 @@ def main() -> None:
     args = parser.parse_args()
 
     workspace = Path(tempfile.mkdtemp(prefix="sequencer-bench-sizes-"))
-    shared = {"model_dir": str(workspace), "epochs": "1", "test_split": "0", "eval_every": "0", "average_last": "0"}
+    shared = {"model_dir": str(workspace), "epochs": "1", "test_split": "0", "eval_every": "0"}
+    shared.update(average_last="0", average_every="0")  # one epoch: nothing to average
     corpora, rows = {}, []
     for name in args.only:
         config = load_config(CONFIG_FILE, {**shared, **CANDIDATES[name]}, environ={})

@@ -23,14 +23,16 @@ def average(config, args):
     overrides = {name: value for name, value in command_line_flags(args).items() if name in OVERRIDES}
     config = runs.load_config(run_dir, overrides)  # the run's settings, these flags on top
     if config.average_last < 2:
-        raise ConfigError(f"{run_dir} was trained with average_last={config.average_last}; pass --average_last N >= 2")
+        raise ConfigError(
+            f"average_last={config.average_last} averages nothing; pass --average_last N >= 2 to average {run_dir}"
+        )
     kept = runs.averaging_sources(run_dir, config)
     if len(kept) < 2:
-        trained_with = runs.load_config(run_dir).average_last
+        trained = runs.load_config(run_dir)
         kind = "snapshot" if config.average_every else "checkpoint"
         raise ConfigError(
-            f"{run_dir} kept {len(kept)} {kind}(s) (it was trained with average_last={trained_with}); "
-            "averaging needs two or more"
+            f"{run_dir} kept {len(kept)} {kind}(s) (it was trained with average_last={trained.average_last}, "
+            f"average_every={trained.average_every}); averaging needs two or more"
         )
     corpus = Preprocessor(config).load(runs.load_vocabularies(run_dir))  # for its validation pairs
     import_tensorflow()

@@ -862,7 +862,10 @@ def _check_together(values: dict[str, Any]) -> None:
     if values["average_last"] > 1 and not values["val_split"]:
         raise ConfigError("average_last compares the average with the best epoch on validation pairs; val_split=0")
     if values["average_every"] and values["average_last"] < 2:
-        raise ConfigError(f"average_every={values['average_every']} needs average_last=2 or more: snapshots to average")
+        raise ConfigError(
+            f"average_every={values['average_every']} needs average_last=2 or more (the snapshots to average); "
+            "average_every=0 takes none"
+        )
     if values["max_output_len"] and values["min_output_len"] > values["max_output_len"]:
         raise ConfigError(
             f"min_output_len={values['min_output_len']} is more than max_output_len={values['max_output_len']}"

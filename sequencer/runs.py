@@ -7,7 +7,7 @@
         model.keras          the best epoch so far by `monitor`: what prediction loads
         checkpoints/last     names the newest checkpoint folder below, for --resume
         checkpoints/epoch-N/ model.keras with its optimizer state, and state.json
-        checkpoints/updates/epoch-N-update-U.npz   with average_every: the weights after update U, for averaging
+        checkpoints/updates/ with average_every: epoch-N-update-U.npz, the weights after update U
         summary.json         data sizes, epochs done, best epoch and its metrics, time
         test.txt, eval.json  the held-out test pairs (test_split) and the scores of evaluations
         averaged.keras or best-epoch.keras   with average_last: the model.keras did not take
@@ -17,13 +17,14 @@ Every file is written atomically (`files.atomic_path`), and a checkpoint becomes
 only when `checkpoints/last` is replaced after it is complete, so an interruption at any moment
 leaves a run that prediction and `--resume` accept. `model_dir/latest` names the newest run.
 Nothing is unpickled and no code is loaded from a run folder: Keras loads models in safe mode,
-everything else is JSON. Keras is imported only to save or load a model, so that the scripts can
-check a run folder before TensorFlow starts.
+everything else is JSON, or NumPy arrays read with `allow_pickle=False`. Keras is imported only
+to save or load a model, so that the scripts can check a run folder before TensorFlow starts.
 """
 
 from __future__ import annotations
 
 import shutil
+import zipfile
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
@@ -237,7 +238,7 @@ def saved_weights(source: Path, config: Config) -> list[np.ndarray]:
     try:
         with np.load(source, allow_pickle=False) as arrays:
             return [arrays[f"arr_{i}"] for i in range(len(arrays.files))]
-    except (OSError, ValueError, KeyError) as error:
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
         raise DataError(f"{source}: cannot load the weights ({first_line(error)})") from None
 
 
@@ -253,7 +254,7 @@ def _last_checkpoint_epoch(run_dir: Path) -> int:
 
 def _epoch_of(path: Path) -> int:
     """The epoch in the name of a checkpoint folder (epoch-N) or a snapshot (epoch-N-update-U.npz)."""
-    return int(path.name.split("-")[1].removesuffix(".npz"))
+    return int(path.name.split("-")[1])
 
 
 def load_checkpoint(run_dir: Path) -> tuple[keras.Model, TrainingState] | None:

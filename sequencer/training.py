@@ -102,7 +102,8 @@ def make_dataset(
     each batch is padded with id 0 to its own longest pair, inside tf.data, while the model trains
     on the previous one. Under tf.distribute each planned batch is split into `replica_count`
     slices, and this dataset yields the slices of `replicas` (those fed by one input pipeline) in
-    turn: together the replicas train on exactly the planned batch. The slices of one batch are
+    turn: together the replicas train on the planned batch (with at most replicas - 1 of its pairs
+    repeated, see `replica_slices`). The slices of one batch are
     padded alike, to the batch's longest pair, because the replicas' results are summed.
     """
     decoder_input, decoder_target = teacher_forcing(target)
@@ -265,7 +266,7 @@ class Trainer:
         """
         sources = averaging_sources(run_dir, self.config)[-self.config.average_last :]
         if len(sources) < 2:
-            log.info("average_last: %d checkpoint(s) to average; nothing done", len(sources))
+            log.info("average_last: %d checkpoint(s) or snapshot(s) kept; nothing averaged", len(sources))
             return None
         averaged = self._new_model(corpus)
         averaged.set_weights(average_weights({source.name: saved_weights(source, self.config) for source in sources}))
