@@ -21,8 +21,8 @@ batches (source and target positions that hold padding), the real tokens per sec
 includes tracing), and the average pairs per batch. With the default 25 minutes the
 Transformer sees 5 to 7 epochs; (c)'s have about 520 updates each, so its 5 snapshots 100 updates
 apart span the last one. (a) and (b) average too, as the shipped config does, but their rows
-score their best epoch. A second table scores the averages of the last 2, 3, ... snapshots (--averages-of
-RUN does only that, on a run (c) left).
+score their best epoch. A second table scores the averages of the last 2, 3, ... snapshots
+(--averages-of RUN does only that, on a run (c) left).
 
     python benchmarks/recipe.py                   # 3 x 25 minutes of training on 2 CPU cores
     python benchmarks/recipe.py --minutes 2       # a quick look
@@ -157,7 +157,7 @@ def main() -> None:
         "--averages-of",
         metavar="RUN",
         type=Path,
-        help="train nothing: score the averages of the last 2, 3, ... checkpoints of a run (c) left",
+        help="train nothing: score the averages of the last 2, 3, ... snapshots (or checkpoints) of a run (c) left",
     )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")

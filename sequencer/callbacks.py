@@ -188,7 +188,9 @@ class WeightSnapshots(keras.callbacks.Callback):
     A run of a few epochs changes much from one epoch checkpoint to the next; snapshots a few
     hundred updates apart let the average span its last stretch only (OpenNMT-tf's
     `save_checkpoints_steps`, fairseq's `--save-interval-updates`). A resumed run first discards
-    the snapshots of the epoch it was interrupted in, then takes them again.
+    the snapshots of the epoch it was interrupted in, then takes them again. Keras' ModelCheckpoint
+    with `save_freq` does not fit: it counts batches rather than updates, keeps every file, writes
+    in place, and its weights files carry the optimizer's variables.
     """
 
     def __init__(self, run_dir: Path, config: Config, epochs_completed: int):
@@ -197,8 +199,7 @@ class WeightSnapshots(keras.callbacks.Callback):
         self.every = config.average_every
         self.keep = config.average_last
         self.epochs_completed = epochs_completed
-        self.epoch = epochs_completed + 1
-        self.updates = 0
+        self.epoch = self.updates = 0  # the epoch in progress and the optimizer's updates, set as training goes
 
     def on_train_begin(self, logs=None):
         discard_snapshots_after(self.run_dir, self.epochs_completed)

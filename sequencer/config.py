@@ -864,7 +864,7 @@ def _check_together(values: dict[str, Any]) -> None:
     if values["average_every"] and values["average_last"] < 2:
         raise ConfigError(
             f"average_every={values['average_every']} needs average_last=2 or more (the snapshots to average); "
-            "average_every=0 takes none"
+            "or set average_every=0 to take none"
         )
     if values["max_output_len"] and values["min_output_len"] > values["max_output_len"]:
         raise ConfigError(

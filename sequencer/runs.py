@@ -7,7 +7,7 @@
         model.keras          the best epoch so far by `monitor`: what prediction loads
         checkpoints/last     names the newest checkpoint folder below, for --resume
         checkpoints/epoch-N/ model.keras with its optimizer state, and state.json
-        checkpoints/updates/ with average_every: epoch-N-update-U.npz, the weights after update U
+        checkpoints/updates/ with average_every: epoch-E-update-U.npz, the weights after update U of epoch E
         summary.json         data sizes, epochs done, best epoch and its metrics, time
         test.txt, eval.json  the held-out test pairs (test_split) and the scores of evaluations
         averaged.keras or best-epoch.keras   with average_last: the model.keras did not take

@@ -103,8 +103,8 @@ def make_dataset(
     on the previous one. Under tf.distribute each planned batch is split into `replica_count`
     slices, and this dataset yields the slices of `replicas` (those fed by one input pipeline) in
     turn: together the replicas train on the planned batch (with at most replicas - 1 of its pairs
-    repeated, see `replica_slices`). The slices of one batch are
-    padded alike, to the batch's longest pair, because the replicas' results are summed.
+    repeated, see `replica_slices`). The slices of one batch are padded alike, to the batch's
+    longest pair, because the replicas' results are summed.
     """
     decoder_input, decoder_target = teacher_forcing(target)
     columns = [tf.RaggedTensor.from_row_lengths(s.values, s.lengths) for s in (source, decoder_input, decoder_target)]

@@ -96,3 +96,10 @@ def test_snapshots_every_n_updates_are_averaged_and_a_resumed_run_takes_them_aga
 def test_average_every_needs_snapshots_to_average(tmp_path):
     with pytest.raises(ConfigError, match="average_every=100 needs average_last=2 or more"):
         tiny_config(tmp_path, average_every="100")
+
+
+def test_a_damaged_snapshot_is_a_one_line_data_error(tmp_path):
+    damaged = tmp_path / "epoch-0001-update-00000100.npz"
+    damaged.write_bytes(b"not a zip file")
+    with pytest.raises(DataError, match=r"epoch-0001-update-00000100\.npz: cannot load the weights"):
+        saved_weights(damaged, tiny_config(tmp_path))
