@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The training recipe, ablated: batches of pairs or of tokens, gradient accumulation, checkpoint averaging.
 
-The Transformer on subwords (configs/transformer.txt as shipped) trains three times on the same
+The Transformer on subwords (configs/transformer.txt as shipped) trains four times on the same
 shipped pairs, with the same held-out test split (by source sentence) and validation split, for
 the same wall-clock budget each:
 
@@ -10,9 +10,11 @@ the same wall-clock budget each:
     (c) (b) with gradients accumulated over --accumulate batches (warm-up as long in batches);
     (d) (c)'s run with its last --average snapshots of the weights, taken every --average-every
         optimizer updates (average_every), averaged at the end (--average-every 0: the last epoch
-        checkpoints).
+        checkpoints);
+    (e) (c) with an exponential moving average of the weights (ema_decay=--ema-decay) in place
+        of the averaging of (d): its best epoch's average is what (e) scores.
 
-(d) is not a fourth run: averaging changes nothing in training, so the run of (c) keeps its last
+(d) is not a run of its own: averaging changes nothing in training, so the run of (c) keeps its last
 snapshots (average_last) and (c)'s row scores its best single epoch, (d)'s row the average, on
 the same training time. Each row gives BLEU, chrF and exact matches on the test split (as the
 Trainer's end-of-training evaluation scores them, greedy), the padding fraction of an epoch's
@@ -24,7 +26,7 @@ apart span the last one. (a) and (b) average too, as the shipped config does, bu
 score their best epoch. A second table scores the averages of the last 2, 3, ... snapshots
 (--averages-of RUN does only that, on a run (c) left).
 
-    python benchmarks/recipe.py                   # 3 x 25 minutes of training on 2 CPU cores
+    python benchmarks/recipe.py                   # 4 x 25 minutes of training on 2 CPU cores
     python benchmarks/recipe.py --minutes 2       # a quick look
 """
 
@@ -56,8 +58,6 @@ from sequencer import Predictor, Preprocessor, Trainer, batchers, load_config  #
 from sequencer.averaging import average_weights  # noqa: E402
 from sequencer.errors import SequencerError  # noqa: E402
 from sequencer.runs import (  # noqa: E402
-    AVERAGED_FILE,
-    BEST_EPOCH_FILE,
     MODEL_FILE,
     averaging_sources,
     load_model,
@@ -114,13 +114,11 @@ def test_scores(run_dir: Path, model_file: str, corpus) -> dict:
     return Predictor(run).evaluate(corpus.test_pairs)
 
 
-def best_and_averaged(run_dir: Path, averaging: dict | None) -> tuple[str, str | None]:
+def best_and_averaged(averaging: dict | None) -> tuple[str, str | None]:
     """The files of a run that hold its best single epoch and the average of its last checkpoints."""
     if not averaging:  # fewer than two checkpoints: nothing was averaged
         return MODEL_FILE, None
-    if averaging["model.keras"] == "averaged":
-        return BEST_EPOCH_FILE, MODEL_FILE
-    return MODEL_FILE, AVERAGED_FILE
+    return averaging["files"]["best_epoch"], averaging["files"]["averaged"]
 
 
 def averages_table(run_dir: Path, corpus) -> str:
@@ -151,7 +149,10 @@ def main() -> None:
         help="optimizer updates between the snapshots of (d) (default 100; 0: epoch checkpoints)",
     )
     parser.add_argument(
-        "--only", nargs="+", choices=list("abcd"), default=list("abcd"), help="variants (d: of c's run; default: all)"
+        "--only", nargs="+", choices=list("abcde"), default=list("abcde"), help="variants (d: of c's run; default: all)"
+    )
+    parser.add_argument(
+        "--ema-decay", type=float, default=0.999, help="ema_decay of (e) (default 0.999: about a thousand batches)"
     )
     parser.add_argument(
         "--averages-of",
@@ -185,13 +186,17 @@ def main() -> None:
         "a": ("(a) pairs", {}),
         "b": ("(b) tokens", {"batch_tokens": tokens}),
         "c": (f"(c) tokens, accumulate {args.accumulate}", {**accumulated, **averaging}),
+        "e": (
+            f"(e) (c), moving average {args.ema_decay:g}",
+            {**accumulated, "ema_decay": str(args.ema_decay), "average_last": "0", "average_every": "0"},
+        ),
     }
     results = []
     for key, (name, flags) in variants.items():
         if key not in args.only and not (key == "c" and "d" in args.only):
             continue
         run_dir, measured = train(key, {**shared, **flags}, 60 * args.minutes, corpus)
-        best_file, averaged_file = best_and_averaged(run_dir, measured["averaging"])
+        best_file, averaged_file = best_and_averaged(measured["averaging"])
         if key in args.only:
             results.append({"name": name, **measured, **test_scores(run_dir, best_file, corpus)})
         if key == "c" and "d" in args.only and averaged_file:

@@ -7,7 +7,9 @@ pairs every `eval_every` epochs.
 logs, so that every later callback records them. `RunState` keeps the best model, the last
 checkpoint, early stopping and the learning-rate schedule, with counters (`TrainingState`) that
 are saved in each checkpoint so that a resumed run decides exactly as an uninterrupted one would.
-`WeightSnapshots` saves the weights every `average_every` updates for averaging. `EpochLine`
+`WeightSnapshots` saves the weights every `average_every` updates for averaging, and
+`MovingAverageWeights` puts the moving average of `ema_decay` in the model to validate and save
+it. `EpochLine`
 writes each epoch's line. Epochs are numbered from 1 in every file and message.
 """
 
@@ -33,6 +35,7 @@ from sequencer.runs import (
     MODEL_FILE,
     SUMMARY_FILE,
     TrainingState,
+    checkpoints_to_keep,
     discard_snapshots_after,
     save_checkpoint,
     save_model,
@@ -157,9 +160,7 @@ class RunState(keras.callbacks.Callback):
             self.model.stop_training = True
             state.stopped_early = True
             log.info("no better %s for %d epochs: stopping early", config.monitor, config.early_stopping_patience)
-        # average_last epoch checkpoints are kept for averaging, unless it averages snapshots (average_every).
-        keep = 1 if config.average_every else max(1, config.average_last)
-        save_checkpoint(self.run_dir, self.model, state, keep=keep)
+        save_checkpoint(self.run_dir, self.model, state, keep=checkpoints_to_keep(config))
         self.write_summary(interrupted=False)
 
     def write_summary(self, interrupted: bool) -> None:
@@ -213,6 +214,29 @@ class WeightSnapshots(keras.callbacks.Callback):
         if updates != self.updates and updates % self.every == 0:
             save_snapshot(self.run_dir, self.model, self.epoch, updates, self.keep)
         self.updates = updates
+
+
+class MovingAverageWeights(keras.callbacks.SwapEMAWeights):
+    """With `ema_decay`: the optimizer's moving average of the weights is in the model while it is
+    validated and from the end of each epoch to the start of the next, so that the val_ metrics,
+    val_chrf, model.keras and the checkpoints are the average's; each epoch trains the weights.
+
+    Keras' SwapEMAWeights(swap_on_epoch=True) with two changes, both for exact resumption. A
+    checkpoint holds the average in the model and the trained weights in the optimizer's slots, so
+    a run resumed from one starts with the average in the model (`resumed`), and swaps it out as
+    its first epoch begins. And the last epoch does not overwrite the trained weights with the
+    average (as Keras does so that the model `fit` leaves holds it), so that a finished run can
+    go on with more epochs as if it had never stopped; nothing here uses the model `fit` leaves.
+    """
+
+    def __init__(self, resumed: bool):
+        super().__init__(swap_on_epoch=True)
+        self._ema_weights_in_model = resumed
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not self._ema_weights_in_model:
+            self._swap_variables()
+            self._ema_weights_in_model = True
 
 
 class EpochCSVLogger(keras.callbacks.CSVLogger):

@@ -441,6 +441,17 @@ KEYS: tuple[Key, ...] = (
         low=0,
     ),
     Key(
+        "ema_decay",
+        "float",
+        0.0,
+        "keep an exponential moving average of the weights, after each batch average = ema_decay * average + "
+        "(1 - ema_decay) * weights; validation, model.keras and the checkpoints hold the average; 0 keeps none",
+        "Training",
+        low=0,
+        high=1,
+        high_open=True,
+    ),
+    Key(
         "batcher",
         "choice",
         "bucketed",

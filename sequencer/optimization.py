@@ -4,7 +4,9 @@ The loss is cross-entropy on integer targets, with padding left out through the 
 the models' outputs carry; with `label_smoothing` it is the smoothed cross-entropy of Szegedy et
 al. (2016). The learning rate rises linearly over `warmup_steps` and then stays constant, falls
 as 1/sqrt(step) (`inverse_sqrt`, the schedule of Vaswani et al. with its peak set directly by
-`learning_rate`), or follows Keras' cosine decay to 0 at the last step (`cosine`).
+`learning_rate`), or follows Keras' cosine decay to 0 at the last step (`cosine`). With
+`ema_decay` the optimizer also keeps Keras' exponential moving average of the weights (Polyak
+averaging), which `callbacks.MovingAverageWeights` puts in the model to validate and save.
 """
 
 from __future__ import annotations
@@ -82,6 +84,8 @@ def optimizer(config: Config, total_steps: int) -> keras.optimizers.Optimizer:
         settings["clipnorm"] = config.clipnorm
     if config.accumulate_steps > 1:  # Keras applies the mean of the accumulated gradients, clipped
         settings["gradient_accumulation_steps"] = config.accumulate_steps
+    if config.ema_decay:  # Keras moves the average after every batch, accumulated or not
+        settings.update(use_ema=True, ema_momentum=config.ema_decay)
     return keras.optimizers.get({"class_name": config.optimizer, "config": settings})
 
 

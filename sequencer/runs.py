@@ -225,6 +225,12 @@ def discard_snapshots_after(run_dir: Path, epochs_completed: int) -> None:
             path.unlink(missing_ok=True)
 
 
+def checkpoints_to_keep(config: Config) -> int:
+    """Epoch checkpoints a run keeps: the last `average_last` when it averages them, else (as
+    with `average_every`, which averages snapshots) the last one, for --resume."""
+    return 1 if config.average_every else max(1, config.average_last)
+
+
 def averaging_sources(run_dir: Path, config: Config) -> list[Path]:
     """What checkpoint averaging takes its last `average_last` from, oldest first: the snapshot
     files taken every `average_every` updates, or (average_every=0) the epoch checkpoint folders."""

@@ -29,6 +29,7 @@ from sequencer.callbacks import (
     EpochLine,
     EpochStats,
     EpochTensorBoard,
+    MovingAverageWeights,
     RunState,
     ValidationChrF,
     WeightSnapshots,
@@ -260,7 +261,7 @@ class Trainer:
         The average and the best epoch's model are scored on the validation pairs (by `monitor`,
         or val_loss when the monitor is a training metric); the better is model.keras, and the
         other is kept as averaged.keras or best-epoch.keras. Both scores go into summary.json
-        under "averaging", which is also returned. model.keras exists at every moment, and the
+        under "averaging" with the file of each, which is also returned. model.keras exists at every moment, and the
         best epoch's model is never lost: best-epoch.keras exists exactly when model.keras holds
         an average (RunState removes it when a later epoch is better).
         """
@@ -291,6 +292,9 @@ class Trainer:
             "averaged": scores["averaged"],
             "best_epoch": scores["best"],
             "model.keras": "averaged" if better else "best epoch",
+            "files": {"averaged": MODEL_FILE, "best_epoch": BEST_EPOCH_FILE}
+            if better
+            else {"averaged": AVERAGED_FILE, "best_epoch": MODEL_FILE},
         }
         summary = load_summary(run_dir)
         write_json(run_dir / SUMMARY_FILE, {**summary, "averaging": record})
@@ -355,9 +359,12 @@ class Trainer:
         if config.eval_every and len(corpus.val_source):
             chrf = [ValidationChrF(corpus, config, config.eval_every)]
         echo = (lambda line: print(line, flush=True)) if self.progress == "lines" else None
+        resumed = run_state.state.epochs_completed > 0
+        moving_average = [MovingAverageWeights(resumed)] if config.ema_decay else []
         snapshots = [WeightSnapshots(run_dir, config, run_state.state.epochs_completed)] if config.average_every else []
         return [
-            *chrf,  # first, so that the callbacks after it see val_chrf
+            *moving_average,  # first, so that the callbacks after it see and save the average
+            *chrf,  # before the others, so that they see val_chrf
             EpochStats(len(corpus.train_source)),
             *snapshots,
             run_state,

@@ -41,8 +41,10 @@ def test_training_averages_its_last_checkpoints_and_keeps_the_better_model(tmp_p
     assert record["checkpoints"] == ["epoch-0002", "epoch-0003"] and record["metric"] == "val_loss"
     if record["averaged"] < record["best_epoch"]:
         assert record["model.keras"] == "averaged" and (run_dir / "best-epoch.keras").is_file()
+        assert record["files"] == {"averaged": "model.keras", "best_epoch": "best-epoch.keras"}
     else:
         assert record["model.keras"] == "best epoch" and (run_dir / "averaged.keras").is_file()
+        assert record["files"] == {"averaged": "averaged.keras", "best_epoch": "model.keras"}
     assert len(Predictor(load_run(run_dir)).translate(["Hello!"])) == 1
 
     # scripts/average.py's path: averaging the run again compares with the best epoch, not with
@@ -65,9 +67,7 @@ def test_snapshots_every_n_updates_are_averaged_and_a_resumed_run_takes_them_aga
     record = json.loads((whole / "summary.json").read_text())["averaging"]
     assert record["checkpoints"] == names
     run = load_run(whole)
-    averaged = load_model(
-        whole / ("model.keras" if record["model.keras"] == "averaged" else "averaged.keras"), run.config
-    )
+    averaged = load_model(whole / record["files"]["averaged"], run.config)
     snapshots = [saved_weights(path, run.config) for path in snapshot_files(whole)]
     assert [weight.shape for weight in snapshots[0]] == [weight.shape for weight in averaged.get_weights()]
     for mean, *each in zip(averaged.get_weights(), *snapshots):

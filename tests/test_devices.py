@@ -81,7 +81,15 @@ TRANSFORMER = {
 TOKENS = {"batch_tokens": "400", "optimizer": "adam"}
 
 
-@pytest.mark.parametrize("settings", [{}, TRANSFORMER, TOKENS], ids=["lstm", "transformer-subword", "tokens"])
+# The moving average of the weights (ema_decay) is swapped in and out of mirrored variables.
+MOVING_AVERAGE = {"ema_decay": "0.9"}
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [{}, TRANSFORMER, TOKENS, MOVING_AVERAGE],
+    ids=["lstm", "transformer-subword", "tokens", "moving-average"],
+)
 def test_mirrored_over_two_cpus_follows_the_one_device_loss_curve(tmp_path, settings):
     arguments = [str(tmp_path), str(Path(__file__).parent), json.dumps(settings)]
     process = python("-c", ONE_AND_TWO_CPUS, *arguments, cwd=ROOT)

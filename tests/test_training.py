@@ -74,7 +74,9 @@ TOKENS_AND_ACCUMULATION = {"batch_tokens": "400", "accumulate_steps": "3", "drop
 
 
 @pytest.mark.parametrize(
-    "settings", [{}, TRANSFORMER, TOKENS_AND_ACCUMULATION], ids=["lstm", "transformer-subword", "tokens-accumulated"]
+    "settings",
+    [{}, TRANSFORMER, TOKENS_AND_ACCUMULATION, {"ema_decay": "0.9"}],
+    ids=["lstm", "transformer-subword", "tokens-accumulated", "moving-average"],
 )
 def test_resumed_run_ends_like_an_uninterrupted_one(tmp_path, settings):
     config = tiny_config(tmp_path / "whole", epochs="3", **settings)
@@ -116,6 +118,44 @@ def test_resuming_may_change_learning_rate_dropout_and_batch_size(tmp_path):
     with pytest.raises(ConfigError) as caught:
         Trainer(reshaped).resume(run_dir, Preprocessor(reshaped).load())
     assert str(caught.value).startswith(f"latent_dim cannot change when resuming {run_dir} (it was 32, not 8); only ")
+
+
+class TrainedWeights(keras.callbacks.Callback):
+    """The trainable weights after every batch."""
+
+    def __init__(self):
+        super().__init__()
+        self.after_batch = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.after_batch.append([keras.ops.convert_to_numpy(v) for v in self.model.trainable_variables])
+
+
+def test_ema_decay_validates_and_saves_the_moving_average_of_the_weights(tmp_path):
+    trained = TrainedWeights()
+    config = tiny_config(tmp_path, epochs="1", ema_decay="0.8")
+    run_dir = train(config, [trained])
+    average = trained.after_batch[0]  # Keras starts the average at the weights after the first update
+    for weights_now in trained.after_batch[1:]:
+        average = [0.8 * mean + 0.2 * value for mean, value in zip(average, weights_now)]
+    model = load_run(run_dir).model
+    assert all(np.allclose(saved, expected, atol=1e-6) for saved, expected in zip(model.get_weights(), average))
+    assert not np.allclose(model.get_weights()[0], trained.after_batch[-1][0], atol=1e-6)
+    corpus, trainer = Preprocessor(config).load(load_vocabularies(run_dir)), Trainer(config)
+    compiled = trainer._new_model(corpus)
+    compiled.set_weights(model.get_weights())
+    validated = trainer._validation_score(compiled, corpus, "val_loss")
+    assert float(metrics_rows(run_dir)[0]["val_loss"]) == pytest.approx(validated, rel=1e-5)
+
+
+def test_a_finished_run_with_ema_decay_goes_on_as_if_it_had_not_stopped(tmp_path):
+    whole = train(tiny_config(tmp_path / "whole", epochs="3", ema_decay="0.9"))
+    config = tiny_config(tmp_path / "parts", epochs="2", ema_decay="0.9")
+    finished = train(config)
+    longer = load_config(finished, {"epochs": "3"})
+    Trainer(longer).resume(finished, Preprocessor(longer).load(load_vocabularies(finished)))
+    assert same_weights(load_checkpoint(whole)[0], load_checkpoint(finished)[0], 1e-6)
+    assert same_weights(load_run(whole).model, load_run(finished).model, 1e-6)
 
 
 def test_early_stopping_keeps_the_best_weights(tmp_path):
