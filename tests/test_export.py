@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import tensorflow as tf
 from conftest import tiny_config
+from tensorflow.core.protobuf import saved_model_pb2
 
 from sequencer import Predictor, Preprocessor, Trainer
 from sequencer.errors import ConfigError
@@ -103,6 +104,24 @@ def test_beam_export_gives_the_predictors_n_best(run, tmp_path):
         assert row == [text for text, _ in scored]
         assert scores == pytest.approx([value for _, value in scored], abs=1e-4)
     assert json.loads((tmp_path / "beam" / EXPORT_FILE).read_text())["n_best"] == 2
+
+
+def graph_ops(export_dir: Path) -> set[str]:
+    """The op types of a SavedModel's graph and of every function in it."""
+    saved = saved_model_pb2.SavedModel.FromString((export_dir / "saved_model.pb").read_bytes())
+    graph = saved.meta_graphs[0].graph_def
+    return {node.op for node in graph.node} | {
+        node.op for function in graph.library.function for node in function.node_def
+    }
+
+
+def test_the_export_holds_core_tensorflow_ops_only(run, tmp_path):
+    export(run, run.config.replace(beam_width=2), tmp_path / "out")  # beam search and the greedy hypothesis
+    ops = graph_ops(tmp_path / "out")
+    assert "TensorStridedSliceUpdate" in ops or run.config.model != "transformer"  # its caches
+    assert not [op for op in ops if op.startswith("Xla")]  # XLA ops run only where XLA can compile them
+    # Outside TensorFlow's own ops, only tensorflow-text's SentencePiece ops, of a subword export.
+    assert {op for op in ops if not hasattr(tf.raw_ops, op) and not op.startswith("Sentencepiece")} == set()
 
 
 def test_saved_model_cli_lists_the_signature(run, tmp_path):

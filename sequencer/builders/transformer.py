@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import math
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import keras
 import keras_hub
+import tensorflow as tf
 from keras import layers, ops
+from keras.src.backend.tensorflow import core as keras_tensorflow_core
 
 from sequencer.layers import TokenProbabilities
 from sequencer.seq2seq import Seq2Seq
@@ -108,15 +112,16 @@ class TransformerSeq2Seq(Seq2Seq):
             # KerasHub fills a cross-attention cache when called with cross_attention_cache_update_index=0;
             # the one-position query it is called with here is thrown away (its self-attention cache
             # has two positions: Keras warns about a softmax over one).
-            _, _, cross_cache = layer(
-                ops.zeros((batch, 1, self.settings.model_dim), memory.dtype),
-                memory,
-                encoder_padding_mask=source_mask,
-                self_attention_cache=ops.zeros((batch, 2, 2, heads, head_dim), memory.dtype),
-                self_attention_cache_update_index=0,
-                cross_attention_cache=ops.zeros((batch, 2, ops.shape(memory)[1], heads, head_dim), memory.dtype),
-                cross_attention_cache_update_index=0,
-            )
+            with core_slice_update():
+                _, _, cross_cache = layer(
+                    ops.zeros((batch, 1, self.settings.model_dim), memory.dtype),
+                    memory,
+                    encoder_padding_mask=source_mask,
+                    self_attention_cache=ops.zeros((batch, 2, 2, heads, head_dim), memory.dtype),
+                    self_attention_cache_update_index=0,
+                    cross_attention_cache=ops.zeros((batch, 2, ops.shape(memory)[1], heads, head_dim), memory.dtype),
+                    cross_attention_cache_update_index=0,
+                )
             capacity = ops.minimum(max_len, INITIAL_CACHE)  # a tensor: the cache's length is not fixed in the graph
             self_caches.append(ops.zeros((batch, 2, capacity, heads, head_dim), memory.dtype))  # (B, 2, C, H, Dh)
             cross_caches.append(cross_cache)  # (B, 2, S, H, Dh)
@@ -131,15 +136,16 @@ class TransformerSeq2Seq(Seq2Seq):
                 lambda cache=self_cache: cache,
                 lambda cache=self_cache: ops.concatenate([cache, ops.zeros_like(cache)], axis=2),
             )
-            x, self_cache, _ = layer(
-                x,
-                state["memory"],
-                encoder_padding_mask=state["source_mask"],
-                self_attention_cache=self_cache,
-                self_attention_cache_update_index=index,
-                cross_attention_cache=cross_cache,
-                cross_attention_cache_update_index=None,  # the source's keys and values stay as encode made them
-            )
+            with core_slice_update():
+                x, self_cache, _ = layer(
+                    x,
+                    state["memory"],
+                    encoder_padding_mask=state["source_mask"],
+                    self_attention_cache=self_cache,
+                    self_attention_cache_update_index=index,
+                    cross_attention_cache=cross_cache,
+                    cross_attention_cache_update_index=None,  # the source's keys and values stay as encode made them
+                )
             self_caches.append(self_cache)
         logits = self.target_embedding(self.decoder_norm(x), reverse=True)[:, 0]  # (B, V)
         return ops.softmax(ops.cast(logits, "float32")), {**state, "self_caches": self_caches}
@@ -156,6 +162,39 @@ class TransformerSeq2Seq(Seq2Seq):
         """Token vectors scaled by sqrt(model_dim), plus positions from `start_index` on, then dropout."""
         x = embedding(ids) * ops.cast(math.sqrt(self.settings.model_dim), embedding.compute_dtype)
         return self.embedding_dropout(x + positions(x, start_index=start_index), training=training)
+
+
+_SLICE_UPDATE_LOCK = threading.RLock()
+
+
+@contextmanager
+def core_slice_update():
+    """Keras' `ops.slice_update` as TensorFlow's core `TensorStridedSliceUpdate` op, while
+    KerasHub's cached attention writes the decoding caches with it.
+
+    Keras 3's TensorFlow backend implements slice_update with XLA's `XlaDynamicUpdateSlice`, an op
+    TensorFlow runs by compiling it with XLA on demand: a decoding graph holding it, and so an
+    export, would need XLA for the device it runs on (TensorFlow Serving fails on it on a GPU,
+    tensorflow/serving#2217). The core op has a kernel for every device and writes the same
+    values. Keras is restored on leaving; the lock keeps threads that decode at once from
+    restoring it in the wrong order.
+    """
+    with _SLICE_UPDATE_LOCK:
+        keras_slice_update = keras_tensorflow_core.slice_update
+        keras_tensorflow_core.slice_update = _strided_slice_update
+        try:
+            yield
+        finally:
+            keras_tensorflow_core.slice_update = keras_slice_update
+
+
+def _strided_slice_update(inputs, start_indices, updates):
+    """`updates` written into `inputs` from `start_indices` on (Keras' slice_update), with core ops."""
+    begin = tf.stack([tf.cast(index, tf.int32) for index in start_indices])
+    end = begin + tf.shape(updates, out_type=tf.int32)
+    return tf.raw_ops.TensorStridedSliceUpdate(
+        input=inputs, begin=begin, end=end, strides=tf.ones_like(begin), value=updates
+    )
 
 
 def _token_embedding(vocab_size: int, model_dim: int, name: str) -> layers.Layer:
