@@ -9,8 +9,7 @@ checkpoint, early stopping and the learning-rate schedule, with counters (`Train
 are saved in each checkpoint so that a resumed run decides exactly as an uninterrupted one would.
 `WeightSnapshots` saves the weights every `average_every` updates for averaging, and
 `MovingAverageWeights` puts the moving average of `ema_decay` in the model to validate and save
-it. `EpochLine`
-writes each epoch's line. Epochs are numbered from 1 in every file and message.
+it. `EpochLine` writes each epoch's line. Epochs are numbered from 1 in every file and message.
 """
 
 from __future__ import annotations

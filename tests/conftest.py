@@ -1,10 +1,17 @@
 """Shared fixtures: the tiny config under tests/data and one model trained on it per session."""
 
+import signal
 from pathlib import Path
 
 import pytest
 
 from sequencer.config import load_config
+
+# A test run started in the background of a shell without job control (`pytest &`, `nohup ... &`)
+# inherits Ctrl-C ignored, and so would the scripts it starts; the tests that press Ctrl-C in a
+# script need it delivered, as it is to a script run in the foreground.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 DATA = Path(__file__).parent / "data"
 TINY_CONFIG = DATA / "tiny_config.txt"
