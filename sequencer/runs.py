@@ -23,6 +23,7 @@ to save or load a model, so that the scripts can check a run folder before Tenso
 
 from __future__ import annotations
 
+import re
 import shutil
 import zipfile
 from dataclasses import asdict, dataclass, field, fields
@@ -59,6 +60,9 @@ AVERAGED_FILE = "averaged.keras"  # the average of the last checkpoints, when it
 BEST_EPOCH_FILE = "best-epoch.keras"  # the best epoch's model, when the average replaced it in model.keras
 LATEST_FILE = "latest"
 SNAPSHOTS_DIR = "updates"  # in checkpoints/: the weights every average_every updates, as NumPy arrays
+# Names of the checkpoint folders and of the snapshots; anything else in checkpoints/ is not the run's.
+_CHECKPOINT_NAME = re.compile(r"epoch-\d+")
+_SNAPSHOT_NAME = re.compile(r"epoch-\d+-update-\d+\.npz")
 
 # Training settings that do not go into a run folder's name, and the longest list of settings it holds.
 _UNNAMED_KEYS = ("model", "on_bad_line", "metrics", "device", "distribution")
@@ -194,7 +198,8 @@ def save_checkpoint(run_dir: Path, model: keras.Model, state: TrainingState, kee
 def checkpoint_folders(run_dir: Path) -> list[Path]:
     """The run's epoch checkpoints up to the last one, oldest first (later ones are of an abandoned past)."""
     last = _last_checkpoint_epoch(run_dir)
-    return sorted(path for path in (run_dir / CHECKPOINTS_DIR).glob("epoch-*") if _epoch_of(path) <= last)
+    folders = (path for path in (run_dir / CHECKPOINTS_DIR).glob("epoch-*") if _CHECKPOINT_NAME.fullmatch(path.name))
+    return sorted(path for path in folders if _epoch_of(path) <= last)
 
 
 def save_snapshot(run_dir: Path, model: keras.Model, epoch: int, update: int, keep: int) -> None:
@@ -249,13 +254,19 @@ def saved_weights(source: Path, config: Config) -> list[np.ndarray]:
 
 
 def _snapshots(run_dir: Path) -> list[Path]:
-    return sorted((run_dir / CHECKPOINTS_DIR / SNAPSHOTS_DIR).glob("epoch-*-update-*.npz"))
+    paths = (run_dir / CHECKPOINTS_DIR / SNAPSHOTS_DIR).glob("epoch-*-update-*.npz")
+    return sorted(path for path in paths if _SNAPSHOT_NAME.fullmatch(path.name))
 
 
 def _last_checkpoint_epoch(run_dir: Path) -> int:
     """The epoch of the checkpoint `checkpoints/last` names; 0 if there is none."""
     pointer = run_dir / CHECKPOINTS_DIR / LAST_CHECKPOINT
-    return _epoch_of(Path(pointer.read_text(encoding="utf-8").strip())) if pointer.is_file() else 0
+    if not pointer.is_file():
+        return 0
+    name = pointer.read_text(encoding="utf-8").strip()
+    if not _CHECKPOINT_NAME.fullmatch(name):
+        raise DataError(f"{pointer} names {name!r}, not a checkpoint folder (epoch-N)")
+    return _epoch_of(Path(name))
 
 
 def _epoch_of(path: Path) -> int:

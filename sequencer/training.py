@@ -261,9 +261,9 @@ class Trainer:
         The average and the best epoch's model are scored on the validation pairs (by `monitor`,
         or val_loss when the monitor is a training metric); the better is model.keras, and the
         other is kept as averaged.keras or best-epoch.keras. Both scores go into summary.json
-        under "averaging" with the file of each, which is also returned. model.keras exists at every moment, and the
-        best epoch's model is never lost: best-epoch.keras exists exactly when model.keras holds
-        an average (RunState removes it when a later epoch is better).
+        under "averaging" with the file of each, which is also returned. model.keras exists at
+        every moment, and the best epoch's model is never lost: best-epoch.keras exists exactly
+        when model.keras holds an average (RunState removes it when a later epoch is better).
         """
         sources = averaging_sources(run_dir, self.config)[-self.config.average_last :]
         if len(sources) < 2:

@@ -11,6 +11,7 @@ from sequencer.errors import ConfigError, DataError
 from sequencer.runs import (
     LATEST_FILE,
     TrainingState,
+    checkpoint_folders,
     find_run,
     load_checkpoint,
     load_config,
@@ -143,6 +144,16 @@ def test_damaged_files_are_data_errors(trained_run, tmp_path):
         load_run(broken)
     assert "model.keras: cannot load the model" in str(bad_model.value)
     assert "vocab.json: not valid JSON" in str(bad_vocab.value)
+
+
+def test_checkpoints_holds_only_the_runs_folders_and_a_damaged_pointer_is_a_data_error(trained_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    (run / "checkpoints" / "epoch-notes").mkdir()  # a user's folder, not a checkpoint
+    assert [path.name for path in checkpoint_folders(run)] == ["epoch-0002"]
+    (run / "checkpoints" / "last").write_text("garbage\n")
+    with pytest.raises(DataError, match="names 'garbage', not a checkpoint folder"):
+        checkpoint_folders(run)
 
 
 def test_a_model_carrying_code_is_refused(trained_run, tmp_path):
