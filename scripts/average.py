@@ -21,7 +21,9 @@ def average(config, args):
     named = args.run_arg and run_folder(args.run_arg, config.model_dir, Path.cwd())
     run_dir = runs.find_run(config.model_dir, named or config.run)
     overrides = {name: value for name, value in command_line_flags(args).items() if name in OVERRIDES}
-    config = runs.load_config(run_dir, overrides)  # the run's settings, these flags on top
+    # The run's settings, these flags on top; on one device, as comparing two models on the
+    # validation pairs needs no cluster and no GPUs (a run of distribution=multi_worker averages too).
+    config = runs.load_config(run_dir, {**overrides, "distribution": "none"})
     if config.average_last < 2:
         raise ConfigError(
             f"average_last={config.average_last} averages nothing; pass --average_last N >= 2 to average {run_dir}"

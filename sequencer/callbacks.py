@@ -203,16 +203,21 @@ class WeightSnapshots(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         discard_snapshots_after(self.run_dir, self.epochs_completed)
-        self.updates = int(self.model.optimizer.iterations)
+        self.updates = self._optimizer_updates()
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch + 1
 
     def on_train_batch_end(self, batch, logs=None):
-        updates = int(self.model.optimizer.iterations)  # updates, not batches: one per accumulate_steps batches
+        updates = self._optimizer_updates()
         if updates != self.updates and updates % self.every == 0:
             save_snapshot(self.run_dir, self.model, self.epoch, updates, self.keep)
         self.updates = updates
+
+    def _optimizer_updates(self) -> int:
+        """Updates, not batches: one per accumulate_steps batches. (Read as a number: under
+        tf.distribute the counter is a MirroredVariable, which int() refuses.)"""
+        return int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
 
 
 class MovingAverageWeights(keras.callbacks.SwapEMAWeights):

@@ -696,6 +696,14 @@ class Config:
         return "max" if higher_is_better(self.monitor) else "min"
 
     @property
+    def validation_monitor(self) -> tuple[str, str]:
+        """The metric that compares two models on the validation pairs, and its mode: `monitor`
+        with `monitor_mode`, or val_loss ("min") when the monitor is a training metric."""
+        if self.monitor.startswith("val_"):
+            return self.monitor, self.monitor_mode
+        return "val_loss", "min"
+
+    @property
     def constant_learning_rate(self) -> bool:
         """Whether the learning rate is one number (which lr_patience may lower) rather than a schedule."""
         return self.lr_schedule == "constant" and not self.warmup_steps
@@ -881,8 +889,20 @@ def _check_together(values: dict[str, Any]) -> None:
         raise ConfigError(
             f"min_output_len={values['min_output_len']} is more than max_output_len={values['max_output_len']}"
         )
+    if values["distribution"] in ("mirrored", "multi_worker"):
+        check_accumulation_alone(values["accumulate_steps"], values["distribution"])
     if monitor.endswith("accuracy") and "accuracy" not in values["metrics"]:
         raise ConfigError(f"monitor={monitor} needs accuracy in metrics (metrics={','.join(values['metrics'])})")
+
+
+def check_accumulation_alone(accumulate_steps: int, distribution: str) -> None:
+    """ConfigError for gradient accumulation over several replicas: Keras 3 applies the
+    accumulated gradients in a tf.cond, where tf.distribute cannot all-reduce them."""
+    if accumulate_steps > 1:
+        raise ConfigError(
+            f"accumulate_steps={accumulate_steps} does not work with distribution={distribution}; "
+            "a larger batch_size or batch_tokens, which the replicas share, gives the effective batch instead"
+        )
 
 
 def _read_config_file(path: Path) -> dict[str, _Setting]:

@@ -34,7 +34,7 @@ from sequencer.callbacks import (
     ValidationChrF,
     WeightSnapshots,
 )
-from sequencer.config import Config, check_resume, higher_is_better
+from sequencer.config import Config, check_accumulation_alone, check_resume
 from sequencer.data import Corpus, Sequences, teacher_forcing
 from sequencer.devices import configure_device, is_chief, make_strategy
 from sequencer.errors import ConfigError, DataError
@@ -179,14 +179,18 @@ class Trainer:
         check_resumable(run_dir)
         saved_config = load_config(run_dir)
         check_resume(saved_config, self.config, run_dir)
-        if load_summary(run_dir).get("data_fingerprint") != corpus.fingerprint:
-            raise DataError(f"the training data in {self.config.train_dir} changed since {run_dir} started")
-        if load_vocabularies(run_dir) != (corpus.source_vocab, corpus.target_vocab):
-            raise DataError(f"the corpus to resume {run_dir} with must be read with its vocabularies")
+        self._check_corpus(run_dir, corpus)
         with self._worker_scratch() as scratch:
             if scratch:
                 run_dir = Path(shutil.copytree(run_dir, scratch / run_dir.name))
             return self._resume(run_dir, corpus, saved_config)
+
+    def _check_corpus(self, run_dir: Path, corpus: Corpus) -> None:
+        """DataError unless `corpus` holds the pairs `run_dir` was trained on, read with its vocabularies."""
+        if load_summary(run_dir).get("data_fingerprint") != corpus.fingerprint:
+            raise DataError(f"the training data in {self.config.train_dir} changed since {run_dir} started")
+        if load_vocabularies(run_dir) != (corpus.source_vocab, corpus.target_vocab):
+            raise DataError(f"the corpus for {run_dir} must be read with its vocabularies")
 
     @contextmanager
     def _worker_scratch(self):
@@ -265,6 +269,7 @@ class Trainer:
         every moment, and the best epoch's model is never lost: best-epoch.keras exists exactly
         when model.keras holds an average (RunState removes it when a later epoch is better).
         """
+        self._check_corpus(run_dir, corpus)  # its validation pairs are the run's own
         sources = averaging_sources(run_dir, self.config)[-self.config.average_last :]
         if len(sources) < 2:
             log.info("average_last: %d checkpoint(s) or snapshot(s) kept; nothing averaged", len(sources))
@@ -274,11 +279,10 @@ class Trainer:
         single_file = run_dir / (BEST_EPOCH_FILE if (run_dir / BEST_EPOCH_FILE).is_file() else MODEL_FILE)
         single = self._new_model(corpus)
         single.set_weights(load_model(single_file, self.config).get_weights())
-        metric = self.config.monitor if self.config.monitor.startswith("val_") else "val_loss"
+        metric, mode = self.config.validation_monitor
         scores = {"averaged": self._validation_score(averaged, corpus, metric)}
         scores["best"] = self._validation_score(single, corpus, metric)
-        higher = higher_is_better(metric)
-        better = scores["averaged"] > scores["best"] if higher else scores["averaged"] < scores["best"]
+        better = scores["averaged"] > scores["best"] if mode == "max" else scores["averaged"] < scores["best"]
         save_model(averaged, run_dir / AVERAGED_FILE)
         if better:
             if single_file.name == MODEL_FILE:
@@ -331,6 +335,8 @@ class Trainer:
             return self._batches(corpus.train_source, corpus.train_target, epoch)
 
         steps = len(plan(0))
+        if config.batch_tokens:
+            _warn_of_pairs_over_budget(corpus, config.batch_tokens)
         if config.batch_tokens and len(plan(1)) != steps:
             raise ConfigError(f"batcher={config.batcher} must make as many batches of tokens in every epoch")
         if not config.batch_tokens and steps != -(-len(corpus.train_source) // config.batch_size):
@@ -454,12 +460,9 @@ class Trainer:
         """
         configure_device(self.config.device)
         self.strategy = make_strategy(self.config.distribution)
-        if self.config.accumulate_steps > 1 and self.strategy is not tf.distribute.get_strategy():
-            # Keras 3.15 applies accumulated gradients in a tf.cond, where tf.distribute cannot all-reduce.
-            raise ConfigError(
-                f"accumulate_steps={self.config.accumulate_steps} does not work with distribution="
-                f"{self.config.distribution} ({type(self.strategy).__name__}) in Keras {keras.__version__}; "
-                "a larger batch_size or batch_tokens, which the replicas share, gives the effective batch instead"
+        if self.strategy is not tf.distribute.get_strategy():  # distribution=auto may have chosen mirrored
+            check_accumulation_alone(
+                self.config.accumulate_steps, f"{self.config.distribution} ({type(self.strategy).__name__})"
             )
         if self.config.mixed_precision and not tf.config.list_logical_devices("GPU"):
             raise ConfigError("mixed_precision=true needs a GPU, and TensorFlow sees none on this machine")
@@ -527,6 +530,20 @@ def data_summary(corpus: Corpus) -> dict:
         "max_target_len": corpus.max_target_len,
         "data_fingerprint": corpus.fingerprint,
     }
+
+
+def _warn_of_pairs_over_budget(corpus: Corpus, batch_tokens: int) -> None:
+    """A budget below the longest pairs makes each of them a batch of one pair, which a user should know."""
+    tokens = batchers.pair_tokens(np.stack([corpus.train_source.lengths, corpus.train_target.lengths], axis=1))
+    over = int(np.count_nonzero(tokens > batch_tokens))
+    if over:
+        log.warning(
+            "batch_tokens=%d is less than the longest training pair (%d tokens): %d pair(s) over it are "
+            "batches of one pair each",
+            batch_tokens,
+            int(tokens.max()),
+            over,
+        )
 
 
 def _keep_metrics_rows(metrics_file: Path, epochs: int) -> None:

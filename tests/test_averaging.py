@@ -103,3 +103,32 @@ def test_a_damaged_snapshot_is_a_one_line_data_error(tmp_path):
     damaged.write_bytes(b"not a zip file")
     with pytest.raises(DataError, match=r"epoch-0001-update-00000100\.npz: cannot load the weights"):
         saved_weights(damaged, tiny_config(tmp_path))
+
+
+@pytest.mark.parametrize("mode, winner", [("min", "averaged"), ("max", "best epoch")])
+def test_the_average_replaces_the_best_epoch_only_if_it_scores_better_in_the_monitors_mode(
+    tmp_path, monkeypatch, mode, winner
+):
+    # The average scores 1.0 on val_loss and the best epoch 2.0: lower is better unless mode=max says otherwise.
+    scores = iter([1.0, 2.0])
+    monkeypatch.setattr(Trainer, "_validation_score", lambda self, model, corpus, metric: next(scores))
+    config = tiny_config(tmp_path, epochs="2", average_last="2", mode=mode)
+    run_dir = Trainer(config).train(Preprocessor(config).load())
+    record = json.loads((run_dir / "summary.json").read_text())["averaging"]
+    assert (record["averaged"], record["best_epoch"], record["model.keras"]) == (1.0, 2.0, winner)
+    run = load_run(run_dir)
+    checkpoints = [saved_weights(run_dir / "checkpoints" / name, run.config) for name in record["checkpoints"]]
+    averaged = load_model(run_dir / record["files"]["averaged"], run.config).get_weights()
+    assert all(np.allclose(mean, np.mean(each, axis=0), atol=1e-6) for mean, *each in zip(averaged, *checkpoints))
+
+
+def test_averaging_a_run_on_other_training_data_is_a_data_error(tmp_path):
+    config = tiny_config(tmp_path, epochs="2", average_last="2")
+    run_dir = Trainer(config).train(Preprocessor(config).load())
+    other = tmp_path / "other"
+    other.mkdir()
+    source = next(config.train_dir.iterdir())
+    (other / source.name).write_text("".join(reversed(source.read_text().splitlines(keepends=True))))
+    changed = config.replace(train_dir=other)
+    with pytest.raises(DataError, match=r"the training data in .* changed since"):
+        Trainer(changed, progress="none").average(run_dir, Preprocessor(changed).load(load_vocabularies(run_dir)))

@@ -18,7 +18,6 @@ from conftest import TINY_CONFIG, tiny_config
 
 from sequencer.devices import make_strategy
 from sequencer.errors import ConfigError
-from sequencer.training import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -46,6 +45,7 @@ ONE_AND_TWO_CPUS = textwrap.dedent(
             "replicas": trainer.strategy.num_replicas_in_sync,
             "loss": [float(row["loss"]) for row in rows],
             "val_loss": [float(row["val_loss"]) for row in rows],
+            "averaged": json.loads((run_dir / "summary.json").read_text()).get("averaging", {}).get("averaged"),
         }
     print(json.dumps(curves))
     """
@@ -74,6 +74,9 @@ TRANSFORMER = {
     "optimizer": "adam",
     "warmup_steps": "4",
     "label_smoothing": "0.1",
+    # Snapshots of the weights every 2 updates, the last 2 averaged at the end.
+    "average_last": "2",
+    "average_every": "2",
 }
 
 
@@ -99,6 +102,8 @@ def test_mirrored_over_two_cpus_follows_the_one_device_loss_curve(tmp_path, sett
     assert (curves["none"]["replicas"], curves["mirrored"]["replicas"]) == (1, 2)
     for metric in ("loss", "val_loss"):
         assert curves["mirrored"][metric] == pytest.approx(curves["none"][metric], rel=0.02)
+    if "average_last" in settings:
+        assert curves["mirrored"]["averaged"] == pytest.approx(curves["none"]["averaged"], rel=0.02)
 
 
 def free_port():
@@ -139,6 +144,7 @@ def test_multi_worker_needs_a_cluster(monkeypatch):
     assert "TF_CONFIG" in str(caught.value)
 
 
-def test_gradient_accumulation_under_distribution_is_a_config_error(tmp_path):
-    with pytest.raises(ConfigError, match="accumulate_steps=2 does not work with distribution=mirrored"):
-        Trainer(tiny_config(tmp_path, distribution="mirrored", accumulate_steps="2"))
+def test_gradient_accumulation_under_distribution_is_a_config_error_before_tensorflow_starts(tmp_path):
+    for distribution in ("mirrored", "multi_worker"):
+        with pytest.raises(ConfigError, match=f"accumulate_steps=2 does not work with distribution={distribution}"):
+            tiny_config(tmp_path, distribution=distribution, accumulate_steps="2")

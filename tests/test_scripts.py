@@ -205,6 +205,17 @@ def test_unwritable_output_and_empty_input(tmp_path):
         )
 
 
+def test_a_run_trained_on_a_cluster_averages_on_one_device(tmp_path):
+    trained = script("train.py", *TRAIN, "--average_last", "2", cwd=tmp_path)
+    assert trained.returncode == 0, trained.stderr
+    run_dir = tmp_path / "models" / (tmp_path / "models" / "latest").read_text().strip()
+    config = json.loads((run_dir / "config.json").read_text())
+    (run_dir / "config.json").write_text(json.dumps({**config, "distribution": "multi_worker"}))
+    averaged = script("average.py", *TRAIN, cwd=tmp_path, env={"TF_CONFIG": ""})
+    assert averaged.returncode == 0, averaged.stderr
+    assert "average of epoch-0001, epoch-0002: val_loss" in averaged.stderr
+
+
 def test_xla_compiled_training_runs(tmp_path):
     # A process of its own: once TensorFlow's op determinism is on, Keras will not compile with XLA.
     # One batch per epoch keeps the number of shapes XLA compiles for small.

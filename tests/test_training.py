@@ -1,5 +1,6 @@
 import csv
 import json
+import logging
 import textwrap
 
 import keras
@@ -376,3 +377,11 @@ def test_replica_slices_give_every_replica_as_many_pairs():
     assert [len(part) for part in odd] == [13, 13]
     assert sorted(np.concatenate(odd).tolist()) == [0, *range(25)]
     assert [part.tolist() for part in replica_slices(np.array([7]), 2)] == [[7], [7]]
+
+
+def test_a_token_budget_below_every_pair_makes_batches_of_one_and_says_so(tmp_path, caplog):
+    caplog.set_level(logging.WARNING)
+    run_dir = train(tiny_config(tmp_path, epochs="1", batch_tokens="1"))
+    assert "batch_tokens=1 is less than the longest training pair" in caplog.text
+    assert "240 pair(s) over it are batches of one pair each" in caplog.text
+    assert (run_dir / "model.keras").is_file()

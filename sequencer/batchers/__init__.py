@@ -39,7 +39,7 @@ def pair_tokens(lengths: np.ndarray) -> np.ndarray:
 
 def batch_cost(lengths: np.ndarray, batch: np.ndarray) -> int:
     """The tokens of a batch padded to its longest pair: pairs x the longer of the two padded sides."""
-    return len(batch) * int(max(lengths[batch, 0].max(), lengths[batch, 1].max() + 1))
+    return len(batch) * int(pair_tokens(lengths[batch]).max())
 
 
 def padding_fraction(lengths: np.ndarray, batches: list[np.ndarray]) -> float:
