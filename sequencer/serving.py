@@ -11,7 +11,8 @@ sentences of concurrent requests are decoded together (see `Batcher`), so throug
 load instead of each request decoding alone.
 
 Every request is bounded: its body is read up to what `max_request_sentences` sentences of
-`max_sentence_chars` characters can need, and checked field by field before anything is decoded.
+`max_sentence_chars` characters can need, for at most `BODY_SECONDS`, and checked field by field
+before anything is decoded; a request another site's page sent is refused (`_refuse_other_sites`).
 A bad request gets a 4xx and `{"error": "..."}`, one sentence naming the JSON field; a failure
 while decoding gets a 500 with such a body, its traceback logged and never sent. The server reads
 no path a request names: the page's files are read once, when the app is made.
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import ipaddress
 import json
 import logging
 import math
@@ -34,7 +36,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import uvicorn
 from fastapi import FastAPI, Request
@@ -71,6 +73,12 @@ PAGE_HEADERS = {
 REQUEST_FIELDS = ("text", "beam_width", "n_best")
 # Open connections beyond this get a 503 from uvicorn, which bounds the requests waiting to be decoded.
 MAX_CONNECTIONS = 256
+# How long a request's body may take to arrive: a client that stops sending gets a 408 after it,
+# rather than holding its connection, and a graceful stop, for as long as it likes.
+BODY_SECONDS = 30.0
+# The Host names a server bound to a loopback address answers to (any other is a DNS-rebinding
+# page's request: a site whose name resolves to 127.0.0.1, reading the answers of a local server).
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 # How long Ctrl-C or SIGTERM waits for the requests in flight before the server stops regardless.
 GRACEFUL_SHUTDOWN_SECONDS = 60
 LISTEN_BACKLOG = 2048  # uvicorn's default
@@ -223,7 +231,8 @@ def body_limit(config: Config) -> int:
 
 
 async def read_body(request: Request, limit: int) -> bytes:
-    """The request's body, refused with a 413 as soon as it passes `limit` bytes."""
+    """The request's body, refused with a 413 as soon as it passes `limit` bytes, and with a 408
+    if it takes more than `BODY_SECONDS` to arrive."""
     too_large = ServingError(
         413, f"the body is larger than {limit:,} bytes, the most max_request_sentences and max_sentence_chars allow"
     )
@@ -231,11 +240,19 @@ async def read_body(request: Request, limit: int) -> bytes:
     if declared.isdigit() and int(declared) > limit:
         raise too_large
     body = bytearray()
-    try:
+
+    async def read() -> None:
         async for chunk in request.stream():
-            body += chunk
+            body.extend(chunk)
             if len(body) > limit:  # a missing or false Content-Length does not get past this
                 raise too_large
+
+    try:
+        await asyncio.wait_for(read(), BODY_SECONDS)
+    except asyncio.TimeoutError:  # TimeoutError itself from Python 3.11
+        raise ServingError(
+            408, f"the body did not arrive within {BODY_SECONDS:g} seconds ({len(body):,} bytes came)"
+        ) from None
     except ClientDisconnect:
         raise ServingError(400, "the client closed the connection before the whole body arrived") from None
     return bytes(body)
@@ -455,7 +472,8 @@ class Translations(BaseModel):
 
     translations: list[str] | list[list[str]]
     scores: list[float | None] | list[list[float | None]] = Field(
-        description="log-probability divided by the length penalty; null for a translation of probability 0"
+        description="log-probability divided by the length penalty; null for a best translation of probability 0 "
+        "(the others of probability 0 are left out of an n-best list)"
     )
     model: str = Field(description="the run translated with")
 
@@ -489,9 +507,11 @@ def create_app(backend: Backend, config: Config) -> FastAPI:
         version=__version__,
         description='Translates sentences with a sequencer model. Errors are JSON: `{"error": "..."}`.',
         lifespan=lifespan,
+        redirect_slashes=False,  # /translate/ is no endpoint: a 404, not a redirect
     )
     _add_error_handlers(app)
-    app.middleware("http")(_log_request)
+    app.middleware("http")(_refuse_other_sites(config.host))
+    app.middleware("http")(_log_request)  # added last, so outermost: it logs the refusals too
 
     @app.post(
         "/translate",
@@ -536,7 +556,7 @@ def _add_error_handlers(app: FastAPI) -> None:
         return JSONResponse({"error": error.message}, status_code=error.status)
 
     async def http_error(request: Request, error: HTTPException) -> JSONResponse:
-        where = f"{request.method} {quote(request.url.path)}"
+        where = _method_and_path(request)
         message = {
             404: f"{where}: there is nothing here; the endpoints are POST /translate, GET /health, GET / and GET /docs",
             405: f"{where}: the method is not allowed here",
@@ -566,8 +586,85 @@ async def _log_request(request: Request, call_next) -> Response:
         if sentences is not None:
             parts.insert(0, f"{sentences} sentence{'' if sentences == 1 else 's'}")
         error = getattr(request.state, "error", None)
-        line = f"{request.method} {quote(request.url.path)} {status}: {', '.join(parts)}"
+        line = f"{_method_and_path(request)} {status}: {', '.join(parts)}"
         log.info("%s", line + (f" ({error})" if error else ""))
+
+
+def _method_and_path(request: Request) -> str:
+    """`POST /translate`, as an error or the log quotes it: the path URL-quoted, at most 80 characters."""
+    path = quote(request.url.path)
+    return f"{request.method} {path if len(path) <= 80 else path[:77] + '...'}"
+
+
+def _refuse_other_sites(bound_host: str):
+    """A middleware that answers a request another site's page sent with an error, before the app sees it.
+
+    Binding to 127.0.0.1 keeps other machines out, but not the pages a local browser shows: any
+    page can POST to a local server (a `text/plain` body needs no CORS preflight, and the body is
+    read as JSON whatever its type), and one on a domain that resolves to 127.0.0.1 (DNS
+    rebinding) can also read the answer. So a request whose `Origin` is not the server's own
+    gets a 403, and, on a loopback address, one whose `Host` is not a loopback name a 400.
+    Clients that are not browsers (curl, scripts) send no Origin and are unaffected.
+    """
+    names = LOOPBACK_NAMES if _is_loopback(bound_host) else None
+
+    async def refuse_other_sites(request: Request, call_next) -> Response:
+        refusal = _refusal(request, names)
+        if refusal is None:
+            return await call_next(request)
+        request.state.error = refusal.message
+        return JSONResponse({"error": refusal.message}, status_code=refusal.status)
+
+    return refuse_other_sites
+
+
+def _refusal(request: Request, names: tuple[str, ...] | None) -> ServingError | None:
+    """Why `request` is refused (its Host is not one of `names`, or its Origin is another site), or None."""
+    host = request.headers.get("host", "")
+    try:
+        address = _host_and_port(host)
+    except ValueError:
+        address = None
+    if names is not None and (address is None or address[0] not in names):
+        return ServingError(
+            400,
+            f"the Host header {_shown(host)} is not this server's name; bound to a loopback address, "
+            "it answers to localhost, 127.0.0.1 and [::1] only",
+        )
+    origin = request.headers.get("origin")
+    if origin is not None:
+        parts = urlsplit(origin)
+        try:
+            same_site = parts.scheme == "http" and address is not None and _host_and_port(parts.netloc) == address
+        except ValueError:
+            same_site = False
+        if not same_site:
+            return ServingError(
+                403,
+                f"the request comes from another site's page (Origin {_shown(origin)}); this server answers "
+                "its own page and clients that send no Origin",
+            )
+    return None
+
+
+def _host_and_port(netloc: str) -> tuple[str, int]:
+    """("localhost", 8000) for `localhost:8000` (a Host header, or an origin's authority); ValueError if it is none."""
+    if not netloc or any(character in netloc for character in "/?#@\\"):
+        raise ValueError(netloc)
+    parts = urlsplit("//" + netloc)
+    if not parts.hostname:
+        raise ValueError(netloc)
+    return parts.hostname, parts.port or 80  # .port raises ValueError for a port that is no number
+
+
+def _is_loopback(host: str) -> bool:
+    """Whether `host` (the address the server binds to) is the loopback interface."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: the server answers under whatever name reaches it
+        return False
 
 
 # ---- Running

@@ -19,8 +19,10 @@ from pathlib import Path
 import pytest
 from conftest import TINY_CONFIG
 from fastapi.testclient import TestClient
+from starlette.requests import Request
 
 from sequencer import Predictor
+from sequencer import serving as serving_module
 from sequencer.config import load_config
 from sequencer.errors import DataError
 from sequencer.export import export
@@ -29,14 +31,18 @@ from sequencer.serving import (
     Batcher,
     ExportBackend,
     PredictorBackend,
+    ServingError,
     _shown,
     body_limit,
     create_app,
+    read_body,
     read_export,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
 SENTENCES = ["Hello!", "I am cold.", "Who are you? Ж🐞", "It's me, Tom."]
+# The test client's requests, as a browser on this machine would send them to a server on 127.0.0.1.
+BASE_URL = "http://127.0.0.1:8000"
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +63,7 @@ def backend(run, config):
 @contextmanager
 def serving(backend, config):
     """A test client of the app, its lifespan (the batcher) running."""
-    with TestClient(create_app(backend, config)) as client:
+    with TestClient(create_app(backend, config), base_url=BASE_URL) as client:
         yield client
 
 
@@ -108,6 +114,53 @@ def test_health_page_and_docs(client, run):
     assert "beam_width" in schema["requestBody"]["content"]["application/json"]["schema"]["properties"]
     assert client.get("/index.html").json()["error"].startswith("GET /index.html: there is nothing here")
     assert client.get("/translate").status_code == 405 and "error" in client.get("/translate").json()
+    slash = client.post("/translate/", json={"text": ["Hello."]})  # no redirect to follow
+    assert slash.status_code == 404 and slash.json()["error"].startswith("POST /translate/: there is nothing here")
+    long = client.get("/" + "a" * 10_000).json()["error"]
+    assert long.startswith("GET /" + "a" * 76 + "...: there is nothing here") and len(long) < 200
+
+
+def test_requests_from_other_sites_pages_are_refused(client, backend, config):
+    hello = {"json": {"text": ["Hello."]}}
+    assert client.post("/translate", **hello).status_code == 200  # curl, a script: no Origin
+    for own in ("http://127.0.0.1:8000", "http://localhost:8000", "http://[::1]:8000"):
+        host = own.removeprefix("http://")
+        assert client.post("/translate", **hello, headers={"Host": host, "Origin": own}).status_code == 200
+    rebinding = client.post("/translate", **hello, headers={"Host": "attacker.example:8000"})
+    assert rebinding.status_code == 400
+    assert rebinding.json()["error"] == (
+        'the Host header "attacker.example:8000" is not this server\'s name; bound to a loopback address, '
+        "it answers to localhost, 127.0.0.1 and [::1] only"
+    )
+    for origin in ("http://attacker.example", "http://127.0.0.1:9000", "https://127.0.0.1:8000", "null"):
+        foreign = client.post("/translate", **hello, headers={"Origin": origin, "Content-Type": "text/plain"})
+        assert foreign.status_code == 403
+        assert foreign.json()["error"] == (
+            f"the request comes from another site's page (Origin {json.dumps(origin)}); this server answers "
+            "its own page and clients that send no Origin"
+        )
+    with serving(backend, config.replace(host="0.0.0.0")) as exposed:  # reached under any name, still no other site
+        assert exposed.post("/translate", **hello, headers={"Host": "translator.lan:8000"}).status_code == 200
+        assert exposed.post("/translate", **hello, headers={"Origin": "http://attacker.example"}).status_code == 403
+
+
+def test_a_body_that_stops_arriving_is_a_408(monkeypatch):
+    monkeypatch.setattr(serving_module, "BODY_SECONDS", 0.05)
+    parts = iter([{"type": "http.request", "body": b'{"text": ', "more_body": True}])
+
+    async def receive():
+        try:
+            return next(parts)
+        except StopIteration:
+            await asyncio.sleep(60)  # the client sends no more
+
+    request = Request({"type": "http", "method": "POST", "headers": []}, receive)
+    with pytest.raises(ServingError) as refused:
+        asyncio.run(read_body(request, 1000))
+    assert (refused.value.status, refused.value.message) == (
+        408,
+        "the body did not arrive within 0.05 seconds (9 bytes came)",
+    )
 
 
 @pytest.mark.parametrize(
@@ -305,7 +358,7 @@ def test_any_other_failure_is_a_500_in_json(config, caplog):
 
     with (
         caplog.at_level(logging.INFO, "sequencer"),
-        TestClient(create_app(Broken(), config), raise_server_exceptions=False) as client,
+        TestClient(create_app(Broken(), config), base_url=BASE_URL, raise_server_exceptions=False) as client,
     ):
         answer = client.post("/translate", json={"text": ["Hello."]})
     assert answer.status_code == 500 and answer.json() == {"error": "the server failed to answer; its log says why"}
@@ -378,7 +431,7 @@ def oversized_body_status(url: str, limit: int) -> str:
     """
     host, port = url.removeprefix("http://").strip("/").split(":")
     with socket.create_connection((host, int(port)), timeout=30) as connection:
-        connection.sendall(b"POST /translate HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+        connection.sendall(b"POST /translate HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n")
         for start in range(0, limit + 1, 65536):
             size = min(65536, limit + 1 - start)
             connection.sendall(b"%x\r\n%s\r\n" % (size, b"a" * size))
