@@ -12,13 +12,12 @@ USES = ("model_dir", "run", "device", *keys_of("Prediction"))
 
 
 def export(config, args):
-    from sequencer.errors import ConfigError
-    from sequencer.runs import find_run
+    from sequencer.runs import check_export_folder, find_run
 
-    run_dir = find_run(config.model_dir, config.run)  # checked before TensorFlow starts
+    # Checked before TensorFlow starts: the run, and the folder to write.
+    run_dir = find_run(config.model_dir, config.run)
     out_dir = args.out_dir.absolute()
-    if out_dir.exists() and not args.force:
-        raise ConfigError(f"{out_dir} exists already; choose another folder or pass --force to replace it")
+    check_export_folder(out_dir, args.force)
     import_tensorflow()
     from sequencer.devices import configure_device
     from sequencer.export import export

@@ -31,10 +31,11 @@ import tensorflow as tf
 
 from sequencer import __version__
 from sequencer.config import Config
-from sequencer.errors import ConfigError, DataError
+from sequencer.errors import DataError
 from sequencer.files import atomic_path
-from sequencer.runs import EXPORT_FILE, Run
+from sequencer.runs import EXPORT_FILE, Run, check_export_folder
 from sequencer.search import BeamSearchDecoder, GreedyDecoder, length_penalty
+from sequencer.text import first_line
 from sequencer.vocabulary import END_ID, JOINER, PAD_ID, SPECIALS, START_ID, UNK_ID, Vocabulary
 
 # What Python's `\w` matches, as RE2 (TensorFlow's regular expressions) spells it: letters,
@@ -149,10 +150,15 @@ class Translator(tf.Module):
 
 def export(run: Run, config: Config, out_dir: Path, force: bool = False) -> Path:
     """Write the run as a SavedModel to `out_dir`, atomically; an existing export only with `force`."""
-    if out_dir.exists() and not force:
-        raise ConfigError(f"{out_dir} exists already; choose another folder or pass --force to replace it")
-    if out_dir.exists() and not (out_dir / EXPORT_FILE).is_file():
-        raise ConfigError(f"{out_dir} is not an export of this project; it will not be replaced")
+    check_export_folder(out_dir, force)
+    try:
+        _write_export(run, config, out_dir)
+    except (OSError, tf.errors.OpError) as error:  # TensorFlow writes the SavedModel with its own file system
+        raise DataError(f"cannot write the export to {out_dir} ({first_line(error)})") from None
+    return out_dir
+
+
+def _write_export(run: Run, config: Config, out_dir: Path) -> None:
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="sequencer-export-") as scratch, atomic_path(out_dir) as partial:
         translator = Translator(run, config, Path(scratch))
@@ -170,4 +176,3 @@ def export(run: Run, config: Config, out_dir: Path, force: bool = False) -> Path
             "needs_tensorflow_text": run.source_vocab.level == "subword",
         }
         (partial / EXPORT_FILE).write_text(json.dumps(description, indent=2) + "\n", encoding="utf-8")
-    return out_dir

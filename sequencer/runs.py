@@ -23,6 +23,7 @@ to save or load a model, so that the scripts can check a run folder before Tenso
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import zipfile
@@ -56,6 +57,8 @@ LAST_CHECKPOINT = "last"
 STATE_FILE = "state.json"
 TEST_FILE = "test.txt"
 EXPORT_FILE = "export.json"  # in an export's folder (scripts/export.py): how it decodes, and from which run
+EXPORT_KEYS = {"run": str, "beam_width": int, "n_best": int, "needs_tensorflow_text": bool}  # export.json holds
+SAVED_MODEL_FILE = "saved_model.pb"
 AVERAGED_FILE = "averaged.keras"  # the average of the last checkpoints, when it did not replace model.keras
 BEST_EPOCH_FILE = "best-epoch.keras"  # the best epoch's model, when the average replaced it in model.keras
 LATEST_FILE = "latest"
@@ -384,3 +387,38 @@ def _from_version_0_1(saved: keras.Model, config: Config, source_size: int, targ
     if copied != len(model.weights):
         raise DataError(f"{run_dir}: not a model of sequencer 0.1 ({copied} of {len(model.weights)} weights found)")
     return model
+
+
+def read_export(folder: Path) -> dict:
+    """The `export.json` of an export folder, checked: DataError naming the folder if it is not an export."""
+    if not folder.is_dir():
+        raise DataError(f"the export folder {folder} does not exist")
+    if not (folder / EXPORT_FILE).is_file():
+        raise DataError(f"{folder} is not an export of scripts/export.py: it has no {EXPORT_FILE}")
+    description = read_json(folder / EXPORT_FILE)
+    for key, kind in EXPORT_KEYS.items():
+        if type(description.get(key)) is not kind:
+            raise DataError(f"{folder / EXPORT_FILE}: {key} is missing or not {kind.__name__}")
+    if not (folder / SAVED_MODEL_FILE).is_file():
+        raise DataError(f"{folder} is not an export of scripts/export.py: it has no {SAVED_MODEL_FILE}")
+    return description
+
+
+def check_export_folder(out_dir: Path, force: bool) -> None:
+    """ConfigError unless an export can be written to `out_dir`: a new folder (its missing parents
+    are made) under a folder this process may write in, or with `force` an earlier export, which
+    is replaced. Nothing else is ever replaced, however many of an export's files it holds."""
+    if out_dir.exists() or out_dir.is_symlink():
+        if not force:
+            raise ConfigError(f"{out_dir} exists already; choose another folder or pass --force to replace it")
+        try:
+            read_export(out_dir)
+        except DataError as error:
+            raise ConfigError(f"{error}; --force replaces an export only, so {out_dir} stays as it is") from None
+    ancestor = out_dir.parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise ConfigError(f"cannot make the export folder {out_dir}: {ancestor} is a file, not a folder")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise ConfigError(f"cannot make the export folder {out_dir}: this user may not write in {ancestor}")

@@ -48,8 +48,7 @@ from starlette.requests import ClientDisconnect
 from sequencer import __version__
 from sequencer.config import Config
 from sequencer.errors import ConfigError, DataError, SequencerError
-from sequencer.files import read_json
-from sequencer.runs import EXPORT_FILE
+from sequencer.runs import read_export
 from sequencer.text import first_line
 
 if TYPE_CHECKING:
@@ -58,7 +57,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 WEB_DIR = Path(__file__).resolve().parent / "web"
-EXPORT_KEYS = {"run": str, "beam_width": int, "n_best": int, "needs_tensorflow_text": bool}
 # The page: URL path -> (file in WEB_DIR, media type). Nothing else is read from disk.
 PAGE_FILES = {
     "/": ("index.html", "text/html; charset=utf-8"),
@@ -176,19 +174,6 @@ class ExportBackend:
                 hypotheses = [(text.decode("utf-8"), float(score)) for text, score in zip(row, row_scores)]
                 found.append(hypotheses[:1] + [pair for pair in hypotheses[1:] if math.isfinite(pair[1])])
         return found
-
-
-def read_export(folder: Path) -> dict:
-    """The `export.json` of an export folder, checked: DataError naming the folder if it is not an export."""
-    if not folder.is_dir():
-        raise DataError(f"the export folder {folder} does not exist")
-    if not (folder / EXPORT_FILE).is_file():
-        raise DataError(f"{folder} is not an export of scripts/export.py: it has no {EXPORT_FILE}")
-    description = read_json(folder / EXPORT_FILE)
-    for key, kind in EXPORT_KEYS.items():
-        if type(description.get(key)) is not kind:
-            raise DataError(f"{folder / EXPORT_FILE}: {key} is missing or not {kind.__name__}")
-    return description
 
 
 def check_settings(config: Config) -> None:

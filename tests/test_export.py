@@ -153,6 +153,15 @@ def test_an_export_is_not_overwritten_unless_forced(run, tmp_path):
     (tmp_path / "mine").mkdir()
     with pytest.raises(ConfigError, match="not an export"):
         export(run, run.config, tmp_path / "mine", force=True)
+    # A folder of the user's that merely holds an export.json is no export either, and stays whole.
+    (tmp_path / "mine" / EXPORT_FILE).write_text((out / EXPORT_FILE).read_text())
+    (tmp_path / "mine" / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigError, match=r"has no saved_model\.pb; --force replaces an export only, so .* stays"):
+        export(run, run.config, tmp_path / "mine", force=True)
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "mine"
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(ConfigError, match=r"cannot make the export folder .*: .*a-file is a file, not a folder"):
+        export(run, run.config, tmp_path / "a-file" / "en-fr")
 
 
 def test_word_tokens_in_the_graph_are_the_python_tokens_on_the_shipped_corpus():

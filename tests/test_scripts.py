@@ -196,6 +196,10 @@ def test_unwritable_output_and_empty_input(tmp_path):
     assert again.returncode == 2 and again.stderr == (
         f"error: {tmp_path / 'exports' / 'en-fr'} exists already; choose another folder or pass --force to replace it\n"
     )
+    under_a_file = script("export.py", *TRAIN, "out/en-fr", cwd=tmp_path)
+    assert under_a_file.returncode == 2 and under_a_file.stderr == (
+        f"error: cannot make the export folder {tmp_path / 'out' / 'en-fr'}: {tmp_path / 'out'} is a file, not a folder\n"
+    )
     for named in ([run_name], ["--run", run_name], []):  # a bare name is a run in model_dir; none: the newest
         nothing_to_average = script("average.py", *TRAIN, *named, "--average_last", "3", cwd=tmp_path)
         assert nothing_to_average.returncode == 2
