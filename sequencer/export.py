@@ -41,7 +41,9 @@ from sequencer.vocabulary import END_ID, JOINER, PAD_ID, SPECIALS, START_ID, UNK
 # What Python's `\w` matches, as RE2 (TensorFlow's regular expressions) spells it: letters,
 # digits and the underscore of every script.
 _WORD_CHARACTER = r"[\p{L}\p{N}_]"
-_SEPARATOR = "\x1f"  # marks where a word-level token starts, while the graph splits a sentence
+# Marks where a word-level token starts, while the graph splits a sentence: a byte that UTF-8
+# text never holds, so that no character of a sentence can be taken for it.
+_SEPARATOR = b"\xff"
 
 
 class Tokens(tf.Module):
@@ -104,7 +106,7 @@ class Tokens(tf.Module):
 def _word_tokens(text: tf.Tensor) -> tf.RaggedTensor:
     """`vocabulary.tokenize_words` as string ops: runs of word characters and single other characters,
     spaces between them, and a joiner on the punctuation side where two tokens touch."""
-    marked = tf.strings.regex_replace(text, f"({_WORD_CHARACTER}+|[^\\p{{L}}\\p{{N}}_ ])", _SEPARATOR + r"\1")
+    marked = tf.strings.regex_replace(text, f"({_WORD_CHARACTER}+|[^\\p{{L}}\\p{{N}}_ ])", _SEPARATOR + rb"\1")
     pieces = tf.strings.split(marked, _SEPARATOR)[:, 1:]  # each token with the spaces after it
     tokens = tf.strings.regex_replace(pieces, " +$", "")
     values, rows = tokens.flat_values, tokens.value_rowids()

@@ -167,7 +167,7 @@ def test_an_export_is_not_overwritten_unless_forced(run, tmp_path):
 def test_word_tokens_in_the_graph_are_the_python_tokens_on_the_shipped_corpus():
     with open(ROOT / "training_files" / "fra.txt", encoding="utf-8") as stream:
         sentences = [side.strip() for line in stream for side in line.split("\t")[:2]]
-    sentences += ["  two  spaces ", "a\u202f!", "l'été — «oui»", "x_y 3.5 ½", "", "Ж🐞?!"]
+    sentences += ["  two  spaces ", "a\u202f!", "l'été — «oui»", "x_y 3.5 ½", "", "Ж🐞?!", "a\x1fb", "\x1f"]
     tokens = _word_tokens(tf.constant(sentences)).to_list()
     mismatches = [s for s, graph in zip(sentences, tokens) if [t.decode() for t in graph] != tokenize_words(s)]
     assert mismatches == []
