@@ -13,6 +13,7 @@ from sequencer.config import KEYS
 def train(config, args):
     from sequencer import Preprocessor, batchers, builders, runs
     from sequencer.config import check_resume, run_folder
+    from sequencer.devices import check_cluster
 
     if args.list:
         for heading, found in (("model=", builders.available()), ("batcher=", batchers.available())):
@@ -28,6 +29,7 @@ def train(config, args):
         config, saved = runs.load_config(run_dir, command_line_flags(args)), runs.load_config(run_dir)
         check_resume(saved, config, run_dir)
         vocabularies = runs.load_vocabularies(run_dir)
+    check_cluster(config.distribution)
     corpus = Preprocessor(config).load(vocabularies)
     import_tensorflow()
     from sequencer.training import Trainer

@@ -298,7 +298,7 @@ def curves_figure(rows: list[dict[str, str]], best_epoch: int, resumed_after: Se
         for number, epoch in enumerate(resumed_after):
             axes.axvline(epoch + 0.5, color="grey", linestyle="--", label="resumed" if number == 0 else None)
         axes.set(title=metric, xlabel="epoch")
-        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))  # one epoch: the tick 1
         if axes.lines:
             axes.legend()
     return figure

@@ -91,15 +91,25 @@ class Parser(argparse.ArgumentParser):
             )
 
     def parse_args(self, args=None, namespace=None) -> argparse.Namespace:
-        parsed, extras = self.parse_known_args(args, namespace)
+        arguments = sys.argv[1:] if args is None else list(args)
+        # Unknown flags first: argparse would otherwise give a mistyped flag's value to a
+        # positional argument (predict.py's "-") and complain about that instead.
+        for argument in arguments:
+            if argument == "--":
+                break
+            if argument.startswith("--") and argument.split("=", 1)[0] not in self._option_string_actions:
+                self._unknown_flag(argument)
+        parsed, extras = self.parse_known_args(arguments, namespace)
         if extras:
-            extra = extras[0]
-            if not extra.startswith("-"):
-                self.error(f"unexpected argument {extra!r}")
-            flags = [option for option in self._option_string_actions if option.startswith("--")]
-            close = difflib.get_close_matches(extra.split("=", 1)[0], flags, n=1)
-            self.error(f"unknown flag {extra}" + (f" (did you mean {close[0]}?)" if close else ""))
+            if extras[0].startswith("-"):
+                self._unknown_flag(extras[0])
+            self.error(f"unexpected argument {extras[0]!r}")
         return parsed
+
+    def _unknown_flag(self, argument: str):
+        flags = [option for option in self._option_string_actions if option.startswith("--")]
+        close = difflib.get_close_matches(argument.split("=", 1)[0], flags, n=1)
+        self.error(f"unknown flag {argument}" + (f" (did you mean {close[0]}?)" if close else ""))
 
     def error(self, message: str):
         print(f"error: {message}; see {self.prog} --help", file=sys.stderr)
@@ -112,11 +122,11 @@ def run_script(parser: Parser, job: Callable[[Config, argparse.Namespace], None]
     _configure_logging(logging.WARNING if args.quiet else logging.INFO)
     signal.signal(signal.SIGTERM, _interrupt)
     try:
-        flags = command_line_flags(args)
-        config = load_config(args.config, flags)
-        for name in flags:
-            if name not in parser.uses:
+        for name in command_line_flags(args):
+            if name not in parser.uses:  # dropped, so that a value the script would not use cannot stop it
                 log.warning("--%s is not a setting %s uses; it is ignored", name, parser.prog)
+                delattr(args, name)
+        config = load_config(args.config, command_line_flags(args))
         if args.print_config:
             sys.stdout.write(render_config(config))
             return

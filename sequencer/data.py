@@ -16,6 +16,7 @@ import numpy as np
 
 from sequencer.config import Config
 from sequencer.errors import ConfigError, DataError
+from sequencer.files import unwritable_reason
 from sequencer.vocabulary import END_ID, PAD_ID, START_ID, SubwordVocabulary, Vocabulary
 
 log = logging.getLogger(__name__)
@@ -76,6 +77,15 @@ class Corpus:
     def max_target_len(self) -> int:
         return int(max(self.train_target.lengths.max(initial=0), self.val_target.lengths.max(initial=0)))
 
+    def description(self) -> str:
+        """`240 training, 60 validation and 0 test pairs; source: 50 distinct characters, longest 23; ...`"""
+        source, target = self.source_vocab, self.target_vocab
+        return (
+            f"{len(self.train_source)} training, {len(self.val_source)} validation and {len(self.test_pairs)} "
+            f"test pairs; source: {len(source.tokens)} distinct {source.unit}s, longest {self.max_source_len}; "
+            f"target: {len(target.tokens)} distinct {target.unit}s, longest {self.max_target_len}"
+        )
+
 
 def pad_ids(sequences: list[np.ndarray]) -> np.ndarray:
     """A (len(sequences), longest) int32 matrix of the id sequences, right-padded with PAD_ID."""
@@ -115,7 +125,8 @@ def decode_line(raw: bytes, path: Path, number: int) -> str:
 
 
 def translation_inputs(input_dir: Path, output_dir: Path) -> list[Path]:
-    """The `*.txt` files of `input_dir` to translate into `output_dir`, which must not be `input_dir`."""
+    """The `*.txt` files of `input_dir` to translate into `output_dir`, checked before anything is translated:
+    every file is UTF-8 (DataError with file:line), and `output_dir` is not `input_dir` and can be written."""
     if not input_dir.is_dir():
         raise DataError(f"predict_in {input_dir} is not a folder")
     if output_dir.resolve() == input_dir.resolve():
@@ -124,9 +135,15 @@ def translation_inputs(input_dir: Path, output_dir: Path) -> list[Path]:
         )
     if output_dir.exists() and not output_dir.is_dir():
         raise ConfigError(f"predict_out {output_dir} is not a folder")
+    reason = unwritable_reason(output_dir)
+    if reason:
+        raise ConfigError(f"predict_out {output_dir}: {reason}")
     inputs = sorted(input_dir.glob("*.txt"))
     if not inputs:
         raise DataError(f"predict_in {input_dir} has no *.txt files to translate")
+    for path in inputs:  # every file read once before any is translated: a bad line stops them all
+        for _ in read_lines(path):
+            pass
     return inputs
 
 
@@ -252,19 +269,6 @@ class Preprocessor:
             target_ids.select(val_indices),
             test_pairs,
             fingerprint,
-        )
-        log.info(
-            "data: %d training, %d validation and %d test pairs; source: %d distinct %ss, longest %d; "
-            "target: %d distinct %ss, longest %d",
-            len(train_indices),
-            val_count,
-            len(test_pairs),
-            len(source_vocab.tokens),
-            source_vocab.unit,
-            corpus.max_source_len,
-            len(target_vocab.tokens),
-            target_vocab.unit,
-            corpus.max_target_len,
         )
         return corpus
 

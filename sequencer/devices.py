@@ -4,16 +4,20 @@
 built and compiled in the strategy's scope. `batch_size` is the global batch: every step's pairs
 are split among all replicas (see `training.make_dataset`), so a step sees the same pairs however
 many devices share it.
+
+TensorFlow is imported by the functions that need it, so that `check_cluster` can run before it starts.
 """
 
 from __future__ import annotations
 
 import json
 import os
-
-import tensorflow as tf
+from typing import TYPE_CHECKING
 
 from sequencer.errors import ConfigError
+
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 
 def configure_device(device: str) -> None:
@@ -22,6 +26,8 @@ def configure_device(device: str) -> None:
     Must run before TensorFlow first touches a GPU. `auto` uses every GPU there is, or the CPU.
     Memory growth lets a GPU be shared with other processes instead of being taken whole.
     """
+    import tensorflow as tf
+
     gpus = tf.config.list_physical_devices("GPU")
     if device == "cpu":
         if gpus:
@@ -44,6 +50,8 @@ def make_strategy(distribution: str) -> tf.distribute.Strategy:
     GPU. multi_worker: MultiWorkerMirroredStrategy over the cluster in the TF_CONFIG environment
     variable. auto: mirrored when more than one GPU is visible, else one device.
     """
+    import tensorflow as tf
+
     if distribution == "auto":  # visible devices, not logical ones: listing those would start TensorFlow's runtime
         distribution = "mirrored" if len(tf.config.get_visible_devices("GPU")) > 1 else "none"
     if distribution == "none":
@@ -52,13 +60,21 @@ def make_strategy(distribution: str) -> tf.distribute.Strategy:
         gpus = [device.name for device in tf.config.list_logical_devices("GPU")]
         return tf.distribute.MirroredStrategy(gpus or [device.name for device in tf.config.list_logical_devices("CPU")])
     # Collective operations must be set up before TensorFlow's runtime starts: nothing above runs first.
+    check_cluster(distribution)
+    return tf.distribute.MultiWorkerMirroredStrategy()
+
+
+def check_cluster(distribution: str) -> None:
+    """ConfigError if `distribution=multi_worker` has no cluster to work in: the TF_CONFIG
+    environment variable, as JSON. Needs no TensorFlow runtime, so train.py checks it first."""
+    if distribution != "multi_worker":
+        return
     if not os.environ.get("TF_CONFIG"):
         raise ConfigError("distribution=multi_worker needs the cluster in the TF_CONFIG environment variable")
     try:
         json.loads(os.environ["TF_CONFIG"])
     except ValueError as error:
         raise ConfigError(f"TF_CONFIG is not valid JSON ({error})") from None
-    return tf.distribute.MultiWorkerMirroredStrategy()
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -44,6 +45,24 @@ def atomic_path(path: Path) -> Iterator[Path]:
             shutil.rmtree(temporary, ignore_errors=True)
         else:
             temporary.unlink(missing_ok=True)
+
+
+def unwritable_reason(folder: Path) -> str | None:
+    """Why this process cannot write in `folder`, or make it with its missing parents; None if it can.
+
+    Tried rather than judged from permissions (which say yes to root everywhere, /proc included):
+    a hidden folder is made in `folder`, or in its nearest parent that exists, and removed.
+    """
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is a file, not a folder"
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".sequencer-probe-", dir=existing))
+    except OSError as error:
+        return f"cannot write in {existing} ({error.strerror or error})"
+    return None
 
 
 def write_atomically(path: Path, text: str) -> None:

@@ -73,7 +73,7 @@ class Predictor:
         self.length_penalty = config.length_penalty
         self._decoders: dict[int, GreedyDecoder | BeamSearchDecoder] = {}  # by beam width, made when first used
         self.unknown_tokens: Counter[str] = Counter()
-        self.sentences = self.empty_translations = 0  # non-empty sentences translated, and those translated as ""
+        self.sentences = self.empty_translations = 0  # non-empty sentences translated, and those translated as blank
         self.show_progress = False  # a progress line on stderr while translating a file or stream
         self.progress: Progress | None = None
 
@@ -120,7 +120,7 @@ class Predictor:
             for i, ids, scores in zip(batch, found.ids, found.scores(self.length_penalty)):
                 scored = [(self.run.target_vocab.decode(row), float(value)) for row, value in zip(ids, scores)]
                 results[i] = scored[:1] + [pair for pair in scored[1:] if np.isfinite(pair[1])]
-                self.empty_translations += results[i][0][0] == ""
+                self.empty_translations += not results[i][0][0].strip()  # a space is as empty to a reader
             self.sentences += len(batch)
             if self.progress:
                 self.progress.advance(len(batch))
@@ -224,7 +224,7 @@ class Predictor:
             self.progress = None
         if self.empty_translations > self.sentences / 2:
             log.warning(
-                "%s: %d of %d sentences were translated as empty lines; the model may need more training",
+                "%s: %d of %d sentences were translated as empty or blank lines; the model may need more training",
                 source,
                 self.empty_translations,
                 self.sentences,

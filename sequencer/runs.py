@@ -23,7 +23,6 @@ to save or load a model, so that the scripts can check a run folder before Tenso
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import zipfile
@@ -37,7 +36,7 @@ import numpy as np
 from sequencer import builders
 from sequencer.config import KEYS, TRAINING_SECTIONS, Config, config_from_dict
 from sequencer.errors import ConfigError, DataError
-from sequencer.files import atomic_path, read_json, write_atomically, write_json
+from sequencer.files import atomic_path, read_json, unwritable_reason, write_atomically, write_json
 from sequencer.text import first_line
 from sequencer.vocabulary import Vocabulary
 
@@ -415,10 +414,6 @@ def check_export_folder(out_dir: Path, force: bool) -> None:
             read_export(out_dir)
         except DataError as error:
             raise ConfigError(f"{error}; --force replaces an export only, so {out_dir} stays as it is") from None
-    ancestor = out_dir.parent
-    while not ancestor.exists():
-        ancestor = ancestor.parent
-    if not ancestor.is_dir():
-        raise ConfigError(f"cannot make the export folder {out_dir}: {ancestor} is a file, not a folder")
-    if not os.access(ancestor, os.W_OK | os.X_OK):
-        raise ConfigError(f"cannot make the export folder {out_dir}: this user may not write in {ancestor}")
+    reason = unwritable_reason(out_dir.parent)
+    if reason:
+        raise ConfigError(f"cannot make the export folder {out_dir}: {reason}")

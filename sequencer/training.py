@@ -160,6 +160,7 @@ class Trainer:
 
     def train(self, corpus: Corpus) -> Path:
         """Train a new model in a new run folder; return the folder (deleted already on a non-chief worker)."""
+        log.info("data: %s", corpus.description())
         with self._worker_scratch() as scratch:
             if scratch:
                 self.config = self.config.replace(model_dir=scratch)
@@ -180,6 +181,7 @@ class Trainer:
         saved_config = load_config(run_dir)
         check_resume(saved_config, self.config, run_dir)
         self._check_corpus(run_dir, corpus)
+        log.info("data: %s", corpus.description())
         with self._worker_scratch() as scratch:
             if scratch:
                 run_dir = Path(shutil.copytree(run_dir, scratch / run_dir.name))

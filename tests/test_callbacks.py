@@ -27,3 +27,10 @@ def test_the_curves_mark_the_best_epoch_and_each_resumption_on_integer_ticks():
 def test_a_run_without_a_best_epoch_or_resumption_has_only_its_curves():
     figure = curves_figure(rows(1), best_epoch=0, resumed_after=[])
     assert {line.get_label() for line in figure.axes[0].get_lines()} == {"training", "validation"}
+    figure.canvas.draw()
+    visible = [
+        tick
+        for tick in figure.axes[0].get_xticks()
+        if figure.axes[0].get_xlim()[0] <= tick <= figure.axes[0].get_xlim()[1]
+    ]
+    assert visible == [1]  # a single epoch still has integer ticks

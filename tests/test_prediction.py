@@ -92,17 +92,18 @@ def test_n_best_needs_a_beam(tmp_path):
     assert "n_best=2 needs beam_width >= 2" in str(caught.value)
 
 
-def test_mostly_empty_translations_are_a_warning(trained_run, tmp_path, caplog):
+@pytest.mark.parametrize("output", ["", " "])
+def test_mostly_empty_or_blank_translations_are_a_warning(trained_run, tmp_path, caplog, output):
     run = load_run(trained_run)
     predictor = Predictor(run, run.config.replace(min_output_len=0))
 
-    # A model that ends every translation at once, as a barely trained one may when allowed to.
+    # A model that ends every translation at once, or after a space, as a barely trained one may.
     def end_at_once(source_ids, beam_width, n_best):
-        batch = len(source_ids)
-        return Hypotheses(np.full((batch, 1, 1), END_ID, np.int32), np.zeros((batch, 1)), np.ones((batch, 1)))
+        batch, ids = len(source_ids), [*run.target_vocab.encode(output), END_ID]
+        return Hypotheses(np.tile(np.array(ids, np.int32), (batch, 1, 1)), np.zeros((batch, 1)), np.ones((batch, 1)))
 
     predictor._decode = end_at_once
     caplog.set_level(logging.WARNING)
     predictor.translate_file(MIXED, tmp_path / "mixed.txt")
-    [warning] = [record.getMessage() for record in caplog.records if "translated as empty lines" in record.getMessage()]
+    [warning] = [record.getMessage() for record in caplog.records if "as empty or blank lines" in record.getMessage()]
     assert warning.startswith(f"{MIXED}: 4 of 4 sentences")  # the empty line is not counted

@@ -69,12 +69,14 @@ def test_train_then_predict_files_and_stdin(tmp_path):
         ),
         ([], {}, "train_dir=./missing\n", "train_dir"),
         (["--epcohs", "2"], {}, "", "unknown flag --epcohs (did you mean --epochs?)"),
-        (  # found after TensorFlow starts
-            ["--train_dir", "train", "--val_split", "0", "--monitor", "loss", "--mixed_precision", "true", "--quiet"],
+        (  # found after TensorFlow starts, before anything else is said
+            ["--train_dir", "train", "--val_split", "0", "--monitor", "loss", "--mixed_precision", "true"],
             {},
             "",
             "mixed_precision=true needs a GPU",
         ),
+        (["--train_dir", "train", "--val_split", "0", "--monitor", "loss", "--device", "gpu"], {}, "", "sees 0 GPU"),
+        (["--distribution", "multi_worker"], {"TF_CONFIG": ""}, "", "needs the cluster in the TF_CONFIG"),
     ],
 )
 def test_bad_configuration_exits_2_with_one_line_and_writes_nothing(tmp_path, args, env, config_text, message):
@@ -131,6 +133,15 @@ def test_help_lists_the_keys_a_script_uses_and_ignored_flags_are_warnings(tmp_pa
     ignored = script("predict.py", *PREDICT, "--latent_dim", "999", cwd=tmp_path)
     assert ignored.returncode == 2  # no model yet; the warning comes first
     assert ignored.stderr.splitlines()[0] == "warning: --latent_dim is not a setting predict.py uses; it is ignored"
+    # An ignored flag is not applied either, so that a value the script does not use cannot stop it.
+    shown = script("train.py", *TRAIN, "--n_best", "2", "--print-config", cwd=tmp_path)
+    assert shown.returncode == 0 and "\nn_best=1\n" in shown.stdout
+    assert shown.stderr == "warning: --n_best is not a setting train.py uses; it is ignored\n"
+    # A mistyped flag before a value: the flag is the error, not the value predict.py's "-" would take.
+    for typed, meant in (["--epcohs", "2"], "--epochs"), (["--beam", "4"], "--beam_width"):
+        mistyped = script("predict.py", *typed, cwd=tmp_path)
+        assert mistyped.returncode == 2
+        assert mistyped.stderr == f"error: unknown flag {typed[0]} (did you mean {meant}?); see predict.py --help\n"
 
 
 def test_interrupted_training_leaves_a_run_to_predict_with_and_resume(tmp_path):
@@ -183,6 +194,13 @@ def test_unwritable_output_and_empty_input(tmp_path):
     assert blocked.returncode == 2
     assert blocked.stderr.splitlines()[-1] == f"error: predict_out {tmp_path / 'out'} is not a folder"
     assert "Traceback" not in blocked.stderr
+    # Every input file is read before any is translated: a bad line stops them all, with nothing written.
+    (tmp_path / "in" / "z-bad.txt").write_bytes(b"Hello.\n\xff\n")
+    bad_line = script("predict.py", *PREDICT, "--predict_in", "in", "--predict_out", "out3", cwd=tmp_path)
+    assert bad_line.returncode == 2
+    assert bad_line.stderr == f"error: {tmp_path / 'in' / 'z-bad.txt'}:2: not valid UTF-8 (byte 1 of the line)\n"
+    assert not (tmp_path / "out3").exists()
+    (tmp_path / "in" / "z-bad.txt").unlink()
     empty = script("predict.py", *PREDICT, "--predict_in", "in", "--predict_out", "out2", cwd=tmp_path)
     assert empty.returncode == 0, empty.stderr
     assert (tmp_path / "out2" / "empty.txt").read_text() == ""
@@ -197,8 +215,9 @@ def test_unwritable_output_and_empty_input(tmp_path):
         f"error: {tmp_path / 'exports' / 'en-fr'} exists already; choose another folder or pass --force to replace it\n"
     )
     under_a_file = script("export.py", *TRAIN, "out/en-fr", cwd=tmp_path)
+    exports = tmp_path / "out" / "en-fr"
     assert under_a_file.returncode == 2 and under_a_file.stderr == (
-        f"error: cannot make the export folder {tmp_path / 'out' / 'en-fr'}: {tmp_path / 'out'} is a file, not a folder\n"
+        f"error: cannot make the export folder {exports}: {tmp_path / 'out'} is a file, not a folder\n"
     )
     for named in ([run_name], ["--run", run_name], []):  # a bare name is a run in model_dir; none: the newest
         nothing_to_average = script("average.py", *TRAIN, *named, "--average_last", "3", cwd=tmp_path)

@@ -472,12 +472,16 @@ def test_serve_script_translates_and_ctrl_c_finishes_the_request_in_flight(train
 
 
 def test_serve_script_serves_an_export_until_sigterm(exported, tmp_path):
-    with server_process("--export", str(exported), "--quiet", cwd=tmp_path) as (process, url, log):
+    arguments = ("--export", str(exported), "--quiet", "--beam_width", "4")
+    with server_process(*arguments, cwd=tmp_path) as (process, url, log):
         status, answer = post(url, {"text": ["Hello!", ""]})
         assert status == 200 and len(answer["translations"][0]) == 2 and answer["translations"][1] == ["", ""]
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=60) == 130
-    assert log.read_text() == "interrupted\n"
+    assert log.read_text() == (
+        "warning: --beam_width does not apply to an export, which decodes as it was exported; it is ignored\n"
+        "interrupted\n"
+    )
 
 
 @pytest.mark.parametrize(
