@@ -253,11 +253,11 @@ class Trainer:
                 )
                 run_state.write_summary(interrupted=True)
                 raise
-        log.info("best epoch %d of %d; model.keras holds it", state.best_epoch, state.epochs_completed)
-        if self.config.average_last > 1:
-            self.average(run_dir, corpus)
-        if corpus.test_pairs and is_chief(self.strategy):
-            self._evaluate(run_dir, corpus.test_pairs)
+            log.info("best epoch %d of %d; model.keras holds it", state.best_epoch, state.epochs_completed)
+            if self.config.average_last > 1:
+                self.average(run_dir, corpus)
+            if corpus.test_pairs and is_chief(self.strategy):
+                self._evaluate(run_dir, corpus.test_pairs)
         return run_dir
 
     def average(self, run_dir: Path, corpus: Corpus) -> dict | None:

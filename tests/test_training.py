@@ -299,6 +299,8 @@ def test_held_out_test_pairs_are_saved_and_scored(tmp_path):
     assert len(saved) == summary["test_pairs"] >= 30 and all("\t" in line for line in saved)
     scores = json.loads((run_dir / "eval.json").read_text())["test.txt"]
     assert scores["references"] == len(saved) and 0 < scores["sentences"] <= len(saved)
+    log = (run_dir / "train.log").read_text()  # what is said after the last epoch is in the run's log too
+    assert "best epoch 1 of 1; model.keras holds it" in log and "held-out test pairs (" in log and "| chrF |" in log
 
 
 def test_validation_chrf_is_logged_and_can_pick_the_best_epoch(tmp_path):
