@@ -161,6 +161,14 @@ def import_tensorflow() -> None:
         import tensorflow  # noqa: F401
 
 
+def start_ray_worker() -> None:
+    """Ray's hook for each `tune.py` worker as it starts: TensorFlow imported as `import_tensorflow`
+    does, and Ray's notes of every checkpoint a member saves or restores left out of the output."""
+    import_tensorflow()
+    for name in ("ray.train", "ray.tune.trainable"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 @contextmanager
 def native_log_lines_dropped():
     """Catch file descriptor 2 while the block runs; pass on all but native log lines afterwards.

@@ -15,6 +15,8 @@ from __future__ import annotations
 import logging
 import math
 import shutil
+import socket
+import warnings
 from datetime import datetime
 from pathlib import Path
 
@@ -127,10 +129,16 @@ def tune_population(config: Config, corpus: Corpus) -> Path:
     )
     base = config.replace(epochs=config.stop_after, early_stopping_patience=0).to_dict()
     experiment = config.model_dir.resolve() / f"pbt-{config.model}-{datetime.now():%Y%m%d-%H%M%S}"
+    if config.ray_address:
+        check_ray_address(config.ray_address)
+    log.info("data: %s", corpus.description())
     try:
         # The package goes to Ray's workers with the job: they import it wherever they start, on
         # this machine (whatever its working folder) or on a cluster's.
-        package = {"py_modules": [str(Path(__file__).resolve().parent)]}
+        package = {
+            "py_modules": [str(Path(__file__).resolve().parent)],
+            "worker_process_setup_hook": "sequencer.cli.start_ray_worker",  # quiet, as the scripts are
+        }
         ray.init(
             address=config.ray_address or None, runtime_env=package, include_dashboard=False, configure_logging=False
         )
@@ -154,12 +162,26 @@ def tune_population(config: Config, corpus: Corpus) -> Path:
                 verbose=1,
             ),
         )
-        results = tuner.fit()
+        with warnings.catch_warnings():  # advice for class trainables; members are functions
+            warnings.filterwarnings("ignore", message="Consider boosting PBT performance by enabling `reuse_actors`")
+            results = tuner.fit()
     finally:
         ray.shutdown()
     if results.errors:
         raise TuningError(f"{len(results.errors)} member(s) failed; the first: {first_line(results.errors[0])}")
     return _save_best(config, results, experiment, mode)
+
+
+def check_ray_address(address: str) -> None:
+    """ConfigError at once if nothing listens at `address` (HOST:PORT, or ray://HOST:PORT for Ray
+    Client), where `ray.init` would retry for minutes; other forms (`auto`) are Ray's to resolve."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
+    except OSError as error:
+        raise ConfigError(f"ray_address={address}: no Ray cluster answers there ({error.strerror or error})") from None
 
 
 def _save_best(config: Config, results, experiment: Path, mode: str) -> Path:

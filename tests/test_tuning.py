@@ -1,12 +1,15 @@
 import csv
 import json
+import socket
 from pathlib import Path
 
+import pytest
 from conftest import tiny_config
 
 from sequencer import Predictor, Preprocessor
+from sequencer.errors import ConfigError
 from sequencer.runs import load_run
-from sequencer.tuning import tune_population
+from sequencer.tuning import check_ray_address, tune_population
 
 
 def metrics_rows(run_folder):
@@ -39,3 +42,12 @@ def test_population_of_two_exploits_weights_and_settings_and_saves_the_best_as_a
     assert len(metrics_rows(best)) == 2
     assert len(Predictor(run).translate(["Go.", "Hello!"])) == 2
     assert (config.model_dir / "latest").read_text().strip() == best.name
+
+
+def test_a_ray_address_where_nothing_listens_is_a_config_error_at_once():
+    with socket.socket() as probe:  # a port that was free a moment ago
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(ConfigError, match=rf"ray_address=127\.0\.0\.1:{port}: no Ray cluster answers there \("):
+        check_ray_address(f"127.0.0.1:{port}")
+    check_ray_address("auto")  # Ray's to resolve
