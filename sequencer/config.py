@@ -184,7 +184,7 @@ KEYS: tuple[Key, ...] = (
         "run",
         "run",
         "",
-        "run folder that predict.py, evaluate.py, export.py and serve.py use; empty: the newest in model_dir",
+        "run folder predict.py, evaluate.py, export.py, serve.py and average.py use; empty: the newest in model_dir",
         "Files",
     ),
     Key(
@@ -910,24 +910,28 @@ def _read_config_file(path: Path) -> dict[str, _Setting]:
     try:
         with open(path, encoding="utf-8-sig") as stream:
             bindings = list(parse_stream(stream))
-        values = dotenv_values(path, encoding="utf-8-sig")
     except UnicodeDecodeError as error:
         raise ConfigError(f"{_display(path)}: not valid UTF-8 ({error.reason} at byte {error.start})") from None
-    settings = {}
-    for binding in bindings:
+
+    def where(binding) -> str:
         text = binding.original.string
         # dotenv starts a binding at the blank lines before it; the key's own line comes after them.
         line = binding.original.line + text[: len(text) - len(text.lstrip())].count("\n")
-        where = f"{_display(path)}:{line}"
+        return f"{_display(path)}:{line}"
+
+    for binding in bindings:  # before dotenv_values, which would print its own notice of the line first
         if binding.error:
-            raise ConfigError(f"{where}: cannot read {text.strip()!r}; expected KEY=VALUE")
+            raise ConfigError(f"{where(binding)}: cannot read {binding.original.string.strip()!r}; expected KEY=VALUE")
+    values = dotenv_values(path, encoding="utf-8-sig")
+    settings = {}
+    for binding in bindings:
         if binding.key is None or (binding.value is None and _SECTION_HEADER.match(binding.key)):
             continue
         if binding.key not in KEYS_BY_NAME:
-            raise ConfigError(f"{where}: unknown key {binding.key!r}{_suggest(binding.key)}")
+            raise ConfigError(f"{where(binding)}: unknown key {binding.key!r}{_suggest(binding.key)}")
         if binding.value is None:
-            raise ConfigError(f"{where}: key {binding.key!r} has no value; expected {binding.key}=VALUE")
-        settings[binding.key] = _Setting(values[binding.key], where, path.parent)
+            raise ConfigError(f"{where(binding)}: key {binding.key!r} has no value; expected {binding.key}=VALUE")
+        settings[binding.key] = _Setting(values[binding.key], where(binding), path.parent)
     return settings
 
 

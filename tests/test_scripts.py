@@ -60,6 +60,12 @@ def test_train_then_predict_files_and_stdin(tmp_path):
     ("args", "env", "config_text", "message"),
     [
         ([], {}, "epoch=3\n", "config.txt:1: unknown key 'epoch' (did you mean 'epochs'?)"),
+        (
+            [],
+            {},
+            'epochs="5\n',
+            "config.txt:1: cannot read 'epochs=\"5'; expected KEY=VALUE",
+        ),  # python-dotenv says nothing
         (["--batch_size", "zero"], {}, "", "--batch_size: batch_size='zero' is not allowed; expected an integer >= 1"),
         (
             [],
