@@ -24,7 +24,7 @@ def evaluate(config, args):
     test_sets = {}
     for path in args.files:
         if not path.is_file():
-            raise DataError(f"test file {path} does not exist")
+            raise DataError(f"test file {path} {'is a folder, not a file' if path.is_dir() else 'does not exist'}")
         test_sets[path], _ = read_pairs(path, config.on_bad_line)
         if not test_sets[path]:
             raise DataError(f"test file {path} holds no source<TAB>target pairs")

@@ -748,7 +748,8 @@ def load_config(
     else:
         path = Path(config_file).expanduser().absolute()
         if not path.is_file():
-            raise ConfigError(f"config file {config_file} does not exist")
+            problem = "is a folder, not a file" if path.is_dir() else "does not exist"
+            raise ConfigError(f"config file {config_file} {problem}")
     base_dir = path.parent if path else REPO_ROOT
 
     settings: dict[str, _Setting] = {}

@@ -214,10 +214,12 @@ class Trainer:
             model, state = self._new_model(corpus), TrainingState()
         else:
             saved_model, state = checkpoint
+            if state.finished(self.config.epochs):
+                log.info("%s has finished training already (epoch %d)", run_dir, state.epochs_completed)
+                return run_dir
             model = self._continue(saved_model, corpus, saved_config)
             set_seed_states(model, state.seed_states)
-            if not state.finished(self.config.epochs):
-                state.resumed_after.append(state.epochs_completed)
+            state.resumed_after.append(state.epochs_completed)
         saved, now = saved_config.to_dict(), self.config.to_dict()
         changes = ", ".join(f"{key} {saved[key]} -> {value}" for key, value in now.items() if value != saved[key])
         write_json(run_dir / CONFIG_FILE, now)  # the settings the run trains with from now on
@@ -227,9 +229,6 @@ class Trainer:
 
     def _fit(self, model: keras.Model, run_dir: Path, corpus: Corpus, state: TrainingState) -> Path:
         """Keras `fit` from the state's epoch to `epochs`, then the test split; on Ctrl-C the run is left resumable."""
-        if state.finished(self.config.epochs):
-            log.info("%s has finished training already (epoch %d)", run_dir, state.epochs_completed)
-            return run_dir
         train_data, steps = self._training_batches(corpus, state.epochs_completed)
         run_state = RunState(run_dir, self.config, state, data_summary(corpus))
         with self._run_log(run_dir):

@@ -387,3 +387,14 @@ def test_a_token_budget_below_every_pair_makes_batches_of_one_and_says_so(tmp_pa
     assert "batch_tokens=1 is less than the longest training pair" in caplog.text
     assert "240 pair(s) over it are batches of one pair each" in caplog.text
     assert (run_dir / "model.keras").is_file()
+
+
+def test_resuming_a_finished_run_says_so_and_changes_nothing(tmp_path, caplog):
+    run_dir = train(tiny_config(tmp_path, epochs="1"))
+    before = {path.name: path.read_bytes() for path in run_dir.iterdir() if path.is_file()}
+    caplog.set_level(logging.INFO)
+    config = load_config(run_dir, {"early_stopping_patience": "5"})  # resumable, but there is nothing to resume
+    Trainer(config).resume(run_dir, Preprocessor(config).load(load_vocabularies(run_dir)))
+    assert f"{run_dir} has finished training already (epoch 1)" in caplog.text
+    assert f"resuming {run_dir}" not in caplog.text
+    assert {path.name: path.read_bytes() for path in run_dir.iterdir() if path.is_file()} == before
