@@ -1,7 +1,6 @@
 #!/usr/bin/env python3
 """Serve translations over HTTP: POST /translate, GET /health, a page at / and the API docs at /docs."""
 
-import logging
 import sys
 from pathlib import Path
 
@@ -9,10 +8,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a clone
 
 from sequencer.cli import Parser, command_line_flags, import_tensorflow, keys_of, run_script
 
-log = logging.getLogger("sequencer.serve")
-
 USES = ("model_dir", "run", "device", *keys_of("Prediction"), *keys_of("Serving"))
-# What an export fixes in its graph when it is made; flags for them do not change how it decodes.
+# Keys that do not apply to an export: it decodes with the settings fixed in it when it was made.
 FIXED_IN_AN_EXPORT = ("beam_width", "n_best", "length_penalty", "max_output_len", "min_output_len", "max_beam_width")
 
 
@@ -27,9 +24,6 @@ def serve(config, args):
             raise ConfigError("--run and --export each name a model to serve; give one of them")
         export_dir = args.export.absolute()
         serving.read_export(export_dir)
-        for name in command_line_flags(args):
-            if name in FIXED_IN_AN_EXPORT:
-                log.warning("--%s does not apply to an export, which decodes as it was exported; it is ignored", name)
     else:
         find_run(config.model_dir, config.run)
         serving.check_settings(config)
@@ -40,8 +34,20 @@ def serve(config, args):
     serving.run_server(serving.create_app(backend, config), sock)
 
 
+class ServeParser(Parser):
+    def ignored_flags(self, args):
+        ignored = super().ignored_flags(args)
+        if args.export:
+            for name in command_line_flags(args):
+                if name in FIXED_IN_AN_EXPORT:
+                    ignored[name] = (
+                        f"--{name} does not apply to an export, which decodes as it was exported; it is ignored"
+                    )
+        return ignored
+
+
 def parser():
-    parser = Parser(__doc__, USES)
+    parser = ServeParser(__doc__, USES)
     parser.add_argument(
         "--export",
         type=Path,

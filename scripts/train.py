@@ -13,7 +13,7 @@ from sequencer.config import KEYS
 def train(config, args):
     from sequencer import Preprocessor, batchers, builders, runs
     from sequencer.config import check_resume, run_folder
-    from sequencer.devices import check_cluster
+    from sequencer.devices import check_accumulation, check_cluster
 
     if args.list:
         for heading, found in (("model=", builders.available()), ("batcher=", batchers.available())):
@@ -30,6 +30,7 @@ def train(config, args):
         check_resume(saved, config, run_dir)
         vocabularies = runs.load_vocabularies(run_dir)
     check_cluster(config.distribution)
+    check_accumulation(config.accumulate_steps, config.distribution)
     corpus = Preprocessor(config).load(vocabularies)
     import_tensorflow()
     from sequencer.training import Trainer

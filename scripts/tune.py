@@ -11,7 +11,9 @@ from sequencer.cli import TRAINING_KEYS, Parser, import_tensorflow, keys_of, run
 
 def tune(config, args):
     from sequencer import Preprocessor
+    from sequencer.devices import check_accumulation
 
+    check_accumulation(config.accumulate_steps, config.distribution)  # what each member would stop at
     corpus = Preprocessor(config).load()  # checked before TensorFlow starts
     import_tensorflow()
     from sequencer.tuning import tune_population

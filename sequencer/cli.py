@@ -106,6 +106,14 @@ class Parser(argparse.ArgumentParser):
             self.error(f"unexpected argument {extras[0]!r}")
         return parsed
 
+    def ignored_flags(self, args: argparse.Namespace) -> dict[str, str]:
+        """{key: warning} for the config-key flags in `args` that the script does not use."""
+        return {
+            name: f"--{name} is not a setting {self.prog} uses; it is ignored"
+            for name in command_line_flags(args)
+            if name not in self.uses
+        }
+
     def _unknown_flag(self, argument: str):
         flags = [option for option in self._option_string_actions if option.startswith("--")]
         close = difflib.get_close_matches(argument.split("=", 1)[0], flags, n=1)
@@ -122,10 +130,9 @@ def run_script(parser: Parser, job: Callable[[Config, argparse.Namespace], None]
     _configure_logging(logging.WARNING if args.quiet else logging.INFO)
     signal.signal(signal.SIGTERM, _interrupt)
     try:
-        for name in command_line_flags(args):
-            if name not in parser.uses:  # dropped, so that a value the script would not use cannot stop it
-                log.warning("--%s is not a setting %s uses; it is ignored", name, parser.prog)
-                delattr(args, name)
+        for name, warning in parser.ignored_flags(args).items():
+            log.warning("%s", warning)
+            delattr(args, name)  # dropped, so that a value the script would not use cannot stop it
         config = load_config(args.config, command_line_flags(args))
         if args.print_config:
             sys.stdout.write(render_config(config))

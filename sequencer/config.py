@@ -595,6 +595,16 @@ KEYS: tuple[Key, ...] = (
     ),
     Key("port", "int", 8000, "port scripts/serve.py listens on", "Serving", low=1, high=65535),
     Key(
+        "allowed_hosts",
+        "str",
+        "",
+        "host names, besides IP addresses and localhost, that requests to scripts/serve.py may name and its "
+        "pages come from (a reverse proxy's public name); * lets requests name any host",
+        "Serving",
+        pattern=r"(\*|[\w.-]+)(,(\*|[\w.-]+))*|",
+        pattern_help="comma-separated host names, *, or empty",
+    ),
+    Key(
         "dynamic_batching",
         "bool",
         True,
@@ -890,20 +900,8 @@ def _check_together(values: dict[str, Any]) -> None:
         raise ConfigError(
             f"min_output_len={values['min_output_len']} is more than max_output_len={values['max_output_len']}"
         )
-    if values["distribution"] in ("mirrored", "multi_worker"):
-        check_accumulation_alone(values["accumulate_steps"], values["distribution"])
     if monitor.endswith("accuracy") and "accuracy" not in values["metrics"]:
         raise ConfigError(f"monitor={monitor} needs accuracy in metrics (metrics={','.join(values['metrics'])})")
-
-
-def check_accumulation_alone(accumulate_steps: int, distribution: str) -> None:
-    """ConfigError for gradient accumulation over several replicas: Keras 3 applies the
-    accumulated gradients in a tf.cond, where tf.distribute cannot all-reduce them."""
-    if accumulate_steps > 1:
-        raise ConfigError(
-            f"accumulate_steps={accumulate_steps} does not work with distribution={distribution}; "
-            "a larger batch_size or batch_tokens, which the replicas share, gives the effective batch instead"
-        )
 
 
 def _read_config_file(path: Path) -> dict[str, _Setting]:

@@ -77,6 +77,17 @@ def check_cluster(distribution: str) -> None:
         raise ConfigError(f"TF_CONFIG is not valid JSON ({error})") from None
 
 
+def check_accumulation(accumulate_steps: int, distribution: str) -> None:
+    """ConfigError for gradient accumulation over several replicas (any `distribution` but none
+    and auto, or the one auto chose): Keras 3 applies the accumulated gradients in a tf.cond,
+    where tf.distribute cannot all-reduce them. Needs no TensorFlow, so train.py checks it first."""
+    if accumulate_steps > 1 and distribution not in ("none", "auto"):
+        raise ConfigError(
+            f"accumulate_steps={accumulate_steps} does not work with distribution={distribution}; "
+            "a larger batch_size or batch_tokens, which the replicas share, gives the effective batch instead"
+        )
+
+
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
     """Whether this process writes the run folder: always, except on the non-chief workers of a cluster.
 

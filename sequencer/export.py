@@ -44,6 +44,8 @@ _WORD_CHARACTER = r"[\p{L}\p{N}_]"
 # Marks where a word-level token starts, while the graph splits a sentence: a byte that UTF-8
 # text never holds, so that no character of a sentence can be taken for it.
 _SEPARATOR = b"\xff"
+# TensorFlow's errors for a file it cannot write, which are not OSErrors: as one, the scripts report them in a line.
+_FILE_ERRORS = (tf.errors.NotFoundError, tf.errors.PermissionDeniedError, tf.errors.AlreadyExistsError)
 
 
 class Tokens(tf.Module):
@@ -155,8 +157,8 @@ def export(run: Run, config: Config, out_dir: Path, force: bool = False) -> Path
     check_export_folder(out_dir, force)
     try:
         _write_export(run, config, out_dir)
-    except (OSError, tf.errors.OpError) as error:  # TensorFlow writes the SavedModel with its own file system
-        raise DataError(f"cannot write the export to {out_dir} ({first_line(error)})") from None
+    except _FILE_ERRORS as error:  # TensorFlow writes the SavedModel with its own file system, and errors
+        raise OSError(f"cannot write the export to {out_dir} ({first_line(error)})") from None
     return out_dir
 
 

@@ -74,9 +74,6 @@ MAX_CONNECTIONS = 256
 # How long a request's body may take to arrive: a client that stops sending gets a 408 after it,
 # rather than holding its connection, and a graceful stop, for as long as it likes.
 BODY_SECONDS = 30.0
-# The Host names a server bound to a loopback address answers to (any other is a DNS-rebinding
-# page's request: a site whose name resolves to 127.0.0.1, reading the answers of a local server).
-LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 # How long Ctrl-C or SIGTERM waits for the requests in flight before the server stops regardless.
 GRACEFUL_SHUTDOWN_SECONDS = 60
 LISTEN_BACKLOG = 2048  # uvicorn's default
@@ -495,7 +492,7 @@ def create_app(backend: Backend, config: Config) -> FastAPI:
         redirect_slashes=False,  # /translate/ is no endpoint: a 404, not a redirect
     )
     _add_error_handlers(app)
-    app.middleware("http")(_refuse_other_sites(config.host))
+    app.middleware("http")(_refuse_other_sites(config.allowed_hosts))
     app.middleware("http")(_log_request)  # added last, so outermost: it logs the refusals too
 
     @app.post(
@@ -538,7 +535,10 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     async def serving_error(request: Request, error: ServingError) -> JSONResponse:
         request.state.error = error.message
-        return JSONResponse({"error": error.message}, status_code=error.status)
+        # A body refused before it was read whole (too large, too slow) leaves the connection
+        # holding the rest of it: it is closed rather than kept alive.
+        headers = {"Connection": "close"} if error.status in (408, 413) else None
+        return JSONResponse({"error": error.message}, status_code=error.status, headers=headers)
 
     async def http_error(request: Request, error: HTTPException) -> JSONResponse:
         where = _method_and_path(request)
@@ -581,17 +581,18 @@ def _method_and_path(request: Request) -> str:
     return f"{request.method} {path if len(path) <= 80 else path[:77] + '...'}"
 
 
-def _refuse_other_sites(bound_host: str):
+def _refuse_other_sites(allowed_hosts: str):
     """A middleware that answers a request another site's page sent with an error, before the app sees it.
 
     Binding to 127.0.0.1 keeps other machines out, but not the pages a local browser shows: any
     page can POST to a local server (a `text/plain` body needs no CORS preflight, and the body is
-    read as JSON whatever its type), and one on a domain that resolves to 127.0.0.1 (DNS
-    rebinding) can also read the answer. So a request whose `Origin` is not the server's own
-    gets a 403, and, on a loopback address, one whose `Host` is not a loopback name a 400.
-    Clients that are not browsers (curl, scripts) send no Origin and are unaffected.
+    read as JSON whatever its type), and one on a domain that resolves to the server's address
+    (DNS rebinding) can also read the answer. So a request whose `Host` names the server by a DNS
+    name other than localhost and `allowed_hosts` gets a 400 (an IP address cannot be rebound),
+    and one whose `Origin` is neither the server's own nor one of `allowed_hosts` a 403. Clients
+    that are not browsers (curl, scripts) send no Origin and name the server as they reach it.
     """
-    names = LOOPBACK_NAMES if _is_loopback(bound_host) else None
+    names = frozenset(name.lower() for name in allowed_hosts.split(",") if name)
 
     async def refuse_other_sites(request: Request, call_next) -> Response:
         refusal = _refusal(request, names)
@@ -603,53 +604,67 @@ def _refuse_other_sites(bound_host: str):
     return refuse_other_sites
 
 
-def _refusal(request: Request, names: tuple[str, ...] | None) -> ServingError | None:
-    """Why `request` is refused (its Host is not one of `names`, or its Origin is another site), or None."""
-    host = request.headers.get("host", "")
-    try:
-        address = _host_and_port(host)
-    except ValueError:
-        address = None
-    if names is not None and (address is None or address[0] not in names):
-        return ServingError(
-            400,
-            f"the Host header {_shown(host)} is not this server's name; bound to a loopback address, "
-            "it answers to localhost, 127.0.0.1 and [::1] only",
-        )
-    origin = request.headers.get("origin")
-    if origin is not None:
-        parts = urlsplit(origin)
+def _refusal(request: Request, names: frozenset[str]) -> ServingError | None:
+    """Why `request` is refused by `_refuse_other_sites`' rules, or None."""
+    host = request.headers.get("host")  # none: HTTP/1.0, which browsers do not send
+    address = None
+    if host is not None:
         try:
-            same_site = parts.scheme == "http" and address is not None and _host_and_port(parts.netloc) == address
+            address = _host_and_port(host)
         except ValueError:
-            same_site = False
-        if not same_site:
+            return ServingError(400, f"the Host header {_shown(host)} is not a host name with an optional port")
+        if "*" not in names and not _named_by_address(address[0]) and address[0] not in names:
             return ServingError(
-                403,
-                f"the request comes from another site's page (Origin {_shown(origin)}); this server answers "
-                "its own page and clients that send no Origin",
+                400,
+                f"the Host header names {_shown(address[0])}, which this server does not answer to; it answers to "
+                "IP addresses, localhost and the names in allowed_hosts",
             )
+    origin = request.headers.get("origin")
+    if origin is not None and not _same_site(origin, address, names):
+        return ServingError(
+            403,
+            f"the request comes from another site's page (Origin {_shown(origin)}); this server answers its own "
+            "page, pages of the names in allowed_hosts, and clients that send no Origin",
+        )
     return None
 
 
-def _host_and_port(netloc: str) -> tuple[str, int]:
+def _same_site(origin: str, address: tuple[str, int | None] | None, names: frozenset[str]) -> bool:
+    """Whether a page of `origin` is the server's own (the host and port the request names) or an allowed host's."""
+    parts = urlsplit(origin)
+    if parts.scheme not in ("http", "https"):  # "null": a sandboxed page or a file
+        return False
+    try:
+        origin_host, origin_port = _host_and_port(parts.netloc)
+    except ValueError:
+        return False
+    if origin_host in names:
+        return True
+    if address is None or origin_host != address[0]:
+        return False
+    # A port left out on one side is the scheme's default, which behind a proxy may differ: equal enough.
+    return origin_port is None or address[1] is None or origin_port == address[1]
+
+
+def _host_and_port(netloc: str) -> tuple[str, int | None]:
     """("localhost", 8000) for `localhost:8000` (a Host header, or an origin's authority); ValueError if it is none."""
     if not netloc or any(character in netloc for character in "/?#@\\"):
         raise ValueError(netloc)
     parts = urlsplit("//" + netloc)
     if not parts.hostname:
         raise ValueError(netloc)
-    return parts.hostname, parts.port or 80  # .port raises ValueError for a port that is no number
+    return parts.hostname, parts.port  # .port raises ValueError for a port that is no number
 
 
-def _is_loopback(host: str) -> bool:
-    """Whether `host` (the address the server binds to) is the loopback interface."""
-    if host.lower() == "localhost":
+def _named_by_address(host: str) -> bool:
+    """Whether a Host names the server by localhost or an IP address, which no other site can rebind."""
+    if host == "localhost":
         return True
     try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:  # a host name: the server answers under whatever name reaches it
+        ipaddress.ip_address(host)
+    except ValueError:
         return False
+    return True
 
 
 # ---- Running

@@ -34,9 +34,9 @@ from sequencer.callbacks import (
     ValidationChrF,
     WeightSnapshots,
 )
-from sequencer.config import Config, check_accumulation_alone, check_resume
+from sequencer.config import Config, check_resume
 from sequencer.data import Corpus, Sequences, teacher_forcing
-from sequencer.devices import configure_device, is_chief, make_strategy
+from sequencer.devices import check_accumulation, configure_device, is_chief, make_strategy
 from sequencer.errors import ConfigError, DataError
 from sequencer.evaluation import EVAL_FILE, record, scores_table
 from sequencer.files import write_atomically, write_json
@@ -461,9 +461,10 @@ class Trainer:
         """
         configure_device(self.config.device)
         self.strategy = make_strategy(self.config.distribution)
-        if self.strategy is not tf.distribute.get_strategy():  # distribution=auto may have chosen mirrored
-            check_accumulation_alone(
-                self.config.accumulate_steps, f"{self.config.distribution} ({type(self.strategy).__name__})"
+        if self.strategy is not tf.distribute.get_strategy():
+            distribution = self.config.distribution
+            check_accumulation(
+                self.config.accumulate_steps, "auto (mirrored)" if distribution == "auto" else distribution
             )
         if self.config.mixed_precision and not tf.config.list_logical_devices("GPU"):
             raise ConfigError("mixed_precision=true needs a GPU, and TensorFlow sees none on this machine")

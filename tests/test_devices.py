@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 from conftest import TINY_CONFIG, tiny_config
 
-from sequencer.devices import make_strategy
+from sequencer.devices import check_accumulation, make_strategy
 from sequencer.errors import ConfigError
+from sequencer.training import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -103,6 +104,7 @@ def test_mirrored_over_two_cpus_follows_the_one_device_loss_curve(tmp_path, sett
     for metric in ("loss", "val_loss"):
         assert curves["mirrored"][metric] == pytest.approx(curves["none"][metric], rel=0.02)
     if "average_last" in settings:
+        assert None not in (curves["mirrored"]["averaged"], curves["none"]["averaged"])  # both averaged
         assert curves["mirrored"]["averaged"] == pytest.approx(curves["none"]["averaged"], rel=0.02)
 
 
@@ -144,7 +146,11 @@ def test_multi_worker_needs_a_cluster(monkeypatch):
     assert "TF_CONFIG" in str(caught.value)
 
 
-def test_gradient_accumulation_under_distribution_is_a_config_error_before_tensorflow_starts(tmp_path):
+def test_gradient_accumulation_over_replicas_is_a_config_error(tmp_path):
     for distribution in ("mirrored", "multi_worker"):
         with pytest.raises(ConfigError, match=f"accumulate_steps=2 does not work with distribution={distribution}"):
-            tiny_config(tmp_path, distribution=distribution, accumulate_steps="2")
+            check_accumulation(2, distribution)
+        check_accumulation(1, distribution)
+    check_accumulation(2, "none")
+    with pytest.raises(ConfigError, match="accumulate_steps=2 does not work with distribution=mirrored"):
+        Trainer(tiny_config(tmp_path, distribution="mirrored", accumulate_steps="2"))  # a library caller too

@@ -32,6 +32,7 @@ from sequencer.serving import (
     ExportBackend,
     PredictorBackend,
     ServingError,
+    _refusal,
     _shown,
     body_limit,
     create_app,
@@ -122,26 +123,40 @@ def test_health_page_and_docs(client, run):
 
 def test_requests_from_other_sites_pages_are_refused(client, backend, config):
     hello = {"json": {"text": ["Hello."]}}
-    assert client.post("/translate", **hello).status_code == 200  # curl, a script: no Origin
-    for own in ("http://127.0.0.1:8000", "http://localhost:8000", "http://[::1]:8000"):
-        host = own.removeprefix("http://")
-        assert client.post("/translate", **hello, headers={"Host": host, "Origin": own}).status_code == 200
+
+    def status(app_client=client, **headers):
+        return app_client.post("/translate", **hello, headers=headers).status_code
+
+    assert status() == 200  # curl, a script: no Origin
+    for own in ("http://127.0.0.1:8000", "http://localhost:8000", "http://[::1]:8000", "http://127.0.1.1:8000"):
+        assert status(Host=own.removeprefix("http://"), Origin=own) == 200
+    assert status(Host="LocalHost:8000", Origin="https://localhost") == 200  # a TLS proxy's own page: no port
+    # DNS rebinding: a page of attacker.example, whose name now resolves to this server.
     rebinding = client.post("/translate", **hello, headers={"Host": "attacker.example:8000"})
     assert rebinding.status_code == 400
     assert rebinding.json()["error"] == (
-        'the Host header "attacker.example:8000" is not this server\'s name; bound to a loopback address, '
-        "it answers to localhost, 127.0.0.1 and [::1] only"
+        'the Host header names "attacker.example", which this server does not answer to; it answers to '
+        "IP addresses, localhost and the names in allowed_hosts"
     )
-    for origin in ("http://attacker.example", "http://127.0.0.1:9000", "https://127.0.0.1:8000", "null"):
+    for origin in ("http://attacker.example", "http://127.0.0.1:9000", "http://localhost:8000", "null"):
         foreign = client.post("/translate", **hello, headers={"Origin": origin, "Content-Type": "text/plain"})
         assert foreign.status_code == 403
         assert foreign.json()["error"] == (
-            f"the request comes from another site's page (Origin {json.dumps(origin)}); this server answers "
-            "its own page and clients that send no Origin"
+            f"the request comes from another site's page (Origin {json.dumps(origin)}); this server answers its own "
+            "page, pages of the names in allowed_hosts, and clients that send no Origin"
         )
-    with serving(backend, config.replace(host="0.0.0.0")) as exposed:  # reached under any name, still no other site
-        assert exposed.post("/translate", **hello, headers={"Host": "translator.lan:8000"}).status_code == 200
-        assert exposed.post("/translate", **hello, headers={"Origin": "http://attacker.example"}).status_code == 403
+    # Behind a reverse proxy: its public name, as Host (passed through) or as the page's Origin (Host rewritten).
+    with serving(backend, config.replace(allowed_hosts="translate.example.org")) as proxied:
+        assert status(proxied, Host="translate.example.org") == 200
+        assert status(proxied, Origin="https://translate.example.org") == 200
+        assert status(proxied, Host="attacker.example") == 400
+    with serving(backend, config.replace(allowed_hosts="*")) as anywhere:
+        assert status(anywhere, Host="translator.lan:8000") == 200
+        assert status(anywhere, Origin="http://attacker.example") == 403
+    # HTTP/1.0 without a Host (a health checker's): nothing to rebind; with an Origin, no site to match.
+    assert _refusal(Request({"type": "http", "method": "GET", "headers": []}), frozenset()) is None
+    with_origin = Request({"type": "http", "method": "GET", "headers": [(b"origin", b"http://127.0.0.1")]})
+    assert _refusal(with_origin, frozenset()).status == 403
 
 
 def test_a_body_that_stops_arriving_is_a_408(monkeypatch):
@@ -472,15 +487,14 @@ def test_serve_script_translates_and_ctrl_c_finishes_the_request_in_flight(train
 
 
 def test_serve_script_serves_an_export_until_sigterm(exported, tmp_path):
-    arguments = ("--export", str(exported), "--quiet", "--beam_width", "4")
+    arguments = ("--export", str(exported), "--quiet", "--n_best", "2")  # applied, it would need beam_width >= 2
     with server_process(*arguments, cwd=tmp_path) as (process, url, log):
         status, answer = post(url, {"text": ["Hello!", ""]})
         assert status == 200 and len(answer["translations"][0]) == 2 and answer["translations"][1] == ["", ""]
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=60) == 130
     assert log.read_text() == (
-        "warning: --beam_width does not apply to an export, which decodes as it was exported; it is ignored\n"
-        "interrupted\n"
+        "warning: --n_best does not apply to an export, which decodes as it was exported; it is ignored\ninterrupted\n"
     )
 
 
