@@ -598,8 +598,8 @@ KEYS: tuple[Key, ...] = (
         "allowed_hosts",
         "str",
         "",
-        "host names, besides IP addresses and localhost, that requests to scripts/serve.py may name and its "
-        "pages come from (a reverse proxy's public name); * lets requests name any host",
+        "host names, besides IP addresses, localhost and host, that requests to scripts/serve.py may name and "
+        "its pages come from (a reverse proxy's public name); * lets requests name any host (no DNS-rebinding guard)",
         "Serving",
         pattern=r"(\*|[\w.-]+)(,(\*|[\w.-]+))*|",
         pattern_help="comma-separated host names, *, or empty",

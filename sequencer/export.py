@@ -44,8 +44,16 @@ _WORD_CHARACTER = r"[\p{L}\p{N}_]"
 # Marks where a word-level token starts, while the graph splits a sentence: a byte that UTF-8
 # text never holds, so that no character of a sentence can be taken for it.
 _SEPARATOR = b"\xff"
-# TensorFlow's errors for a file it cannot write, which are not OSErrors: as one, the scripts report them in a line.
-_FILE_ERRORS = (tf.errors.NotFoundError, tf.errors.PermissionDeniedError, tf.errors.AlreadyExistsError)
+# TensorFlow's errors for a file it cannot write (it maps errno to these: ENOENT, EACCES, EEXIST,
+# ENOSPC, ENOTDIR, EFBIG), which are not OSErrors: as one, the scripts report them in a line.
+_FILE_ERRORS = (
+    tf.errors.NotFoundError,
+    tf.errors.PermissionDeniedError,
+    tf.errors.AlreadyExistsError,
+    tf.errors.ResourceExhaustedError,
+    tf.errors.FailedPreconditionError,
+    tf.errors.OutOfRangeError,
+)
 
 
 class Tokens(tf.Module):

@@ -494,7 +494,7 @@ def create_app(backend: Backend, config: Config) -> FastAPI:
         redirect_slashes=False,  # /translate/ is no endpoint: a 404, not a redirect
     )
     _add_error_handlers(app)
-    app.add_middleware(RefuseOtherSites, allowed_hosts=config.allowed_hosts)
+    app.add_middleware(RefuseOtherSites, allowed_hosts=config.allowed_hosts, host=config.host)
     app.add_middleware(RequestLog)  # added last, so outside the other: it logs the refusals too
 
     @app.post(
@@ -537,9 +537,9 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     async def serving_error(request: Request, error: ServingError) -> JSONResponse:
         request.state.error = error.message
-        # A body refused before it was read whole (too large, too slow) leaves the connection
-        # holding the rest of it: it is closed rather than kept alive.
-        headers = {"Connection": "close"} if error.status in (408, 413) else None
+        # A client that stopped sending its body holds a connection that will never be ready for
+        # another request: it is closed rather than kept alive.
+        headers = {"Connection": "close"} if error.status == 408 else None
         return JSONResponse({"error": error.message}, status_code=error.status, headers=headers)
 
     async def http_error(request: Request, error: HTTPException) -> JSONResponse:
@@ -608,14 +608,18 @@ class RefuseOtherSites:
     page can POST to a local server (a `text/plain` body needs no CORS preflight, and the body is
     read as JSON whatever its type), and one on a domain that resolves to the server's address
     (DNS rebinding) can also read the answer. So a request whose `Host` names the server by a DNS
-    name other than localhost and `allowed_hosts` gets a 400 (an IP address cannot be rebound),
-    and one whose `Origin` is neither the server's own nor one of `allowed_hosts` a 403. Clients
-    that are not browsers (curl, scripts) send no Origin and name the server as they reach it.
+    name other than localhost, `allowed_hosts` and the `host` it is bound to gets a 400 (an IP
+    address cannot be rebound), and one whose `Origin` is neither the server's own nor one of
+    those names a 403. Clients that are not browsers (curl, scripts) send no Origin and name the
+    server as they reach it.
     """
 
-    def __init__(self, app: ASGIApp, allowed_hosts: str):
+    def __init__(self, app: ASGIApp, allowed_hosts: str, host: str):
         self.app = app
-        self.names = frozenset(name.lower() for name in allowed_hosts.split(",") if name)
+        names = [name.lower() for name in allowed_hosts.split(",") if name]
+        if not _named_by_address(host.lower()):  # bound to a name (host=box.lan): the server answers to it
+            names.append(host.lower())
+        self.names = frozenset(names)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         refusal = _refusal(Headers(scope=scope), self.names) if scope["type"] == "http" else None
@@ -660,12 +664,13 @@ def _same_site(origin: str, address: tuple[str, int | None] | None, names: froze
         origin_host, origin_port = _host_and_port(parts.netloc)
     except ValueError:
         return False
-    if origin_host in names:
+    if origin_host in names:  # an allowed host, on any port
         return True
     if address is None or origin_host != address[0]:
         return False
-    # A port left out on one side is the scheme's default, which behind a proxy may differ: equal enough.
-    return origin_port is None or address[1] is None or origin_port == address[1]
+    # A Host without a port comes through a proxy on a default port (perhaps https); otherwise the
+    # page's port, or its scheme's default, must be the one the request names.
+    return address[1] is None or (origin_port or {"http": 80, "https": 443}[parts.scheme]) == address[1]
 
 
 def _host_and_port(netloc: str) -> tuple[str, int | None]:

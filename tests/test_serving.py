@@ -131,7 +131,7 @@ def test_requests_from_other_sites_pages_are_refused(client, backend, config):
     assert status() == 200  # curl, a script: no Origin
     for own in ("http://127.0.0.1:8000", "http://localhost:8000", "http://[::1]:8000", "http://127.0.1.1:8000"):
         assert status(Host=own.removeprefix("http://"), Origin=own) == 200
-    assert status(Host="LocalHost:8000", Origin="https://localhost") == 200  # a TLS proxy's own page: no port
+    assert status(Host="LocalHost", Origin="https://localhost") == 200  # through a TLS proxy on the default port
     # DNS rebinding: a page of attacker.example, whose name now resolves to this server.
     rebinding = client.post("/translate", **hello, headers={"Host": "attacker.example:8000"})
     assert rebinding.status_code == 400
@@ -139,7 +139,13 @@ def test_requests_from_other_sites_pages_are_refused(client, backend, config):
         'the Host header names "attacker.example", which this server does not answer to; it answers to '
         "IP addresses, localhost and the names in allowed_hosts"
     )
-    for origin in ("http://attacker.example", "http://127.0.0.1:9000", "http://localhost:8000", "null"):
+    for origin in (
+        "http://attacker.example",
+        "http://127.0.0.1:9000",
+        "http://127.0.0.1",
+        "http://localhost:8000",
+        "null",
+    ):
         foreign = client.post("/translate", **hello, headers={"Origin": origin, "Content-Type": "text/plain"})
         assert foreign.status_code == 403
         assert foreign.json()["error"] == (
@@ -151,6 +157,9 @@ def test_requests_from_other_sites_pages_are_refused(client, backend, config):
         assert status(proxied, Host="translate.example.org") == 200
         assert status(proxied, Origin="https://translate.example.org") == 200
         assert status(proxied, Host="attacker.example") == 400
+    with serving(backend, config.replace(host="box.lan")) as named:  # bound to a name: it answers to it
+        assert status(named, Host="box.lan:8000", Origin="http://box.lan:8000") == 200
+        assert status(named, Host="attacker.example:8000") == 400
     with serving(backend, config.replace(allowed_hosts="*")) as anywhere:
         assert status(anywhere, Host="translator.lan:8000") == 200
         assert status(anywhere, Origin="http://attacker.example") == 403
