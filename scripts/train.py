@@ -12,7 +12,7 @@ from sequencer.config import KEYS
 
 def train(config, args):
     from sequencer import Preprocessor, batchers, builders, runs
-    from sequencer.config import check_resume, run_folder
+    from sequencer.config import check_resume
     from sequencer.devices import check_accumulation, check_cluster
 
     if args.list:
@@ -23,11 +23,9 @@ def train(config, args):
         return
     # Everything that can be checked without TensorFlow is checked before it starts.
     run_dir = vocabularies = None
-    if args.resume is not None:
-        run_dir = runs.find_run(config.model_dir, args.resume and run_folder(args.resume, config.model_dir, Path.cwd()))
-        runs.check_resumable(run_dir)
-        config, saved = runs.load_config(run_dir, command_line_flags(args)), runs.load_config(run_dir)
-        check_resume(saved, config, run_dir)
+    if args.resume is not None:  # config is the run's already (TrainParser.resolve)
+        run_dir = args.resume_dir
+        check_resume(runs.load_config(run_dir), config, run_dir)
         vocabularies = runs.load_vocabularies(run_dir)
     check_cluster(config.distribution)
     check_accumulation(config.accumulate_steps, config.distribution)
@@ -43,8 +41,22 @@ def train(config, args):
         trainer.resume(run_dir, corpus)
 
 
+class TrainParser(Parser):
+    def resolve(self, config, args):
+        """With --resume, the run's own configuration with the flags on top."""
+        if args.resume is None:
+            return config
+        from sequencer import runs
+        from sequencer.config import run_folder
+
+        named = args.resume and run_folder(args.resume, config.model_dir, Path.cwd())
+        args.resume_dir = runs.find_run(config.model_dir, named)
+        runs.check_resumable(args.resume_dir)
+        return runs.load_config(args.resume_dir, command_line_flags(args))
+
+
 def parser():
-    parser = Parser(__doc__, TRAINING_KEYS)
+    parser = TrainParser(__doc__, TRAINING_KEYS)
     parser.add_argument("--list", action="store_true", help="list the model builders and batchers, and exit")
     parser.add_argument(
         "--resume",

@@ -106,6 +106,11 @@ class Parser(argparse.ArgumentParser):
             self.error(f"unexpected argument {extras[0]!r}")
         return parsed
 
+    def resolve(self, config: Config, args: argparse.Namespace) -> Config:
+        """The configuration the script runs with (and `--print-config` shows): `config` itself,
+        unless the script takes it from elsewhere (train.py --resume: the run's)."""
+        return config
+
     def ignored_flags(self, args: argparse.Namespace) -> dict[str, str]:
         """{key: warning} for the config-key flags in `args` that the script does not use."""
         return {
@@ -133,7 +138,7 @@ def run_script(parser: Parser, job: Callable[[Config, argparse.Namespace], None]
         for name, warning in parser.ignored_flags(args).items():
             log.warning("%s", warning)
             delattr(args, name)  # dropped, so that a value the script would not use cannot stop it
-        config = load_config(args.config, command_line_flags(args))
+        config = parser.resolve(load_config(args.config, command_line_flags(args)), args)
         if args.print_config:
             sys.stdout.write(render_config(config))
             return

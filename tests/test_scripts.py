@@ -174,6 +174,9 @@ def test_interrupted_training_leaves_a_run_to_predict_with_and_resume(tmp_path):
     assert len(refused.stderr.splitlines()) == 1
 
     epochs = summary["epochs_completed"] + 1
+    shown = script("train.py", *TRAIN, "--resume", run.name, "--epochs", str(epochs), "--print-config", cwd=tmp_path)
+    assert shown.returncode == 0 and f"\nepochs={epochs}\n" in shown.stdout  # the run's settings, the flag on top
+    assert "\nlatent_dim=32\n" in shown.stdout and "\nepochs=1000\n" not in shown.stdout
     resumed = script("train.py", *TRAIN, "--resume", run.name, "--epochs", str(epochs), cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     summary = json.loads((run / "summary.json").read_text())
