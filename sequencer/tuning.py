@@ -173,13 +173,13 @@ def tune_population(config: Config, corpus: Corpus) -> Path:
 
 
 def check_ray_address(address: str) -> None:
-    """ConfigError at once if nothing listens at `address` (HOST:PORT, or ray://HOST:PORT for Ray
-    Client), where `ray.init` would retry for minutes; other forms (`auto`) are Ray's to resolve."""
-    host, _, port = address.removeprefix("ray://").rpartition(":")
+    """ConfigError at once if nothing listens at `address` (HOST:PORT, as the key's pattern has it),
+    where `ray.init` would retry for minutes; anything else is left to Ray."""
+    host, _, port = address.rpartition(":")
     if not host or not port.isdigit():
         return
     try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
+        socket.create_connection((host, int(port)), timeout=5).close()
     except OSError as error:
         raise ConfigError(f"ray_address={address}: no Ray cluster answers there ({error.strerror or error})") from None
 
