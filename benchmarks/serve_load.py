@@ -15,7 +15,7 @@ with batching on and off at the most clients. Target, for the default LSTM on 2 
 clients, batching on gives at least 4 times the sentences per second of batching off, with a p95
 latency under 1 s.
 
-    python benchmarks/serve_load.py                           # about 6 minutes on 2 CPU cores
+    python benchmarks/serve_load.py                           # 2 to 6 minutes on 2 CPU cores
     python benchmarks/serve_load.py --run RUN --requests 20   # a quick look at a trained run
 """
 
