@@ -40,6 +40,9 @@ CANDIDATES = {
     "2 layers, ffn 1024, vocab 8000": {"ffn_dim": "1024", "subword_vocab": "8000"},
     "3 layers, ffn 512, vocab 8000": {"num_layers": "3", "subword_vocab": "8000"},
     "3 layers, ffn 1024, vocab 4000": {"num_layers": "3", "ffn_dim": "1024"},
+    "2+2 layers (shipped until decoder_layers)": {"num_layers": "2", "decoder_layers": "2"},
+    "2+1 layers": {"num_layers": "2", "decoder_layers": "1"},
+    "4+1 layers": {"num_layers": "4", "decoder_layers": "1"},
     "6 layers, 512 wide, ffn 2048, vocab 8000 (GPU size)": {
         "num_layers": "6",
         "model_dim": "512",
@@ -94,7 +97,7 @@ def main() -> None:
         rows.append(
             [
                 name,
-                f"{config.num_layers}+{config.num_layers}",
+                f"{config.num_layers}+{config.decoder_layers or config.num_layers}",
                 config.model_dim,
                 config.ffn_dim,
                 len(corpus.target_vocab),

@@ -330,6 +330,14 @@ KEYS: tuple[Key, ...] = (
     Key("num_heads", "int", 4, "model=transformer: attention heads; model_dim must be a multiple", "Model", low=1),
     Key("ffn_dim", "int", 1024, "model=transformer: units of each layer's feed-forward network", "Model", low=1),
     Key(
+        "decoder_layers",
+        "int",
+        0,
+        "model=transformer: layers of the decoder; 0: as many as num_layers (the encoder's)",
+        "Model",
+        low=0,
+    ),
+    Key(
         "positions",
         "choice",
         "sinusoidal",

@@ -45,6 +45,14 @@ SETTINGS = {
         "token_level": "subword",
         "dropout": "0.1",
     },
+    "transformer-shallow-decoder": {
+        "model": "transformer",
+        "model_dim": "8",
+        "num_heads": "2",
+        "ffn_dim": "16",
+        "num_layers": "2",
+        "decoder_layers": "1",
+    },
 }
 
 
@@ -148,3 +156,13 @@ def test_the_transformer_ties_its_embeddings(tmp_path):
     model.build()
     assert sum("embedding" in weight.path for weight in model.weights) == 2  # the output projection is the target's
     assert model([np.ones((1, 3)), np.ones((1, 2))]).shape == (1, 2, 12)
+
+
+def test_the_transformer_decoder_has_its_own_depth(tmp_path):
+    sizes = {"model_dim": "8", "num_heads": "2", "num_layers": "3", "decoder_layers": "1"}
+    config = tiny_config(tmp_path, model="transformer", **sizes)
+    model = builders.get("transformer").create(config, 10, 10)
+    assert (len(model.encoder_layers), len(model.decoder_layers)) == (3, 1)
+    # A run saved before decoder_layers existed has as many decoder layers as encoder layers.
+    saved = {key: value for key, value in model.get_config().items() if key != "decoder_layers"}
+    assert len(type(model).from_config(saved).decoder_layers) == 3

@@ -36,13 +36,18 @@ class TransformerSettings:
     positions: str  # sinusoidal or learned
     token_level: str
     joint_vocab: bool
+    decoder_layers: int = 0  # 0: as many as num_layers, as in runs saved before the key existed
+
+    @property
+    def decoder_depth(self) -> int:
+        return self.decoder_layers or self.num_layers
 
 
 @keras.saving.register_keras_serializable(package="sequencer")
 class TransformerSeq2Seq(Seq2Seq):
-    """`num_layers` encoder and decoder layers of width `model_dim`, `num_heads` attention heads and
-    a feed-forward layer of `ffn_dim` units, from KerasHub (`TransformerEncoder`,
-    `TransformerDecoder`).
+    """`num_layers` encoder layers and `decoder_layers` decoder layers (0: as many) of width
+    `model_dim`, `num_heads` attention heads and a feed-forward layer of `ffn_dim` units, from
+    KerasHub (`TransformerEncoder`, `TransformerDecoder`).
 
     Each layer normalises its inputs before attention and before the feed-forward layer
     (pre-layer-norm: `normalize_first=True`), which trains without the careful warm-up the
@@ -86,7 +91,7 @@ class TransformerSeq2Seq(Seq2Seq):
         ]
         self.decoder_layers = [
             keras_hub.layers.TransformerDecoder(**layer_settings, normalize_first=True, name=f"decoder_layer_{i}")
-            for i in range(settings.num_layers)
+            for i in range(settings.decoder_depth)
         ]
         self.encoder_norm = layers.LayerNormalization(epsilon=1e-5, name="encoder_norm")
         self.decoder_norm = layers.LayerNormalization(epsilon=1e-5, name="decoder_norm")
