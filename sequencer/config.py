@@ -298,7 +298,15 @@ KEYS: tuple[Key, ...] = (
         "Model",
         low=1,
     ),
-    Key("num_layers", "int", 1, "stacked LSTM or Transformer layers in the encoder and in the decoder", "Model", low=1),
+    Key(
+        "num_layers",
+        "int",
+        1,
+        "stacked LSTM layers in the encoder and in the decoder; model=transformer: the encoder's layers "
+        "(and the decoder's, unless decoder_layers is above 0)",
+        "Model",
+        low=1,
+    ),
     Key(
         "embedding_dim",
         "int",
