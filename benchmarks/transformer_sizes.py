@@ -11,7 +11,7 @@ what 60 batches have taught it); the best of 20 decodes, divided by 10, gives mi
 decoding step of 64 sentences, the encoder's one pass included. Nothing is scored: this measures
 cost, not quality. One SentencePiece model per vocabulary size is trained and shared.
 
-    python benchmarks/transformer_sizes.py        # about 12 minutes on 2 CPU cores
+    python benchmarks/transformer_sizes.py        # about 10 minutes on 2 CPU cores, before the decoding column
 """
 
 from __future__ import annotations
@@ -150,7 +150,7 @@ def main() -> None:
         *("candidate", "layers", "width", "ffn", "vocab", "parameters"),
         *("s/batch", "pairs/s", "epochs in 30 min", f"greedy ms/step ({DECODE_BATCH} sentences)"),
     ]
-    print(markdown_table(header, rows, numeric=[False] + [True] * 9))
+    print(markdown_table(header, rows, numeric=[False] + [True] * (len(header) - 1)))
     print(f"runs: {workspace}")
 
 
