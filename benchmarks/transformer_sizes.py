@@ -11,7 +11,7 @@ what 60 batches have taught it); the best of 20 decodes, divided by 10, gives mi
 decoding step of 64 sentences, the encoder's one pass included. Nothing is scored: this measures
 cost, not quality. One SentencePiece model per vocabulary size is trained and shared.
 
-    python benchmarks/transformer_sizes.py        # about 10 minutes on 2 CPU cores, before the decoding column
+    python benchmarks/transformer_sizes.py        # about 10 minutes on 2 CPU cores
 """
 
 from __future__ import annotations
