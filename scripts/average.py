@@ -6,11 +6,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a clone without installing
 
-from sequencer.cli import Parser, command_line_flags, import_tensorflow, run_script
+from sequencer.cli import DEVICE_KEYS, Parser, command_line_flags, import_tensorflow, run_script
 
-USES = ("model_dir", "run", "average_last", "device")
+USES = ("model_dir", "run", "average_last", *DEVICE_KEYS)
 # The flags that apply on top of the run's own settings.
-OVERRIDES = ("average_last", "device")
+OVERRIDES = ("average_last", *DEVICE_KEYS)
 
 
 def average(config, args):

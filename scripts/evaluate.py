@@ -10,9 +10,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a clone without installing
 
-from sequencer.cli import Parser, import_tensorflow, keys_of, run_script
+from sequencer.cli import DEVICE_KEYS, Parser, import_tensorflow, keys_of, run_script
 
-USES = ("model_dir", "run", "device", "on_bad_line", *(key for key in keys_of("Prediction") if key != "n_best"))
+USES = ("model_dir", "run", *DEVICE_KEYS, "on_bad_line", *(key for key in keys_of("Prediction") if key != "n_best"))
 
 
 def evaluate(config, args):

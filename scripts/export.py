@@ -6,9 +6,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a clone without installing
 
-from sequencer.cli import Parser, import_tensorflow, keys_of, run_script
+from sequencer.cli import DEVICE_KEYS, Parser, import_tensorflow, keys_of, run_script
 
-USES = ("model_dir", "run", "device", *keys_of("Prediction"))
+USES = ("model_dir", "run", *DEVICE_KEYS, *keys_of("Prediction"))
 
 
 def export(config, args):
@@ -23,7 +23,7 @@ def export(config, args):
     from sequencer.export import export
     from sequencer.runs import load_run
 
-    configure_device(config.device)
+    configure_device(config.device, config.threads)
     export(load_run(run_dir), config, out_dir, force=args.force)
     print(f"exported {run_dir.name} to {out_dir}")
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a clone without installing
 
-from sequencer.cli import Parser, import_tensorflow, keys_of, run_script
+from sequencer.cli import DEVICE_KEYS, Parser, import_tensorflow, keys_of, run_script
 
-USES = ("model_dir", "run", "predict_in", "predict_out", "device", *keys_of("Prediction"))
+USES = ("model_dir", "run", "predict_in", "predict_out", *DEVICE_KEYS, *keys_of("Prediction"))
 
 
 def predict(config, args):

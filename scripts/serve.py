@@ -6,9 +6,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a clone without installing
 
-from sequencer.cli import Parser, command_line_flags, import_tensorflow, keys_of, run_script
+from sequencer.cli import DEVICE_KEYS, Parser, command_line_flags, import_tensorflow, keys_of, run_script
 
-USES = ("model_dir", "run", "device", *keys_of("Prediction"), *keys_of("Serving"))
+USES = ("model_dir", "run", *DEVICE_KEYS, *keys_of("Prediction"), *keys_of("Serving"))
 # Keys that do not apply to an export: it decodes with the settings fixed in it when it was made.
 FIXED_IN_AN_EXPORT = ("beam_width", "n_best", "length_penalty", "max_output_len", "min_output_len", "max_beam_width")
 

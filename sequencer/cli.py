@@ -47,6 +47,9 @@ def keys_of(*sections: str) -> tuple[str, ...]:
     return tuple(key.name for key in KEYS if key.section in sections)
 
 
+# Where and on how many threads TensorFlow computes: every script that runs a model reads them.
+DEVICE_KEYS = ("device", "threads")
+
 # The keys training reads (train.py, tune.py): the held-out test split is scored at the end with
 # the Prediction settings, and only the best translation of each sentence.
 TRAINING_KEYS = (

@@ -540,6 +540,16 @@ KEYS: tuple[Key, ...] = (
         resumable=True,
     ),
     Key(
+        "threads",
+        "int",
+        0,
+        "threads TensorFlow uses within one operation and for operations that run in parallel "
+        "(intra-op and inter-op); 0 lets TensorFlow choose, about one per core",
+        "Training",
+        low=0,
+        resumable=True,
+    ),
+    Key(
         "distribution",
         "choice",
         "auto",

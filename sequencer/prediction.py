@@ -80,7 +80,7 @@ class Predictor:
     @classmethod
     def from_config(cls, config: Config) -> Predictor:
         """The predictor for `run`, or for the newest run in `model_dir` if `run` is empty."""
-        configure_device(config.device)
+        configure_device(config.device, config.threads)
         run = load_run(find_run(config.model_dir, config.run))
         log.info("translating with %s", run.path)
         return cls(run, config)

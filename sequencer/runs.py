@@ -67,7 +67,7 @@ _CHECKPOINT_NAME = re.compile(r"epoch-\d+")
 _SNAPSHOT_NAME = re.compile(r"epoch-\d+-update-\d+\.npz")
 
 # Training settings that do not go into a run folder's name, and the longest list of settings it holds.
-_UNNAMED_KEYS = ("model", "on_bad_line", "metrics", "device", "distribution")
+_UNNAMED_KEYS = ("model", "on_bad_line", "metrics", "device", "threads", "distribution")
 _NAME_LENGTH = 100
 _SEED_STATE = "seed_generator_state"  # how Keras names the state variable of a random generator
 

@@ -153,7 +153,7 @@ class ExportBackend:
     def load(cls, folder: Path, config: Config) -> ExportBackend:
         from sequencer.devices import configure_device
 
-        configure_device(config.device)
+        configure_device(config.device, config.threads)
         log.info("translating with the export %s", folder)
         return cls(folder, read_export(folder), config.decode_batch_size)
 

@@ -459,7 +459,7 @@ class Trainer:
         TensorFlow's op determinism does not cover, so Keras would not compile with it). Mixed precision is
         Keras' mixed_float16 policy; it pays off only on a GPU, so without one it is an error.
         """
-        configure_device(self.config.device)
+        configure_device(self.config.device, self.config.threads)
         self.strategy = make_strategy(self.config.distribution)
         if self.strategy is not tf.distribute.get_strategy():
             distribution = self.config.distribution

@@ -1,7 +1,7 @@
-"""Training over several devices and machines with tf.distribute, on CPUs.
+"""TensorFlow's threads, and training over several devices and machines with tf.distribute, on CPUs.
 
-Logical devices must be configured before TensorFlow starts, and a cluster needs processes of its
-own, so these tests run their training in fresh Python processes.
+Threads and logical devices must be configured before TensorFlow starts, and a cluster needs
+processes of its own, so these tests run in fresh Python processes.
 """
 
 import csv
@@ -137,6 +137,37 @@ def test_two_workers_train_one_epoch_and_only_the_chief_writes_a_run(tmp_path):
     assert len(runs) == 1 and (runs[0] / "model.keras").is_file()
     with open(runs[0] / "metrics.csv", newline="") as stream:
         assert len(list(csv.DictReader(stream))) == 1
+
+
+THREADS = textwrap.dedent(
+    """
+    import sys
+    import tensorflow as tf
+    from sequencer.devices import configure_device
+    from sequencer.errors import ConfigError
+
+    configure_device("cpu", 1)
+    threading = tf.config.threading
+    print(threading.get_intra_op_parallelism_threads(), threading.get_inter_op_parallelism_threads())
+    tf.reduce_sum(tf.ones(3)).numpy()  # TensorFlow's runtime starts
+    configure_device("cpu", 1)  # the threads it has: nothing to change
+    configure_device("cpu", 0)  # whatever it has
+    try:
+        configure_device("cpu", 2)
+    except ConfigError as error:
+        print(error)
+    """
+)
+
+
+def test_threads_are_set_before_tensorflow_starts_and_refused_after():
+    process = python("-c", THREADS, cwd=ROOT)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 0, err
+    assert out.splitlines() == [
+        "1 1",
+        "threads=2 cannot take effect: TensorFlow has already started in this process",
+    ]
 
 
 def test_multi_worker_needs_a_cluster(monkeypatch):
