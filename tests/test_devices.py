@@ -141,7 +141,6 @@ def test_two_workers_train_one_epoch_and_only_the_chief_writes_a_run(tmp_path):
 
 THREADS = textwrap.dedent(
     """
-    import sys
     import tensorflow as tf
     from sequencer.devices import configure_device
     from sequencer.errors import ConfigError
