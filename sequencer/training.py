@@ -253,11 +253,17 @@ class Trainer:
                 run_state.write_summary(interrupted=True)
                 raise
             log.info("best epoch %d of %d; model.keras holds it", state.best_epoch, state.epochs_completed)
-            if self.config.average_last > 1:
-                self.average(run_dir, corpus)
-            if corpus.test_pairs and is_chief(self.strategy):
-                self._evaluate(run_dir, corpus.test_pairs)
+            self.finish(run_dir, corpus)
         return run_dir
+
+    def finish(self, run_dir: Path, corpus: Corpus) -> None:
+        """What follows the last epoch: the average of the last checkpoints (with `average_last`),
+        then the held-out test pairs' scores. A run trained elsewhere (a member of tune.py's
+        population, stopped by Ray Tune after its last epoch) is finished with it too."""
+        if self.config.average_last > 1:
+            self.average(run_dir, corpus)
+        if corpus.test_pairs and is_chief(self.strategy):
+            self._evaluate(run_dir, corpus.test_pairs)
 
     def average(self, run_dir: Path, corpus: Corpus) -> dict | None:
         """Average the weights of the run's last `average_last` checkpoints (Vaswani et al., 2017),

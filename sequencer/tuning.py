@@ -29,7 +29,7 @@ from sequencer.config import Config, config_from_dict, number_pair
 from sequencer.data import Corpus
 from sequencer.errors import ConfigError, TuningError
 from sequencer.files import atomic_path, read_json, write_json
-from sequencer.runs import SUMMARY_FILE, mark_latest
+from sequencer.runs import SUMMARY_FILE, load_config, mark_latest
 from sequencer.text import first_line, markdown_table
 from sequencer.training import Trainer
 
@@ -169,7 +169,11 @@ def tune_population(config: Config, corpus: Corpus) -> Path:
         ray.shutdown()
     if results.errors:
         raise TuningError(f"{len(results.errors)} member(s) failed; the first: {first_line(results.errors[0])}")
-    return _save_best(config, results, experiment, mode)
+    best = _save_best(config, results, experiment, mode)
+    # Tune stops each member at its last report, before the end of its training: the best run is
+    # averaged (average_last) and scored on the test pairs here, as train.py's would be.
+    Trainer(load_config(best), progress="none").finish(best, corpus)
+    return best
 
 
 def check_ray_address(address: str) -> None:

@@ -19,7 +19,8 @@ def metrics_rows(run_folder):
 
 def test_population_of_two_exploits_weights_and_settings_and_saves_the_best_as_a_run(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # Ray's workers must find the package wherever the work starts
-    config = tiny_config(tmp_path, population_size="2", ready_after="1", stop_after="2", latent_dim="16")
+    tuning = {"population_size": "2", "ready_after": "1", "stop_after": "2"}
+    config = tiny_config(tmp_path, **tuning, latent_dim="16", test_split="0.1", average_last="2")
     best = tune_population(config, Preprocessor(config).load())
 
     population = json.loads((best / "population.json").read_text())
@@ -38,8 +39,11 @@ def test_population_of_two_exploits_weights_and_settings_and_saves_the_best_as_a
     assert copier["schedule"][-1]["settings"] != donor["schedule"][0]["settings"]
     assert copier["schedule"][-1]["settings"]["batch_size"] in (32, 64, 128)
 
-    run = load_run(best)  # an ordinary run folder
+    run = load_run(best)  # an ordinary run folder, finished as train.py finishes one
     assert len(metrics_rows(best)) == 2
+    summary = json.loads((best / "summary.json").read_text())
+    assert summary["averaging"]["checkpoints"] == ["epoch-0001", "epoch-0002"]
+    assert json.loads((best / "eval.json").read_text())["test.txt"]["references"] == summary["test_pairs"] > 0
     assert len(Predictor(run).translate(["Go.", "Hello!"])) == 2
     assert (config.model_dir / "latest").read_text().strip() == best.name
 
