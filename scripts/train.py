@@ -6,7 +6,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a clone without installing
 
-from sequencer.cli import TRAINING_KEYS, Parser, command_line_flags, import_tensorflow, run_script
+from sequencer.cli import (
+    TRAINING_KEYS,
+    Parser,
+    command_line_flags,
+    import_tensorflow,
+    run_script,
+    warn_of_unread_model_flags,
+)
 from sequencer.config import KEYS
 
 
@@ -31,6 +38,7 @@ def train(config, args):
     check_accumulation(config.accumulate_steps, config.distribution)
     corpus = Preprocessor(config).load(vocabularies)
     import_tensorflow()
+    warn_of_unread_model_flags(config, args)
     from sequencer.training import Trainer
 
     progress = "none" if args.quiet else "bar" if sys.stdout.isatty() else "lines"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a clone without installing
 
-from sequencer.cli import TRAINING_KEYS, Parser, import_tensorflow, keys_of, run_script
+from sequencer.cli import TRAINING_KEYS, Parser, import_tensorflow, keys_of, run_script, warn_of_unread_model_flags
 
 
 def tune(config, args):
@@ -16,6 +16,7 @@ def tune(config, args):
     check_accumulation(config.accumulate_steps, config.distribution)  # what each member would stop at
     corpus = Preprocessor(config).load()  # checked before TensorFlow starts
     import_tensorflow()
+    warn_of_unread_model_flags(config, args)
     from sequencer.tuning import tune_population
 
     tune_population(config, corpus)

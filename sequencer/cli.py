@@ -23,7 +23,7 @@ from contextlib import contextmanager
 # machine) follows this variable; `import_tensorflow` catches the lines that do not.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from sequencer.config import KEYS, Config, load_config, render_config
+from sequencer.config import KEYS, KEYS_BY_NAME, Config, load_config, render_config
 from sequencer.errors import SequencerError
 
 EXIT_FAILED = 1
@@ -161,6 +161,19 @@ def run_script(parser: Parser, job: Callable[[Config, argparse.Namespace], None]
 def command_line_flags(args: argparse.Namespace) -> dict[str, str]:
     """{key: text} of the config keys given as flags."""
     return {key.name: getattr(args, key.name) for key in KEYS if hasattr(args, key.name)}
+
+
+def warn_of_unread_model_flags(config: Config, args: argparse.Namespace) -> None:
+    """Warn of each Model-key flag that the chosen model does not read (`--num_heads` with model=lstm).
+
+    Which keys a model reads is its `Settings`, known only once its file, and so TensorFlow, is imported.
+    """
+    from sequencer import builders
+
+    read = builders.settings_of(config.model)
+    for name in command_line_flags(args):
+        if KEYS_BY_NAME[name].section == "Model" and name != "model" and name not in read:
+            log.warning("--%s is not a setting model=%s reads; it is ignored", name, config.model)
 
 
 def import_tensorflow() -> None:

@@ -116,7 +116,7 @@ def run_name(config: Config) -> str:
     if config.run_name:
         return config.run_name
     values = config.to_dict()
-    model_keys = {item.name for item in fields(builders.get(config.model).Settings)}
+    model_keys = builders.settings_of(config.model)
     parts, left_out = [config.model], 0
     for key in KEYS:
         if key.section not in TRAINING_SECTIONS or key.name in _UNNAMED_KEYS or values[key.name] == key.default:

@@ -1,10 +1,13 @@
-"""What the scripts share: TensorFlow's start-up lines dropped, and nothing else."""
+"""What the scripts share: TensorFlow's start-up lines dropped, and nothing else; unread model flags warned of."""
 
+import argparse
+import logging
 import os
 
 import pytest
 
-from sequencer.cli import native_log_lines_dropped
+from sequencer.cli import native_log_lines_dropped, warn_of_unread_model_flags
+from sequencer.config import load_config
 
 # As TensorFlow 2.21 printed them on an AMD EPYC machine without a GPU, TF_CPP_MIN_LOG_LEVEL=3 set.
 START_UP_LINES = [
@@ -33,3 +36,15 @@ def test_a_failure_passes_on_every_line(capfd):
         write_to_descriptor_2(START_UP_LINES)
         raise ImportError("no tensorflow")
     assert capfd.readouterr().err.splitlines() == START_UP_LINES
+
+
+@pytest.mark.parametrize(
+    "model, warned",
+    [("lstm", ["num_heads", "positions"]), ("transformer", ["latent_dim"]), ("attention", ["num_heads", "positions"])],
+)
+def test_a_model_flag_the_chosen_model_does_not_read_is_a_warning(tmp_path, caplog, model, warned):
+    flags = {"model": model, "latent_dim": "16", "num_layers": "1", "num_heads": "2", "positions": "learned"}
+    config = load_config(None, flags)
+    with caplog.at_level(logging.WARNING, logger="sequencer.cli"):
+        warn_of_unread_model_flags(config, argparse.Namespace(epochs="2", **flags))
+    assert caplog.messages == [f"--{name} is not a setting model={model} reads; it is ignored" for name in warned]

@@ -12,6 +12,7 @@ only when the model is used.
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,3 +32,8 @@ def get(name: str) -> type[Seq2Seq]:
     from sequencer.seq2seq import Seq2Seq
 
     return plugins.load_class(__name__, name, Seq2Seq)
+
+
+def settings_of(name: str) -> frozenset[str]:
+    """The config keys the model `name` reads: the fields of its `Settings` (this imports its file)."""
+    return frozenset(item.name for item in fields(get(name).Settings))
