@@ -59,7 +59,9 @@ class Predictor:
     """Translates with the model and vocabularies of one run folder.
 
     The Prediction keys of `config` (beam_width, n_best, decode_batch_size, the output length
-    bounds...) say how; by default, those saved with the run.
+    bounds...) say how; by default, those saved with the run. `device` and `threads` must apply
+    before the run's model loads: `from_config` applies them; a caller who loads the run itself
+    calls `devices.configure_device` first.
     """
 
     def __init__(self, run: Run, config: Config | None = None):
