@@ -221,7 +221,7 @@ async def read_body(request: Request, limit: int) -> bytes:
         413, f"the body is larger than {limit:,} bytes, the most max_request_sentences and max_sentence_chars allow"
     )
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
+    if declared.isascii() and declared.isdigit() and int(declared) > limit:  # "²" is a digit too
         raise too_large
     body = bytearray()
 
@@ -249,10 +249,12 @@ def parse_request(body: bytes, backend: Backend, config: Config) -> TranslationR
     Each sentence loses its leading and trailing white space, as a line does in predict.py.
     """
     try:
-        data = json.loads(body.decode("utf-8"))
+        data = json.loads(body.decode("utf-8"), object_pairs_hook=_object_of_distinct_names)
     except UnicodeDecodeError as error:
         byte = error.object[error.start]
         raise ServingError(400, f"the body is not UTF-8 (byte {byte:#04x} at offset {error.start})") from None
+    except ServingError:  # a ValueError too, but already one sentence
+        raise
     except ValueError as error:
         raise ServingError(400, f"the body is not JSON ({error})") from None
     except RecursionError:
@@ -266,6 +268,16 @@ def parse_request(body: bytes, backend: Backend, config: Config) -> TranslationR
     beam_width = _integer(data, "beam_width", backend.beam_width, backend.allowed("beam_width", 0))
     n_best = _integer(data, "n_best", min(backend.n_best, beam_width), backend.allowed("n_best", beam_width))
     return TranslationRequest(sentences, beam_width, n_best)
+
+
+def _object_of_distinct_names(pairs: list[tuple[str, Any]]) -> dict:
+    """A JSON object as a dict; ServingError for a name given twice, whose last value json.loads would keep silently."""
+    names = set()
+    for name, _ in pairs:
+        if name in names:
+            raise ServingError(400, f"the body names {_shown(name)} twice in one object; name each field once")
+        names.add(name)
+    return dict(pairs)
 
 
 def _sentences(data: dict, config: Config) -> list[str]:
@@ -657,10 +669,10 @@ def _refusal(headers: Headers, names: frozenset[str]) -> ServingError | None:
 
 def _same_site(origin: str, address: tuple[str, int | None] | None, names: frozenset[str]) -> bool:
     """Whether a page of `origin` is the server's own (the host and port the request names) or an allowed host's."""
-    parts = urlsplit(origin)
-    if parts.scheme not in ("http", "https"):  # "null": a sandboxed page or a file
-        return False
     try:
+        parts = urlsplit(origin)  # ValueError for a bracket left open ("http://[")
+        if parts.scheme not in ("http", "https"):  # "null": a sandboxed page or a file
+            return False
         origin_host, origin_port = _host_and_port(parts.netloc)
     except ValueError:
         return False

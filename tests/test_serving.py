@@ -145,6 +145,8 @@ def test_requests_from_other_sites_pages_are_refused(client, backend, config):
         "http://127.0.0.1",
         "http://localhost:8000",
         "null",
+        "http://[",  # not a URL at all: urlsplit raises
+        "http://[::1",
     ):
         foreign = client.post("/translate", **hello, headers={"Origin": origin, "Content-Type": "text/plain"})
         assert foreign.status_code == 403
@@ -166,6 +168,19 @@ def test_requests_from_other_sites_pages_are_refused(client, backend, config):
     # HTTP/1.0 without a Host (a health checker's): nothing to rebind; with an Origin, no site to match.
     assert _refusal(Headers(raw=[]), frozenset()) is None
     assert _refusal(Headers(raw=[(b"origin", b"http://127.0.0.1")]), frozenset()).status == 403
+
+
+def test_a_content_length_of_other_digits_than_ascii_is_not_read_as_a_number():
+    body = b'{"text": ["Hello."]}'
+    parts = iter([{"type": "http.request", "body": body, "more_body": False}])
+
+    async def receive():
+        return next(parts)
+
+    request = Request(
+        {"type": "http", "method": "POST", "headers": [(b"content-length", "²".encode("latin-1"))]}, receive
+    )
+    assert asyncio.run(read_body(request, 1000)) == body  # "²".isdigit(), but int("²") fails
 
 
 def test_a_body_that_stops_arriving_is_a_408(monkeypatch):
@@ -209,6 +224,8 @@ def test_a_body_that_stops_arriving_is_a_408(monkeypatch):
         (b'{"text": [], "n_best": 2}', "n_best must be an integer from 1 to the beam width, 1, not 2"),
         (b'{"text": [], "beam_width": 2, "n_best": 3}', "n_best must be an integer from 1 to the beam width, 2, not 3"),
         (b'{"text": [], "n_best": -1}', "n_best must be an integer from 1 to the beam width, 1, not -1"),
+        (b'{"text": ["a"], "text": 5}', 'the body names "text" twice in one object; name each field once'),
+        (b'{"text": [], "beam_width": 9, "beam_width": 2}', 'the body names "beam_width" twice in one object'),
     ],
 )
 def test_a_malformed_body_is_a_400_naming_the_field(client, body, message, caplog):
