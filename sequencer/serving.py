@@ -148,6 +148,25 @@ class ExportBackend:
         self.name = description["run"]
         self.beam_width, self.n_best = description["beam_width"], description["n_best"]
         self.batch_size = batch_size
+        self._check_signature(folder)
+
+    def _check_signature(self, folder: Path) -> None:
+        """DataError unless the signature is export.py's (text in; translation and score out) and translates."""
+        tf = self._tf
+        inputs = self._signature.structured_input_signature[1]
+        outputs = self._signature.structured_outputs
+        text = inputs.get("text")
+        if text is None or text.dtype != tf.string or not {"translation", "score"} <= set(outputs):
+            shown = ", ".join(f"{name}: {spec.dtype.name}" for name, spec in inputs.items())
+            raise DataError(
+                f"{folder}: its serving_default signature takes ({shown}) and returns ({', '.join(outputs)}), "
+                "not export.py's (text: string) and (translation, score)"
+            )
+        try:
+            self.translate(["Hello."], self.beam_width, self.n_best)
+        except Exception as error:  # whatever the graph raises, it is the export's
+            problem = f"{type(error).__name__}: {first_line(error)}"
+            raise DataError(f'{folder}: the SavedModel cannot translate "Hello." ({problem})') from None
 
     @classmethod
     def load(cls, folder: Path, config: Config) -> ExportBackend:

@@ -306,6 +306,31 @@ def test_an_export_folder_is_checked_before_tensorflow_loads_it(exported, tmp_pa
         read_export(tmp_path)
 
 
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [
+        ("another-signature", r"its serving_default signature takes \(x: string\) and returns \(score, translation\)"),
+        ("fails-to-translate", r'the SavedModel cannot translate "Hello\." \(InvalidArgumentError: '),
+    ],
+)
+def test_a_saved_model_that_is_not_an_export_is_a_data_error(exported, tmp_path, config, kind, message):
+    import tensorflow as tf
+
+    def another_signature(x):
+        return {"translation": x, "score": tf.zeros_like(x, tf.float32)}
+
+    def fails_to_translate(text):
+        return {"translation": text, "score": tf.strings.to_number(text)}
+
+    serve = another_signature if kind == "another-signature" else fails_to_translate
+    module = tf.Module()
+    module.serve = tf.function(serve, input_signature=[tf.TensorSpec([None], tf.string)])
+    tf.saved_model.save(module, str(tmp_path), signatures={"serving_default": module.serve})
+    (tmp_path / EXPORT_FILE).write_bytes((exported / EXPORT_FILE).read_bytes())  # claims to be an export
+    with pytest.raises(DataError, match=f"^{tmp_path}: {message}"):
+        ExportBackend.load(tmp_path, config)
+
+
 class Recorder:
     """A stub backend that records the sentences of each decoding call, and takes a while for each."""
 
