@@ -28,7 +28,8 @@ def atomic_path(path: Path) -> Iterator[Path]:
     If the block fails, the temporary file or folder is removed and `path` is left as it was. The
     temporary name keeps `path`'s suffix, which some writers (Keras, matplotlib) read the format from.
     A folder replacing a folder is renamed into place after the old one is moved aside, which is
-    deleted last: `path` is missing for a moment, but never half-written.
+    deleted last: `path` is missing for a moment, but never half-written. A symbolic link at
+    `path` is replaced itself; what it pointed to stays as it was.
     """
     temporary = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
     try:
@@ -37,7 +38,10 @@ def atomic_path(path: Path) -> Iterator[Path]:
             old = path.with_name(f".{path.stem}.{os.getpid()}.old{path.suffix}")
             os.replace(path, old)
             os.replace(temporary, path)
-            shutil.rmtree(old)
+            if old.is_symlink():
+                old.unlink()
+            else:
+                shutil.rmtree(old)
         else:
             os.replace(temporary, path)
     finally:

@@ -150,6 +150,13 @@ def test_an_export_is_not_overwritten_unless_forced(run, tmp_path):
     export(run, run.config.replace(beam_width=2), out, force=True)
     assert json.loads((out / EXPORT_FILE).read_text())["beam_width"] == 2
     assert sorted(path.name for path in tmp_path.iterdir()) == ["out"]  # nothing left beside it
+    # A link to an export is replaced by the new export; the export it named stays.
+    (tmp_path / "current").symlink_to(out)
+    export(run, run.config.replace(beam_width=3), tmp_path / "current", force=True)
+    assert not (tmp_path / "current").is_symlink()
+    assert json.loads((tmp_path / "current" / EXPORT_FILE).read_text())["beam_width"] == 3
+    assert json.loads((out / EXPORT_FILE).read_text())["beam_width"] == 2
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["current", "out"]
     (tmp_path / "mine").mkdir()
     with pytest.raises(ConfigError, match="not an export"):
         export(run, run.config, tmp_path / "mine", force=True)
