@@ -100,7 +100,7 @@ class Tokens(tf.Module):
         kept = tf.ragged.boolean_mask(ids, ~ended & tf.not_equal(ids, PAD_ID) & tf.not_equal(ids, START_ID))
         kept = tf.ragged.boolean_mask(kept, tf.not_equal(kept, END_ID))
         if self.level == "subword":
-            return self.sentencepiece.detokenize(kept)
+            return self._leading_spaces(kept) + self.sentencepiece.detokenize(kept)
         tokens = tf.ragged.map_flat_values(
             lambda flat: tf.where(
                 tf.equal(flat, UNK_ID), SPECIALS[UNK_ID], self.tokens.lookup(tf.cast(flat, tf.int64) - len(SPECIALS))
@@ -111,6 +111,17 @@ class Tokens(tf.Module):
             return tf.strings.reduce_join(tokens, axis=-1)
         # Words: spaces between tokens, except where a joiner glues two together (detokenize_words).
         return tf.strings.regex_replace(tf.strings.reduce_join(tokens, axis=-1, separator=" "), f" ?{JOINER} ?", "")
+
+    def _leading_spaces(self, ids: tf.RaggedTensor) -> tf.Tensor:
+        """The spaces Python's SentencePiece decodes ahead of the text and tensorflow-text's drops (N,).
+
+        Pieces that begin with a run of n word markers ("▁", "▁", "▁a") decode to n - 1 spaces
+        before the text in Python's SentencePiece (only the first marker stands for no space),
+        but to none in the one tensorflow-text links; a model's output can start so.
+        """
+        joined = tf.strings.reduce_join(self.sentencepiece.id_to_string(ids), axis=-1)
+        markers = tf.strings.regex_replace(joined, "[^▁](?s:.*)$", "")  # the leading run of markers
+        return tf.strings.regex_replace(tf.strings.regex_replace(markers, "▁", " "), "^ ", "")
 
 
 def _word_tokens(text: tf.Tensor) -> tf.RaggedTensor:

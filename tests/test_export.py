@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import tensorflow as tf
 from conftest import tiny_config
@@ -12,9 +13,9 @@ from tensorflow.core.protobuf import saved_model_pb2
 
 from sequencer import Predictor, Preprocessor, Trainer
 from sequencer.errors import ConfigError
-from sequencer.export import EXPORT_FILE, _word_tokens, export
+from sequencer.export import EXPORT_FILE, Tokens, _word_tokens, export
 from sequencer.runs import load_run
-from sequencer.vocabulary import tokenize_words
+from sequencer.vocabulary import SubwordVocabulary, tokenize_words
 
 ROOT = Path(__file__).resolve().parents[1]
 SENTENCES = ["Hello!", "I am cold.", "", "Who are you? Ж🐞", "It's me, Tom.", "Run!"]
@@ -178,3 +179,27 @@ def test_word_tokens_in_the_graph_are_the_python_tokens_on_the_shipped_corpus():
     tokens = _word_tokens(tf.constant(sentences)).to_list()
     mismatches = [s for s, graph in zip(sentences, tokens) if [t.decode() for t in graph] != tokenize_words(s)]
     assert mismatches == []
+
+
+def test_subword_ids_in_the_graph_decode_to_the_python_text(tmp_path):
+    """Any ids a model may output, leading word markers ("▁", "▁", "▁a") and byte pieces included."""
+    with open(ROOT / "training_files" / "fra.txt", encoding="utf-8") as stream:
+        texts = [side for line in list(stream)[:3000] for side in line.rstrip("\n").split("\t")[:2]]
+    vocab = SubwordVocabulary.train(texts, 400, "unigram", "subwords.model")
+    piece = vocab.processor.piece_to_id
+    crafted = [
+        ["▁", "▁", "▁a"],
+        ["▁", "▁", "▁"],
+        ["▁", "▁"],
+        ["▁", "▁", "<0x20>", "▁a"],
+        ["<0x20>", "a"],
+        ["a", "▁", "▁"],
+        ["▁", "<0xC3>"],
+    ]
+    sequences = [[piece(name) for name in names] for names in crafted]
+    drawn = np.random.default_rng(0)
+    sequences += [drawn.integers(3, len(vocab.processor), drawn.integers(0, 9)).tolist() for _ in range(2000)]
+    width = max(len(ids) for ids in sequences)
+    padded = tf.constant([ids + [0] * (width - len(ids)) for ids in sequences], tf.int32)  # PAD_ID
+    graph = [text.decode() for text in Tokens(vocab, "target", tmp_path).decode(padded).numpy()]
+    assert [(ids, text) for ids, text in zip(sequences, graph) if text != vocab.decode(ids)] == []
