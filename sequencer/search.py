@@ -110,23 +110,23 @@ class BeamSearchDecoder:
         self.model = model
         self.greedy = GreedyDecoder(model)
         self._beams = tf.function(self.beam_search, input_signature=_SIGNATURE)
-        self._decode: dict[int, tf.types.experimental.PolymorphicFunction] = {}  # by n_best
+        # n_best a tensor: one trace serves every n-best count (a server is asked for many).
+        self._decode = tf.function(self.decode, input_signature=[*_SIGNATURE, tf.TensorSpec([], tf.int32)])
 
     def __call__(self, source_ids: np.ndarray, max_len: int, min_len: int = 0, n_best: int = 1) -> Hypotheses:
         """The `n_best` best hypotheses of each sentence, best first, the greedy one included."""
-        if n_best not in self._decode:
-            self._decode[n_best] = tf.function(
-                lambda *inputs: self.decode(*inputs, n_best=n_best), input_signature=_SIGNATURE
-            )
-        return Hypotheses(*(t.numpy() for t in self._decode[n_best](*_tensors(source_ids, max_len, min_len))))
+        inputs = (*_tensors(source_ids, max_len, min_len), tf.constant(n_best, tf.int32))
+        return Hypotheses(*(tensor.numpy() for tensor in self._decode(*inputs)))
 
     def beams(self, source_ids: np.ndarray, max_len: int, min_len: int = 0) -> Hypotheses:
         """The `beam_width` hypotheses of plain beam search, best first."""
         return Hypotheses(*(tensor.numpy() for tensor in self._beams(*_tensors(source_ids, max_len, min_len))))
 
-    def decode(self, source_ids, max_len, min_len, n_best: int):
+    def decode(self, source_ids, max_len, min_len, n_best):
         """Beam search and the greedy hypothesis as TensorFlow ops, the `n_best` best first:
-        ids (B, n_best, T), log-probabilities (B, n_best), lengths (B, n_best)."""
+        ids (B, n_best, T), log-probabilities (B, n_best), lengths (B, n_best).
+
+        `n_best` is an int, fixed in the graph (an export's), or a scalar tensor."""
         beams = self.beam_search(source_ids, max_len, min_len)
         greedy = self.greedy.decode(source_ids, max_len, min_len)
         steps = tf.maximum(tf.shape(beams[0])[2], tf.shape(greedy[0])[2])

@@ -102,6 +102,16 @@ def test_beam_search_never_scores_worse_than_greedy(run, model, alpha):
     assert all(len({tuple(ids) for ids in sentence}) == 3 for sentence in beam.ids)  # distinct
 
 
+def test_every_n_best_count_is_the_same_trace_and_a_prefix_of_the_widest(run, model):
+    _, batch = padded(run.source_vocab, SENTENCES)
+    decoder = BeamSearchDecoder(model, 4, 0.6)
+    found = {n_best: decoder(batch, 20, n_best=n_best) for n_best in (4, 1, 2)}
+    assert decoder._decode.experimental_get_tracing_count() == 1  # a server's new n_best waits for no tracing
+    for n_best in (1, 2):
+        assert found[n_best].ids.shape[1] == n_best
+        np.testing.assert_array_equal(found[n_best].ids, found[4].ids[:, :n_best])
+
+
 @pytest.mark.parametrize("min_len", [0, 2])
 @pytest.mark.parametrize(
     "settings",
