@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote, urlsplit
 
+import h11
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
@@ -46,6 +47,7 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from sequencer import __version__
 from sequencer.config import Config
@@ -76,6 +78,10 @@ MAX_CONNECTIONS = 256
 # How long a request's body may take to arrive: a client that stops sending gets a 408 after it,
 # rather than holding its connection, and a graceful stop, for as long as it likes.
 BODY_SECONDS = 30.0
+# How long a connection may take to send a request's head (its request line and headers), from
+# when it opens or its last answer went: a client that sends none is closed after it, rather
+# than holding one of the MAX_CONNECTIONS places for as long as it likes.
+HEAD_SECONDS = 10.0
 # How long Ctrl-C or SIGTERM waits for the requests in flight before the server stops regardless.
 GRACEFUL_SHUTDOWN_SECONDS = 60
 LISTEN_BACKLOG = 2048  # uvicorn's default
@@ -159,7 +165,7 @@ class ExportBackend:
         if text is None or text.dtype != tf.string or not {"translation", "score"} <= set(outputs):
             shown = ", ".join(f"{name}: {spec.dtype.name}" for name, spec in inputs.items())
             raise DataError(
-                f"{folder}: its serving_default signature takes ({shown}) and returns ({', '.join(outputs)}), "
+                f"{folder}: its serving_default signature takes ({shown}) and returns ({', '.join(sorted(outputs))}), "
                 "not export.py's (text: string) and (translation, score)"
             )
         try:
@@ -761,12 +767,63 @@ def warm_up(backend: Backend) -> None:
     backend.translate(["Hello."], backend.beam_width, backend.n_best)
 
 
+class HeadDeadlineProtocol(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol, which closes a connection that sends no whole request head within `HEAD_SECONDS`.
+
+    uvicorn closes a kept-alive connection that stays silent after an answer (after
+    `timeout_keep_alive`), but not one that sends nothing from the start, or stops halfway
+    through its headers: enough of those would hold every place `limit_concurrency` allows.
+    """
+
+    _head_deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._await_head()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._await_head()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        if self._head_deadline:
+            self._head_deadline.cancel()
+
+    def _await_head(self) -> None:
+        """From now, the next request's head has `HEAD_SECONDS` to arrive (an earlier deadline is over)."""
+        if self._head_deadline:
+            self._head_deadline.cancel()
+        self._head_deadline = self.loop.call_later(HEAD_SECONDS, self._close_without_head)
+
+    def _close_without_head(self) -> None:
+        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():  # no request line and headers yet
+            self.transport.close()
+
+
+def _uvicorn_server(app: FastAPI) -> uvicorn.Server:
+    """uvicorn's server for `app`, with the connection, header and shutdown bounds above.
+
+    uvicorn's own logging is left unconfigured: the request lines come from `RequestLog`, and
+    its warnings and errors still reach standard error.
+    """
+    return uvicorn.Server(
+        uvicorn.Config(
+            app,
+            http=HeadDeadlineProtocol,
+            log_config=None,
+            access_log=False,
+            limit_concurrency=MAX_CONNECTIONS,
+            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+        )
+    )
+
+
 def run_server(app: FastAPI, sock: socket.socket) -> None:
     """Serve `app` on `sock` until Ctrl-C or SIGTERM, which let the requests in flight finish first.
 
-    uvicorn's own logging is left unconfigured: the request lines come from `RequestLog`, and
-    its warnings and errors still reach standard error. After a graceful stop, uvicorn raises the
-    signal again, which `cli.run_script` reports as an interruption.
+    After a graceful stop, uvicorn raises the signal again, which `cli.run_script` reports as an
+    interruption.
     """
     # What start-up made (TensorFlow, Keras, the model) lives as long as the server: out of the
     # garbage collector's reach, its full collections no longer walk it all, which paused a
@@ -774,13 +831,4 @@ def run_server(app: FastAPI, sock: socket.socket) -> None:
     gc.freeze()
     host, port = sock.getsockname()[:2]
     log.info("serving on http://%s:%d/ (Ctrl-C stops)", f"[{host}]" if ":" in host else host, port)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app,
-            log_config=None,
-            access_log=False,
-            limit_concurrency=MAX_CONNECTIONS,
-            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
-        )
-    )
-    server.run(sockets=[sock])
+    _uvicorn_server(app).run(sockets=[sock])

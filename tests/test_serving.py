@@ -35,8 +35,10 @@ from sequencer.serving import (
     ServingError,
     _refusal,
     _shown,
+    _uvicorn_server,
     body_limit,
     create_app,
+    listen,
     read_body,
     read_export,
 )
@@ -358,6 +360,33 @@ def concurrently(client, bodies):
         answers = list(pool.map(lambda body: client.post("/translate", json=body), bodies))
     assert all(answer.status_code == 200 for answer in answers), [answer.text for answer in answers]
     return [answer.json() for answer in answers]
+
+
+def test_a_connection_that_sends_no_whole_request_head_is_closed(config, monkeypatch):
+    monkeypatch.setattr(serving_module, "HEAD_SECONDS", 0.5)
+    sock = listen("127.0.0.1", 0)
+    port = sock.getsockname()[1]
+    server = _uvicorn_server(create_app(Recorder(seconds=0), config))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]})
+    thread.start()
+    try:
+        while not server.started:
+            time.sleep(0.05)
+        silent, halfway, kept_alive = (socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(3))
+        halfway.sendall(b"POST /translate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-")
+        body = b'{"text": ["hi"]}'
+        request = b"POST /translate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+        kept_alive.sendall(request)
+        assert kept_alive.recv(4096).startswith(b"HTTP/1.1 200 ")
+        time.sleep(0.3)
+        kept_alive.sendall(request)  # a kept-alive connection's next request, before its deadline
+        assert kept_alive.recv(4096).startswith(b"HTTP/1.1 200 ")
+        assert silent.recv(1) == b"" and halfway.recv(1) == b""  # closed by the server, unanswered
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        for connection in (silent, halfway, kept_alive):
+            connection.close()
 
 
 def test_concurrent_requests_are_decoded_together(config):
