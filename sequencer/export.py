@@ -147,6 +147,9 @@ class Translator(tf.Module):
     def __init__(self, run: Run, config: Config, folder: Path):
         super().__init__(name="translator")
         self.model = run.model
+        # All of the model's state, its dropout layers' seeds included, which Keras tracks but
+        # tf.Module does not reach: a variable the graph captures must be saved with it.
+        self.model_state = list(run.model.variables)
         self.source = Tokens(run.source_vocab, "source", folder)
         self.target = Tokens(run.target_vocab, "target", folder)
         self.max_len, self.min_len = run.model.decoding_lengths(config, int(run.summary.get("max_target_len", 0)))
