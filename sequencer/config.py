@@ -280,6 +280,7 @@ KEYS: tuple[Key, ...] = (
         "random seed of the validation split, the initial weights and the order of the batches",
         "Data",
         low=0,
+        high=2**32 - 1,  # NumPy's seeds are 32-bit
     ),
     # Model
     Key(

@@ -125,6 +125,7 @@ def test_bad_value_names_key_value_and_what_is_allowed(tmp_path):
         ("max_output_len=3\nmin_output_len=5\n", "min_output_len=5 is more than max_output_len=3"),
         ("attention=dot\n", "one of luong, bahdanau"),
         ("dropout=1\n", "a number in [0, 1)"),
+        ("seed=4294967296\n", "an integer in [0, 4294967295]"),  # NumPy's seeds are 32-bit
         ("distribution=parameter_server\n", "one of auto, none, mirrored, multi_worker"),
         ("learning_rate_range=0.01\n", "LOW,HIGH with 0 < LOW < HIGH"),
         ("learning_rate_range=0.01,0.001\n", "LOW,HIGH with 0 < LOW < HIGH"),
