@@ -149,6 +149,9 @@ def run_script(parser: Parser, job: Callable[[Config, argparse.Namespace], None]
     except SequencerError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(EXIT_BAD_INPUT)
+    except BrokenPipeError:  # what reads standard output stopped (`| head`): nothing is wrong, nothing to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the exit's flush goes nowhere, quietly
+        sys.exit(EXIT_FAILED)
     except OSError as error:  # a file that cannot be read or written: the user's to fix, no traceback
         where = f": {error.filename}" if error.filename else ""
         print(f"error: {error.strerror or error}{where}", file=sys.stderr)

@@ -54,6 +54,17 @@ def test_train_then_predict_files_and_stdin(tmp_path):
     assert piped.stdout.split("\n") == [output_lines[0], "", output_lines[2], ""]
     assert f"translating with {run}" in piped.stderr
 
+    # A reader that stops early (`| head -1`): predict.py stops too, quietly.
+    command = [sys.executable, str(ROOT / "scripts" / "predict.py"), *PREDICT, "--quiet", "-"]
+    with subprocess.Popen(
+        command, cwd=tmp_path, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    ) as head:
+        head.stdin.write(b"Hello!\n" * 3000)  # translations of more than a pipe holds
+        head.stdin.close()
+        head.stdout.readline()
+        head.stdout.close()
+        assert head.wait(timeout=300) == 1 and head.stderr.read() == b""
+
     quiet = script("train.py", *TRAIN, "--epochs", "1", "--quiet", cwd=tmp_path)
     assert quiet.returncode == 0 and quiet.stdout == "" and quiet.stderr == ""
 
