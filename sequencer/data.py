@@ -124,6 +124,11 @@ def decode_line(raw: bytes, path: Path, number: int) -> str:
     return text.rstrip("\r\n")
 
 
+def text_files(folder: Path) -> list[Path]:
+    """The `*.txt` files in `folder`, in name order; a folder whose name ends in .txt is none."""
+    return sorted(path for path in folder.glob("*.txt") if path.is_file())
+
+
 def translation_inputs(input_dir: Path, output_dir: Path) -> list[Path]:
     """The `*.txt` files of `input_dir` to translate into `output_dir`, checked before anything is translated:
     every file is UTF-8 (DataError with file:line), and `output_dir` is not `input_dir` and can be written."""
@@ -138,7 +143,7 @@ def translation_inputs(input_dir: Path, output_dir: Path) -> list[Path]:
     reason = unwritable_reason(output_dir)
     if reason:
         raise ConfigError(f"predict_out {output_dir}: {reason}")
-    inputs = sorted(input_dir.glob("*.txt"))
+    inputs = text_files(input_dir)
     if not inputs:
         raise DataError(f"predict_in {input_dir} has no *.txt files to translate")
     for path in inputs:  # every file read once before any is translated: a bad line stops them all
@@ -219,7 +224,7 @@ class Preprocessor:
         train_dir = self.config.train_dir
         if not train_dir.is_dir():
             raise DataError(f"train_dir {train_dir} is not a folder")
-        files = sorted(train_dir.glob("*.txt"))
+        files = text_files(train_dir)
         if not files:
             raise DataError(f"train_dir {train_dir} has no *.txt files")
         limit = self.config.num_samples
@@ -234,7 +239,8 @@ class Preprocessor:
         if skipped:
             log.warning("skipped %d malformed line%s in %s (on_bad_line=skip)", skipped, "s"[: skipped != 1], train_dir)
         if len(pairs) < 2:
-            raise DataError(f"train_dir {train_dir} holds {len(pairs)} pair(s); training needs at least 2")
+            taken = f"num_samples={limit} takes" if limit and len(pairs) == limit else f"train_dir {train_dir} holds"
+            raise DataError(f"{taken} {len(pairs)} pair(s); training needs at least 2")
         return pairs
 
     def build(self, pairs: list[tuple[str, str]], vocabularies: tuple[Vocabulary, Vocabulary] | None = None) -> Corpus:

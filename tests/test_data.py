@@ -57,9 +57,12 @@ def test_num_samples_keeps_the_first_pairs_across_files_in_name_order(tmp_path):
     write_bytes(tmp_path / "train", b"b1\tB1\nb2\tB2\n", "b.txt")
     write_bytes(tmp_path / "train", b"a1\tA1\na2\tA2\n", "a.txt")
     write_bytes(tmp_path / "train", b"not\tread\n", "notes.md")
+    (tmp_path / "train" / "aa.txt").mkdir()  # a folder, whatever its name
     config = tiny_config(tmp_path, train_dir=str(tmp_path / "train"), num_samples="3")
     assert Preprocessor(config).read() == [("a1", "A1"), ("a2", "A2"), ("b1", "B1")]
     assert len(Preprocessor(config.replace(num_samples=0)).read()) == 4
+    with pytest.raises(DataError, match="^num_samples=1 takes 1 pair\\(s\\); training needs at least 2$"):
+        Preprocessor(config.replace(num_samples=1)).read()
 
 
 def test_missing_or_empty_train_dir_is_a_data_error(tmp_path):
