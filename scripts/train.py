@@ -34,6 +34,8 @@ def train(config, args):
         run_dir = args.resume_dir
         check_resume(runs.load_config(run_dir), config, run_dir)
         vocabularies = runs.load_vocabularies(run_dir)
+    else:
+        runs.check_new_run(config)
     check_cluster(config.distribution)
     check_accumulation(config.accumulate_steps, config.distribution)
     corpus = Preprocessor(config).load(vocabularies)

@@ -12,8 +12,10 @@ from sequencer.cli import TRAINING_KEYS, Parser, import_tensorflow, keys_of, run
 def tune(config, args):
     from sequencer import Preprocessor
     from sequencer.devices import check_accumulation
+    from sequencer.runs import check_new_run
 
     check_accumulation(config.accumulate_steps, config.distribution)  # what each member would stop at
+    check_new_run(config)  # where the population's folders and the best member's run go
     corpus = Preprocessor(config).load()  # checked before TensorFlow starts
     import_tensorflow()
     warn_of_unread_model_flags(config, args)

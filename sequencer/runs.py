@@ -134,6 +134,27 @@ def run_name(config: Config) -> str:
     return "-".join(parts)
 
 
+def check_new_run(config: Config) -> None:
+    """ConfigError unless a new run can be made in `model_dir` (named `run_name`, if it is set).
+
+    Checked before the data is read and TensorFlow starts, so that a wrong folder costs a second.
+    """
+    model_dir = config.model_dir
+    if model_dir.exists() and not model_dir.is_dir():
+        raise ConfigError(f"model_dir {model_dir} is not a folder")
+    reason = unwritable_reason(model_dir)
+    if reason:
+        raise ConfigError(f"model_dir {model_dir}: {reason}")
+    if config.run_name and (model_dir / config.run_name).exists():
+        raise run_name_taken(config.run_name, model_dir / config.run_name)
+
+
+def run_name_taken(name: str, path: Path) -> ConfigError:
+    return ConfigError(
+        f"run_name={name}: {path} exists already; choose another name (train.py --resume {name} continues that run)"
+    )
+
+
 def create_run(
     config: Config, vocabularies: tuple[Vocabulary, Vocabulary], summary: dict, test_pairs: list[tuple[str, str]]
 ) -> Path:
@@ -148,7 +169,7 @@ def create_run(
     try:
         path.mkdir()
     except FileExistsError:
-        raise ConfigError(f"run_name={name}: {path} exists already; choose another name or --resume it") from None
+        raise run_name_taken(name, path) from None
     source_vocab, target_vocab = vocabularies
     write_json(path / CONFIG_FILE, config.to_dict())
     for name, data in {**source_vocab.files(), **target_vocab.files()}.items():  # SentencePiece models

@@ -29,7 +29,7 @@ from sequencer.config import Config, config_from_dict, number_pair
 from sequencer.data import Corpus
 from sequencer.errors import ConfigError, TuningError
 from sequencer.files import atomic_path, read_json, write_json
-from sequencer.runs import SUMMARY_FILE, load_config, mark_latest
+from sequencer.runs import SUMMARY_FILE, load_config, mark_latest, run_name_taken
 from sequencer.text import first_line, markdown_table
 from sequencer.training import Trainer
 
@@ -207,7 +207,7 @@ def _save_best(config: Config, results, experiment: Path, mode: str) -> Path:
     best = results.get_best_result(metric=config.monitor, mode=mode, scope="last")
     run_dir = config.model_dir / (config.run_name or f"{experiment.name}-best")
     if run_dir.exists():
-        raise ConfigError(f"run_name={config.run_name}: {run_dir} exists already; choose another name")
+        raise run_name_taken(run_dir.name, run_dir)
     with atomic_path(run_dir) as partial, best.checkpoint.as_directory() as folder:
         shutil.copytree(folder, partial)
         write_json(partial / POPULATION_FILE, {"monitor": config.monitor, "members": members})

@@ -61,7 +61,7 @@ def test_num_samples_keeps_the_first_pairs_across_files_in_name_order(tmp_path):
     config = tiny_config(tmp_path, train_dir=str(tmp_path / "train"), num_samples="3")
     assert Preprocessor(config).read() == [("a1", "A1"), ("a2", "A2"), ("b1", "B1")]
     assert len(Preprocessor(config.replace(num_samples=0)).read()) == 4
-    with pytest.raises(DataError, match="^num_samples=1 takes 1 pair\\(s\\); training needs at least 2$"):
+    with pytest.raises(DataError, match=r"^num_samples=1 takes 1 pair\(s\); training needs at least 2$"):
         Preprocessor(config.replace(num_samples=1)).read()
 
 

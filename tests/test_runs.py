@@ -11,6 +11,7 @@ from sequencer.errors import ConfigError, DataError
 from sequencer.runs import (
     LATEST_FILE,
     TrainingState,
+    check_new_run,
     checkpoint_folders,
     find_run,
     load_checkpoint,
@@ -115,6 +116,20 @@ def test_missing_run_is_a_clear_error(tmp_path):
     assert str(missing.value) == f"the run folder {tmp_path / 'gone'} does not exist"
     latest = tmp_path / LATEST_FILE
     assert str(latest_missing.value) == f"{latest} names {tmp_path / 'deleted-run'}, which does not exist"
+
+
+def test_where_a_new_run_cannot_go_is_a_config_error_before_training(tmp_path):
+    (tmp_path / "a-file").write_text("")
+    (tmp_path / "models" / "mine").mkdir(parents=True)
+    config = tiny_config(tmp_path, model_dir=str(tmp_path / "models"))
+    check_new_run(config)  # a folder, or one that can be made
+    check_new_run(config.replace(model_dir=tmp_path / "new" / "models"))
+    with pytest.raises(ConfigError, match=r"^model_dir .*a-file is not a folder$"):
+        check_new_run(config.replace(model_dir=tmp_path / "a-file"))
+    with pytest.raises(ConfigError, match=r"^model_dir .*a-file/models: .*a-file is a file, not a folder$"):
+        check_new_run(config.replace(model_dir=tmp_path / "a-file" / "models"))
+    with pytest.raises(ConfigError, match=r"^run_name=mine: .* exists already; choose another name \(train\.py"):
+        check_new_run(config.replace(run_name="mine"))
 
 
 def test_a_bare_run_name_is_a_folder_in_model_dir(tmp_path, monkeypatch):

@@ -87,6 +87,8 @@ def test_train_then_predict_files_and_stdin(tmp_path):
             "environment variable SEQUENCER_VAL_SPLIT: val_split='2' is not allowed",
         ),
         ([], {}, "train_dir=./missing\n", "train_dir"),
+        (["--model_dir", "train/pairs.txt"], {}, "", "/train/pairs.txt is not a folder"),
+        (["--seed", "4294967296"], {}, "", "expected an integer in [0, 4294967295]"),
         (["--epcohs", "2"], {}, "", "unknown flag --epcohs (did you mean --epochs?)"),
         (  # found after TensorFlow starts, before anything else is said
             ["--train_dir", "train", "--val_split", "0", "--monitor", "loss", "--mixed_precision", "true"],
