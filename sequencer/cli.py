@@ -204,23 +204,26 @@ def start_ray_worker() -> None:
 def native_log_lines_dropped():
     """Catch file descriptor 2 while the block runs; pass on all but native log lines afterwards.
 
-    If the block fails, everything it wrote is passed on, log lines included.
+    If the block fails, everything it wrote is passed on, log lines included, to explain it;
+    Ctrl-C is no failure of the block's.
     """
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile() as caught:
         os.dup2(caught.fileno(), 2)
-        succeeded = False
+        failed = False
         try:
             yield
-            succeeded = True
+        except Exception:  # not KeyboardInterrupt
+            failed = True
+            raise
         finally:
             sys.stderr.flush()
             os.dup2(saved, 2)
             os.close(saved)
             caught.seek(0)
             for line in caught.read().decode("utf-8", "replace").splitlines():
-                if not (succeeded and _NATIVE_LOG_LINE.fullmatch(line)):
+                if failed or not _NATIVE_LOG_LINE.fullmatch(line):
                     print(line, file=sys.stderr)
 
 

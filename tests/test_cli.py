@@ -38,6 +38,13 @@ def test_a_failure_passes_on_every_line(capfd):
     assert capfd.readouterr().err.splitlines() == START_UP_LINES
 
 
+def test_ctrl_c_is_no_failure_and_passes_on_no_log_line(capfd):
+    with pytest.raises(KeyboardInterrupt), native_log_lines_dropped():
+        write_to_descriptor_2([START_UP_LINES[0], "a line of ours"])
+        raise KeyboardInterrupt
+    assert capfd.readouterr().err == "a line of ours\n"
+
+
 @pytest.mark.parametrize(
     "model, warned",
     [("lstm", ["num_heads", "positions"]), ("transformer", ["latent_dim"]), ("attention", ["num_heads", "positions"])],
