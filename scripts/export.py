@@ -6,7 +6,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a clone without installing
 
-from sequencer.cli import DEVICE_KEYS, Parser, import_tensorflow, keys_of, run_script
+from sequencer.cli import DEVICE_KEYS, Parser, import_tensorflow, keys_of, native_log_lines_dropped, run_script
 
 USES = ("model_dir", "run", *DEVICE_KEYS, *keys_of("Prediction"))
 
@@ -24,7 +24,8 @@ def export(config, args):
     from sequencer.runs import load_run
 
     configure_device(config.device, config.threads)
-    export(load_run(run_dir), config, out_dir, force=args.force)
+    with native_log_lines_dropped():  # what SentencePiece logs as tensorflow-text loads a subword model
+        export(load_run(run_dir), config, out_dir, force=args.force)
     print(f"exported {run_dir.name} to {out_dir}")
 
 

@@ -6,7 +6,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a clone without installing
 
-from sequencer.cli import DEVICE_KEYS, Parser, command_line_flags, import_tensorflow, keys_of, run_script
+from sequencer.cli import (
+    DEVICE_KEYS,
+    Parser,
+    command_line_flags,
+    import_tensorflow,
+    keys_of,
+    native_log_lines_dropped,
+    run_script,
+)
 
 USES = ("model_dir", "run", *DEVICE_KEYS, *keys_of("Prediction"), *keys_of("Serving"))
 # Keys that do not apply to an export: it decodes with the settings fixed in it when it was made.
@@ -29,8 +37,12 @@ def serve(config, args):
         serving.check_settings(config)
     sock = serving.listen(config.host, config.port)
     import_tensorflow()
-    backend = serving.ExportBackend.load(export_dir, config) if args.export else serving.PredictorBackend.load(config)
-    serving.warm_up(backend)
+    with native_log_lines_dropped():  # what TensorFlow and SentencePiece log as the model loads
+        if args.export:
+            backend = serving.ExportBackend.load(export_dir, config)
+        else:
+            backend = serving.PredictorBackend.load(config)
+        serving.warm_up(backend)
     serving.run_server(serving.create_app(backend, config), sock)
 
 

@@ -34,11 +34,13 @@ log = logging.getLogger("sequencer.cli")
 
 # Lines TensorFlow's C++ libraries log while they load: absl's notice that logging is not set up,
 # and log lines in absl's format (I0000 00:00:... file.cc:12] ...) or TensorFlow's own
-# (2026-01-01 12:00:00.000000: I file.cc:12] ...).
+# (2026-01-01 12:00:00.000000: I file.cc:12] ...); and the information lines of the SentencePiece
+# that tensorflow-text links, as it loads a model (normalizer.cc(51) LOG(INFO) ...).
 _NATIVE_LOG_LINE = re.compile(
     r"WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
     r"|[IWE]\d{4} [\d:.]+ +\d+ \S+:\d+\] .*"
     r"|\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: [IWE] \S+:\d+\] .*"
+    r"|\S+\.cc\(\d+\) LOG\(INFO\) .*"
 )
 
 

@@ -17,6 +17,8 @@ START_UP_LINES = [
     "I0000 00:00:1763998432.123456    4242 port.cc:153] oneDNN custom operations are on. You may see slightly "
     "different numerical results due to floating-point round-off errors from different computation orders.",
     "2026-01-01 12:00:00.000000: I tensorflow/core/util/port.cc:113] oneDNN custom operations are on.",
+    # tensorflow-text's SentencePiece, loading a subword model (export.py, serve.py --export).
+    "normalizer.cc(51) LOG(INFO) precompiled_charsmap is empty. use identity normalization.",
 ]
 
 
