@@ -794,6 +794,7 @@ def load_config(
         settings.update(_read_config_file(path))
     dotenv_file = base_dir / ".env"
     if dotenv_file.is_file():
+        _readable_bindings(dotenv_file)
         settings.update(_read_environment(dotenv_values(dotenv_file), f"{_display(dotenv_file)}: ", base_dir))
     settings.update(_read_environment(environ, "environment variable ", cwd))
     for name, text in (flags or {}).items():
@@ -933,32 +934,41 @@ def _check_together(values: dict[str, Any]) -> None:
 
 def _read_config_file(path: Path) -> dict[str, _Setting]:
     """`KEY=VALUE` lines read with python-dotenv; every key must be declared."""
-    try:
-        with open(path, encoding="utf-8-sig") as stream:
-            bindings = list(parse_stream(stream))
-    except UnicodeDecodeError as error:
-        raise ConfigError(f"{_display(path)}: not valid UTF-8 ({error.reason} at byte {error.start})") from None
-
-    def where(binding) -> str:
-        text = binding.original.string
-        # dotenv starts a binding at the blank lines before it; the key's own line comes after them.
-        line = binding.original.line + text[: len(text) - len(text.lstrip())].count("\n")
-        return f"{_display(path)}:{line}"
-
-    for binding in bindings:  # before dotenv_values, which would print its own notice of the line first
-        if binding.error:
-            raise ConfigError(f"{where(binding)}: cannot read {binding.original.string.strip()!r}; expected KEY=VALUE")
+    bindings = _readable_bindings(path)
     values = dotenv_values(path, encoding="utf-8-sig")
     settings = {}
     for binding in bindings:
         if binding.key is None or (binding.value is None and _SECTION_HEADER.match(binding.key)):
             continue
+        where = _where(path, binding)
         if binding.key not in KEYS_BY_NAME:
-            raise ConfigError(f"{where(binding)}: unknown key {binding.key!r}{_suggest(binding.key)}")
+            raise ConfigError(f"{where}: unknown key {binding.key!r}{_suggest(binding.key)}")
         if binding.value is None:
-            raise ConfigError(f"{where(binding)}: key {binding.key!r} has no value; expected {binding.key}=VALUE")
-        settings[binding.key] = _Setting(values[binding.key], where(binding), path.parent)
+            raise ConfigError(f"{where}: key {binding.key!r} has no value; expected {binding.key}=VALUE")
+        settings[binding.key] = _Setting(values[binding.key], where, path.parent)
     return settings
+
+
+def _readable_bindings(path: Path) -> list:
+    """python-dotenv's bindings of the lines of `path` (a config file or a .env file); ConfigError
+    naming the file and line of one it cannot read, which dotenv_values would skip with a notice."""
+    try:
+        with open(path, encoding="utf-8-sig") as stream:
+            bindings = list(parse_stream(stream))
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{_display(path)}: not valid UTF-8 ({error.reason} at byte {error.start})") from None
+    for binding in bindings:
+        if binding.error:
+            where = _where(path, binding)
+            raise ConfigError(f"{where}: cannot read {binding.original.string.strip()!r}; expected KEY=VALUE")
+    return bindings
+
+
+def _where(path: Path, binding) -> str:
+    """file:line of a binding; dotenv starts one at the blank lines before it, and its key's line comes after them."""
+    text = binding.original.string
+    line = binding.original.line + text[: len(text) - len(text.lstrip())].count("\n")
+    return f"{_display(path)}:{line}"
 
 
 def _read_environment(variables: dict[str, str | None], where: str, base_dir: Path) -> dict[str, _Setting]:

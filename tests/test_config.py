@@ -164,6 +164,9 @@ def test_unreadable_line_and_key_without_value(tmp_path):
         load_config(write(tmp_path, "epochs\n"), environ={})
     assert "config.txt:2: cannot read 'not a key value line'" in str(unreadable.value)
     assert "config.txt:1: key 'epochs' has no value" in str(no_value.value)
+    write(tmp_path, "SEQUENCER_EPOCHS=3\n\ngarbage line\n", ".env")  # as strict as config.txt
+    with pytest.raises(ConfigError, match=r"\.env:3: cannot read 'garbage line'; expected KEY=VALUE$"):
+        load_config(write(tmp_path, "epochs=2\n"), environ={})
 
 
 def test_named_config_file_must_exist(tmp_path):
