@@ -426,9 +426,10 @@ def read_export(folder: Path) -> dict:
 
 def check_export_folder(out_dir: Path, force: bool) -> None:
     """ConfigError unless an export can be written to `out_dir`: a new folder (its missing parents
-    are made) under a folder this process may write in, or with `force` an earlier export, which
-    is replaced. Nothing else is ever replaced, however many of an export's files it holds."""
-    if out_dir.exists() or out_dir.is_symlink():
+    are made) or an empty one, under a folder this process may write in, or with `force` an earlier
+    export, which is replaced. Nothing else is ever replaced, however many of an export's files it holds."""
+    empty_folder = out_dir.is_dir() and not out_dir.is_symlink() and not any(out_dir.iterdir())
+    if (out_dir.exists() or out_dir.is_symlink()) and not empty_folder:
         if not force:
             raise ConfigError(f"{out_dir} exists already; choose another folder or pass --force to replace it")
         try:

@@ -1,6 +1,7 @@
 """The SavedModel export: text in, text out, in a process that knows nothing of this project."""
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -159,12 +160,18 @@ def test_an_export_is_not_overwritten_unless_forced(run, tmp_path):
     assert json.loads((tmp_path / "current" / EXPORT_FILE).read_text())["beam_width"] == 3
     assert json.loads((out / EXPORT_FILE).read_text())["beam_width"] == 2
     assert sorted(path.name for path in tmp_path.iterdir()) == ["current", "out"]
+    (tmp_path / "empty").mkdir()  # nothing to lose: no --force needed
+    export(run, run.config, tmp_path / "empty")
+    assert (tmp_path / "empty" / "saved_model.pb").is_file()
+    shutil.rmtree(tmp_path / "empty")
     (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigError, match="exists already"):
+        export(run, run.config, tmp_path / "mine")
     with pytest.raises(ConfigError, match="not an export"):
         export(run, run.config, tmp_path / "mine", force=True)
     # A folder of the user's that merely holds an export.json is no export either, and stays whole.
     (tmp_path / "mine" / EXPORT_FILE).write_text((out / EXPORT_FILE).read_text())
-    (tmp_path / "mine" / "notes.txt").write_text("mine")
     with pytest.raises(ConfigError, match=r"has no saved_model\.pb; --force replaces an export only, so .* stays"):
         export(run, run.config, tmp_path / "mine", force=True)
     assert (tmp_path / "mine" / "notes.txt").read_text() == "mine"
