@@ -125,8 +125,19 @@ class Parser(argparse.ArgumentParser):
         }
 
     def _unknown_flag(self, argument: str):
+        """Exit naming the flag, and the one meant: of the flags `--help` lists, one the typed
+        text begins (`--ep`: `--epochs`), else the closest; of the others, the closest."""
+        typed = argument.split("=", 1)[0]
         flags = [option for option in self._option_string_actions if option.startswith("--")]
-        close = difflib.get_close_matches(argument.split("=", 1)[0], flags, n=1)
+        listed = [
+            flag
+            for flag in flags
+            if flag.removeprefix("--") in self.uses or flag.removeprefix("--") not in KEYS_BY_NAME
+        ]
+        begun = [flag for flag in listed if flag.startswith(typed)]
+        close = (
+            begun[:1] or difflib.get_close_matches(typed, listed, n=1) or difflib.get_close_matches(typed, flags, n=1)
+        )
         self.error(f"unknown flag {argument}" + (f" (did you mean {close[0]}?)" if close else ""))
 
     def error(self, message: str):

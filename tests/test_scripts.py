@@ -159,7 +159,8 @@ def test_help_lists_the_keys_a_script_uses_and_ignored_flags_are_warnings(tmp_pa
     assert shown.returncode == 0 and "\nn_best=1\n" in shown.stdout
     assert shown.stderr == "warning: --n_best is not a setting train.py uses; it is ignored\n"
     # A mistyped flag before a value: the flag is the error, not the value predict.py's "-" would take.
-    for typed, meant in (["--epcohs", "2"], "--epochs"), (["--beam", "4"], "--beam_width"):
+    # The flag meant is one --help lists, one the typed text begins, if there is such a one.
+    for typed, meant in (["--epcohs", "2"], "--epochs"), (["--beam", "4"], "--beam_width"), (["--h"], "--help"):
         mistyped = script("predict.py", *typed, cwd=tmp_path)
         assert mistyped.returncode == 2
         assert mistyped.stderr == f"error: unknown flag {typed[0]} (did you mean {meant}?); see predict.py --help\n"
