@@ -244,11 +244,13 @@ class Trainer:
                     [*self._run_callbacks(run_dir, corpus, run_state), *self.extra_callbacks],
                 )
             except KeyboardInterrupt:
+                kept = state.epochs_completed
                 log.warning(
-                    "interrupted during epoch %d; %s keeps the run as of epoch %d: resume it with --resume",
-                    state.epochs_completed + 1,
-                    run_dir,
-                    state.epochs_completed,
+                    "interrupted during epoch %d; %s",
+                    kept + 1,
+                    f"{run_dir} keeps the run as of epoch {kept}: resume it with --resume"
+                    if kept
+                    else f"{run_dir} has no finished epoch yet (no model to translate with): --resume starts it again",
                 )
                 run_state.write_summary(interrupted=True)
                 raise

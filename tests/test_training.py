@@ -48,6 +48,19 @@ class InterruptAt(keras.callbacks.Callback):
             raise KeyboardInterrupt
 
 
+def test_a_run_interrupted_in_its_first_epoch_says_so_and_resumes_from_the_start(tmp_path, caplog):
+    config = tiny_config(tmp_path, epochs="1")
+    with caplog.at_level(logging.WARNING, "sequencer"), pytest.raises(KeyboardInterrupt):
+        train(config, [InterruptAt(epoch=0, batch=2)])
+    [run_dir] = [path for path in (tmp_path / "models").iterdir() if path.is_dir()]
+    assert caplog.messages == [
+        f"interrupted during epoch 1; {run_dir} has no finished epoch yet (no model to translate with): "
+        "--resume starts it again"
+    ]
+    resumed = Trainer(config).resume(run_dir, Preprocessor(config).load(load_vocabularies(run_dir)))
+    assert [row["epoch"] for row in metrics_rows(resumed)] == ["1"] and load_run(resumed).model is not None
+
+
 def test_same_seed_same_weights(tmp_path):
     first = train(tiny_config(tmp_path / "a", epochs="1"))
     second = train(tiny_config(tmp_path / "b", epochs="1"))
