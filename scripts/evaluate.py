@@ -16,7 +16,7 @@ USES = ("model_dir", "run", *DEVICE_KEYS, "on_bad_line", *(key for key in keys_o
 
 
 def evaluate(config, args):
-    from sequencer.data import read_pairs
+    from sequencer.data import read_pairs, warn_of_skipped_lines
     from sequencer.errors import DataError
     from sequencer.runs import find_run
 
@@ -25,7 +25,8 @@ def evaluate(config, args):
     for path in args.files:
         if not path.is_file():
             raise DataError(f"test file {path} {'is a folder, not a file' if path.is_dir() else 'does not exist'}")
-        test_sets[path], _ = read_pairs(path, config.on_bad_line)
+        test_sets[path], skipped = read_pairs(path, config.on_bad_line)
+        warn_of_skipped_lines(skipped, path)
         if not test_sets[path]:
             raise DataError(f"test file {path} holds no source<TAB>target pairs")
     import_tensorflow()

@@ -168,6 +168,12 @@ def parse_pair(text: str) -> tuple[str, str]:
     return source, target
 
 
+def warn_of_skipped_lines(skipped: int, where: Path) -> None:
+    """The warning that `skipped` malformed lines of a file or folder were left out (on_bad_line=skip)."""
+    if skipped:
+        log.warning("skipped %d malformed line%s in %s (on_bad_line=skip)", skipped, "s"[: skipped != 1], where)
+
+
 def read_pairs(path: Path, on_bad_line: str = "error", limit: int = 0) -> tuple[list[tuple[str, str]], int]:
     """The pairs of one training file (at most `limit` unless it is 0) and how many bad lines were skipped.
 
@@ -236,8 +242,7 @@ class Preprocessor:
             file_pairs, file_skipped = read_pairs(path, self.config.on_bad_line, limit - len(pairs) if limit else 0)
             pairs += file_pairs
             skipped += file_skipped
-        if skipped:
-            log.warning("skipped %d malformed line%s in %s (on_bad_line=skip)", skipped, "s"[: skipped != 1], train_dir)
+        warn_of_skipped_lines(skipped, train_dir)
         if len(pairs) < 2:
             taken = f"num_samples={limit} takes" if limit and len(pairs) == limit else f"train_dir {train_dir} holds"
             raise DataError(f"{taken} {len(pairs)} pair(s); training needs at least 2")

@@ -244,6 +244,15 @@ def test_unwritable_output_and_empty_input(tmp_path):
     assert under_a_file.returncode == 2 and under_a_file.stderr == (
         f"error: cannot make the export folder {exports}: {tmp_path / 'out'} is a file, not a folder\n"
     )
+    (tmp_path / "test.txt").write_text("Go.\tVa !\nno tab here\nHi.\tSalut.\n", encoding="utf-8")
+    strict = script("evaluate.py", *TRAIN, "test.txt", cwd=tmp_path)
+    assert strict.returncode == 2 and strict.stderr == (
+        "error: test.txt:2: no tab between source and target; expected source<TAB>target\n"
+    )
+    lenient = script("evaluate.py", *TRAIN, "--on_bad_line", "skip", "test.txt", cwd=tmp_path)
+    assert lenient.returncode == 0, lenient.stderr
+    assert "warning: skipped 1 malformed line in test.txt (on_bad_line=skip)" in lenient.stderr
+    assert "| test.txt |" in lenient.stdout and json.loads((tmp_path / "models" / run_name / "eval.json").read_text())
     for named in ([run_name], ["--run", run_name], []):  # a bare name is a run in model_dir; none: the newest
         nothing_to_average = script("average.py", *TRAIN, *named, "--average_last", "3", cwd=tmp_path)
         assert nothing_to_average.returncode == 2
