@@ -223,7 +223,8 @@ class Trainer:
         saved, now = saved_config.to_dict(), self.config.to_dict()
         changes = ", ".join(f"{key} {saved[key]} -> {value}" for key, value in now.items() if value != saved[key])
         write_json(run_dir / CONFIG_FILE, now)  # the settings the run trains with from now on
-        log.info("resuming %s after epoch %d%s", run_dir, state.epochs_completed, f"; {changes}" if changes else "")
+        with self._run_log(run_dir):  # in train.log too, where the epochs before and after it are
+            log.info("resuming %s after epoch %d%s", run_dir, state.epochs_completed, f"; {changes}" if changes else "")
         _keep_metrics_rows(run_dir / METRICS_FILE, state.epochs_completed)
         return self._fit(model, run_dir, corpus, state)
 

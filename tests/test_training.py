@@ -105,6 +105,7 @@ def test_resumed_run_ends_like_an_uninterrupted_one(tmp_path, settings):
     assert load_run(interrupted).model is not None  # prediction accepts the interrupted run
 
     resumed = Trainer(config).resume(interrupted, Preprocessor(config).load(load_vocabularies(interrupted)))
+    assert f"resuming {interrupted} after epoch 1" in (resumed / "train.log").read_text()
     assert same_weights(load_checkpoint(whole)[0], load_checkpoint(resumed)[0], 1e-6)
     assert same_weights(load_run(whole).model, load_run(resumed).model, 1e-6)
     assert [row["epoch"] for row in metrics_rows(resumed)] == ["1", "2", "3"]
