@@ -382,6 +382,8 @@ def load_model(path: Path, config: Config, compile: bool = False) -> keras.Model
     import keras
 
     builders.get(config.model)
+    if path.is_file() and not zipfile.is_zipfile(path):  # Keras would say "File not found"
+        raise DataError(f"{path}: cannot load the model (not a .keras zip archive: damaged, or cut short)")
     try:
         return keras.saving.load_model(path, compile=compile, safe_mode=True)
     except Exception as error:  # Keras raises many types for a damaged or foreign file

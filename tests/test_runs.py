@@ -157,7 +157,9 @@ def test_damaged_files_are_data_errors(trained_run, tmp_path):
     (broken / "vocab.json").write_text("{not json")
     with pytest.raises(DataError) as bad_vocab:
         load_run(broken)
-    assert "model.keras: cannot load the model" in str(bad_model.value)
+    assert str(bad_model.value).endswith(
+        "model.keras: cannot load the model (not a .keras zip archive: damaged, or cut short)"
+    )
     assert "vocab.json: not valid JSON" in str(bad_vocab.value)
 
 
