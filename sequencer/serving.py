@@ -85,6 +85,11 @@ HEAD_SECONDS = 10.0
 # How long Ctrl-C or SIGTERM waits for the requests in flight before the server stops regardless.
 GRACEFUL_SHUTDOWN_SECONDS = 60
 LISTEN_BACKLOG = 2048  # uvicorn's default
+# The answer to bytes that are not an HTTP/1.1 request: h11, which reads them, does not say what.
+NOT_HTTP = (
+    "the request is not HTTP/1.1 the server can read: a malformed request line, header or "
+    "Content-Length, or too long a request line and headers"
+)
 
 Hypothesis = tuple[str, float]  # a translation and its score, the log-probability divided by the length penalty
 
@@ -767,12 +772,15 @@ def warm_up(backend: Backend) -> None:
     backend.translate(["Hello."], backend.beam_width, backend.n_best)
 
 
-class HeadDeadlineProtocol(H11Protocol):
-    """uvicorn's HTTP/1.1 protocol, which closes a connection that sends no whole request head within `HEAD_SECONDS`.
+class ServingProtocol(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol, with a deadline for request heads and a JSON answer to what is not HTTP.
 
     uvicorn closes a kept-alive connection that stays silent after an answer (after
     `timeout_keep_alive`), but not one that sends nothing from the start, or stops halfway
-    through its headers: enough of those would hold every place `limit_concurrency` allows.
+    through its headers: enough of those would hold every place `limit_concurrency` allows, so
+    this one closes a connection that sends no whole request head within `HEAD_SECONDS`. And
+    where uvicorn answers bytes that h11 cannot read as a request with a plain-text 400, this
+    one answers with the JSON error every other refusal has.
     """
 
     _head_deadline: asyncio.TimerHandle | None = None
@@ -800,6 +808,18 @@ class HeadDeadlineProtocol(H11Protocol):
         if self.conn.their_state is h11.IDLE and not self.transport.is_closing():  # no request line and headers yet
             self.transport.close()
 
+    def send_400_response(self, msg: str) -> None:
+        """Answer what h11 could not read as a request (uvicorn's `msg` says only that), then close."""
+        body = json.dumps({"error": NOT_HTTP}).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+        for event in (
+            h11.Response(status_code=400, headers=[*headers, (b"connection", b"close")]),
+            h11.Data(data=body),
+            h11.EndOfMessage(),
+        ):
+            self.transport.write(self.conn.send(event))
+        self.transport.close()
+
 
 def _uvicorn_server(app: FastAPI) -> uvicorn.Server:
     """uvicorn's server for `app`, with the connection, header and shutdown bounds above.
@@ -810,7 +830,7 @@ def _uvicorn_server(app: FastAPI) -> uvicorn.Server:
     return uvicorn.Server(
         uvicorn.Config(
             app,
-            http=HeadDeadlineProtocol,
+            http=ServingProtocol,
             log_config=None,
             access_log=False,
             limit_concurrency=MAX_CONNECTIONS,

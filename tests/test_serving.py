@@ -363,16 +363,52 @@ def concurrently(client, bodies):
     return [answer.json() for answer in answers]
 
 
-def test_a_connection_that_sends_no_whole_request_head_is_closed(config, monkeypatch):
-    monkeypatch.setattr(serving_module, "HEAD_SECONDS", 1.0)
+@contextmanager
+def uvicorn_thread(config):
+    """The app of a `Recorder` under the server's uvicorn, on a thread: its port, once it listens."""
     sock = listen("127.0.0.1", 0)
-    port = sock.getsockname()[1]
     server = _uvicorn_server(create_app(Recorder(seconds=0), config))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]})
     thread.start()
     try:
         while not server.started:
             time.sleep(0.05)
+        yield sock.getsockname()[1]
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+def answer_to_raw(port, data: bytes) -> bytes:
+    """Everything the server sends back to `data` on a new connection, until it closes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as connection:
+        connection.sendall(data)
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk
+    return answer
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"NOT HTTP AT ALL\r\n\r\n",
+        b"POST /translate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: ten\r\n\r\n",
+        b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"x" * 20_000,  # and more to come
+    ],
+    ids=["not-http", "bad-content-length", "head-over-16KB-so-far"],
+)
+def test_what_is_not_http_gets_a_json_400(config, data):
+    with uvicorn_thread(config) as port:
+        answer = answer_to_raw(port, data)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 ") and b"content-type: application/json" in head.lower()
+    assert json.loads(body) == {"error": serving_module.NOT_HTTP}
+
+
+def test_a_connection_that_sends_no_whole_request_head_is_closed(config, monkeypatch):
+    monkeypatch.setattr(serving_module, "HEAD_SECONDS", 1.0)
+    with uvicorn_thread(config) as port:
         silent, halfway = (socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(2))
         halfway.sendall(b"POST /translate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-")
         kept_alive = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
@@ -385,9 +421,6 @@ def test_a_connection_that_sends_no_whole_request_head_is_closed(config, monkeyp
             used.append(kept_alive.sock)
         assert used[0] is used[1]  # the same connection both times
         assert silent.recv(1) == b"" and halfway.recv(1) == b""  # closed by the server, unanswered
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
         for connection in (silent, halfway, kept_alive):
             connection.close()
 
