@@ -401,12 +401,20 @@ class Batcher:
         loop = asyncio.get_running_loop()
         job = _Job(sentences, (beam_width, n_best), loop.create_future(), loop.time())
         self._queue.put_nowait(job)
-        return await job.done
+        try:
+            return await job.done
+        except asyncio.CancelledError:  # uvicorn stopped before the answer: a second Ctrl-C, or the stop timed out
+            raise ServingError(503, "the server stopped before it translated this request") from None
 
     async def close(self) -> None:
         self._queue.put_nowait(None)
         await self._worker
         self._executor.shutdown()
+
+    def abandon(self) -> None:
+        """Stop at once, decoding nothing more: the sentences being decoded are left to their thread."""
+        self._worker.cancel()
+        self._executor.shutdown(wait=False, cancel_futures=True)
 
     async def _work(self) -> None:
         stopping = False
@@ -525,7 +533,12 @@ def create_app(backend: Backend, config: Config) -> FastAPI:
         app.state.batcher = Batcher(backend, config.decode_batch_size, wait_seconds)
         try:
             yield
-        finally:
+        except asyncio.CancelledError:
+            # A second Ctrl-C: uvicorn skipped the app's shutdown and the event loop is being torn
+            # down. Ending here rather than re-raising keeps Starlette from logging the
+            # cancellation as a failed shutdown, with its traceback.
+            app.state.batcher.abandon()
+        else:
             await app.state.batcher.close()
 
     app = FastAPI(
@@ -542,7 +555,7 @@ def create_app(backend: Backend, config: Config) -> FastAPI:
     @app.post(
         "/translate",
         response_model=Translations,
-        responses={code: {"model": ErrorBody} for code in (400, 413, 500)},
+        responses={code: {"model": ErrorBody} for code in (400, 413, 500, 503)},
         openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": body_schema}}}},
     )
     async def translate(request: Request) -> dict:

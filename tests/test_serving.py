@@ -364,16 +364,16 @@ def concurrently(client, bodies):
 
 
 @contextmanager
-def uvicorn_thread(config):
-    """The app of a `Recorder` under the server's uvicorn, on a thread: its port, once it listens."""
+def uvicorn_thread(config, backend=None):
+    """The app of `backend` (an instant `Recorder`) under the server's uvicorn, on a thread: (its port, the server)."""
     sock = listen("127.0.0.1", 0)
-    server = _uvicorn_server(create_app(Recorder(seconds=0), config))
+    server = _uvicorn_server(create_app(backend or Recorder(seconds=0), config))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]})
     thread.start()
     try:
         while not server.started:
             time.sleep(0.05)
-        yield sock.getsockname()[1]
+        yield sock.getsockname()[1], server
     finally:
         server.should_exit = True
         thread.join(timeout=30)
@@ -399,7 +399,7 @@ def answer_to_raw(port, data: bytes) -> bytes:
     ids=["not-http", "bad-content-length", "head-over-16KB-so-far"],
 )
 def test_what_is_not_http_gets_a_json_400(config, data):
-    with uvicorn_thread(config) as port:
+    with uvicorn_thread(config) as (port, _):
         answer = answer_to_raw(port, data)
     head, _, body = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 400 ") and b"content-type: application/json" in head.lower()
@@ -408,7 +408,7 @@ def test_what_is_not_http_gets_a_json_400(config, data):
 
 def test_a_connection_that_sends_no_whole_request_head_is_closed(config, monkeypatch):
     monkeypatch.setattr(serving_module, "HEAD_SECONDS", 1.0)
-    with uvicorn_thread(config) as port:
+    with uvicorn_thread(config) as (port, _):
         silent, halfway = (socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(2))
         halfway.sendall(b"POST /translate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-")
         kept_alive = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
@@ -423,6 +423,28 @@ def test_a_connection_that_sends_no_whole_request_head_is_closed(config, monkeyp
         assert silent.recv(1) == b"" and halfway.recv(1) == b""  # closed by the server, unanswered
         for connection in (silent, halfway, kept_alive):
             connection.close()
+
+
+def test_a_forced_stop_answers_the_requests_in_flight_with_a_json_503(config, caplog):
+    recorder, answers = Recorder(seconds=2), []
+
+    def ask() -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        connection.request("POST", "/translate", json.dumps({"text": ["hi"]}))
+        answer = connection.getresponse()
+        answers.append((answer.status, json.loads(answer.read())))
+
+    with uvicorn_thread(config, recorder) as (port, server):
+        asking = [threading.Thread(target=ask) for _ in range(2)]
+        for thread in asking:
+            thread.start()
+        while not recorder.calls:  # decoding
+            time.sleep(0.01)
+        server.should_exit = server.force_exit = True  # what a second Ctrl-C does
+        for thread in asking:
+            thread.join(timeout=30)
+    assert answers == [(503, {"error": "the server stopped before it translated this request"})] * 2
+    assert [record.getMessage() for record in caplog.records if record.levelno >= logging.ERROR] == []
 
 
 def test_concurrent_requests_are_decoded_together(config):
