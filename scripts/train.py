@@ -15,6 +15,7 @@ from sequencer.cli import (
     warn_of_unread_model_flags,
 )
 from sequencer.config import KEYS
+from sequencer.errors import ConfigError
 
 
 def train(config, args):
@@ -52,6 +53,13 @@ def train(config, args):
 
 
 class TrainParser(Parser):
+    def ignored_flags(self, args):
+        """As for the other scripts, except --run with --resume: `resolve` refuses it."""
+        ignored = super().ignored_flags(args)
+        if args.resume is not None:
+            ignored.pop("run", None)
+        return ignored
+
     def resolve(self, config, args):
         """With --resume, the run's own configuration with the flags on top."""
         if args.resume is None:
@@ -59,6 +67,14 @@ class TrainParser(Parser):
         from sequencer import runs
         from sequencer.config import run_folder
 
+        flags = command_line_flags(args)
+        for name in ("run", "run_name"):  # the other scripts' choice of run, and a new run's name
+            if name in flags:
+                value = flags[name] or "RUN"
+                raise ConfigError(
+                    f"--{name} neither chooses nor renames the run --resume continues; "
+                    f"to continue the run {value}, use --resume {value}"
+                )
         named = args.resume and run_folder(args.resume, config.model_dir, Path.cwd())
         args.resume_dir = runs.find_run(config.model_dir, named)
         runs.check_resumable(args.resume_dir)

@@ -90,6 +90,8 @@ def test_train_then_predict_files_and_stdin(tmp_path):
         (["--model_dir", "train/pairs.txt"], {}, "", "/train/pairs.txt is not a folder"),
         (["--seed", "4294967296"], {}, "", "expected an integer in [0, 4294967295]"),
         (["--epcohs", "2"], {}, "", "unknown flag --epcohs (did you mean --epochs?)"),
+        (["--resume", "--run_name", "b"], {}, "", "the run --resume continues; to continue the run b, use --resume b"),
+        (["--resume", "--run", "b"], {}, "", "--run neither chooses nor renames the run --resume continues"),
         (  # found after TensorFlow starts, before anything else is said
             ["--train_dir", "train", "--val_split", "0", "--monitor", "loss", "--mixed_precision", "true"],
             {},
