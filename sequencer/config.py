@@ -933,7 +933,8 @@ def _check_together(values: dict[str, Any]) -> None:
 
 
 def _read_config_file(path: Path) -> dict[str, _Setting]:
-    """`KEY=VALUE` lines read with python-dotenv; every key must be declared."""
+    """`KEY=VALUE` lines read with python-dotenv; every key must be declared, and set once
+    (python-dotenv would keep the last of two lines, silently)."""
     bindings = _readable_bindings(path)
     values = dotenv_values(path, encoding="utf-8-sig")
     settings = {}
@@ -945,6 +946,9 @@ def _read_config_file(path: Path) -> dict[str, _Setting]:
             raise ConfigError(f"{where}: unknown key {binding.key!r}{_suggest(binding.key)}")
         if binding.value is None:
             raise ConfigError(f"{where}: key {binding.key!r} has no value; expected {binding.key}=VALUE")
+        if binding.key in settings:
+            first = settings[binding.key].where.rsplit(":", 1)[1]  # the line number of file:line
+            raise ConfigError(f"{where}: {binding.key} is set again (first on line {first}); set each key once")
         settings[binding.key] = _Setting(values[binding.key], where, path.parent)
     return settings
 

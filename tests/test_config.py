@@ -210,3 +210,10 @@ def test_line_numbers_count_blank_lines_and_comments(tmp_path):
     with pytest.raises(ConfigError) as caught:
         load_config(path, environ={})
     assert "config.txt:8: unknown key 'learning'" in str(caught.value)
+
+
+def test_a_key_set_twice_names_both_lines(tmp_path):
+    path = write(tmp_path, "epochs=100\nbatch_size=64\n\nepochs=3\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, environ={})
+    assert str(caught.value).endswith("config.txt:4: epochs is set again (first on line 1); set each key once")
