@@ -13,8 +13,14 @@ USES = ("model_dir", "run", "predict_in", "predict_out", *DEVICE_KEYS, *keys_of(
 
 def predict(config, args):
     from sequencer.data import translation_inputs
+    from sequencer.errors import ConfigError
     from sequencer.runs import find_run
 
+    if args.stdin not in (None, "-"):
+        raise ConfigError(
+            f"predict.py takes no file names, only - for standard input: to translate {args.stdin}, "
+            f"run predict.py - < {args.stdin}, or put it in a folder and set predict_in"
+        )
     find_run(config.model_dir, config.run)  # checked before TensorFlow starts
     if not args.stdin:
         translation_inputs(config.predict_in, config.predict_out)
@@ -34,7 +40,7 @@ def parser():
     parser.add_argument(
         "stdin",
         nargs="?",
-        choices=["-"],
+        metavar="-",
         help="read sentences from standard input, write translations to standard output",
     )
     return parser

@@ -125,6 +125,15 @@ def test_malformed_training_line_exits_2_naming_file_and_line(tmp_path):
     assert not (tmp_path / "models").exists()
 
 
+def test_predict_given_a_file_name_says_how_to_translate_a_file(tmp_path):
+    result = script("predict.py", *PREDICT, "notes.txt", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr == (
+        "error: predict.py takes no file names, only - for standard input: to translate notes.txt, "
+        "run predict.py - < notes.txt, or put it in a folder and set predict_in\n"
+    )
+
+
 def test_predict_without_a_model_exits_2(tmp_path):
     result = script("predict.py", *PREDICT, cwd=tmp_path)
     assert result.returncode == 2
