@@ -344,7 +344,7 @@ def find_run(model_dir: Path, run: Path | str) -> Path:
     path = model_dir / latest.read_text(encoding="utf-8").strip()
     if not (path / CONFIG_FILE).is_file():
         problem = "is not a run folder: it has no " + CONFIG_FILE if path.exists() else "does not exist"
-        raise DataError(f"{latest} names {path}, which {problem}")
+        raise DataError(f"{latest} names {path}, which {problem}; set run=NAME to use another run")
     return path
 
 

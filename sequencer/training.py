@@ -215,7 +215,9 @@ class Trainer:
         else:
             saved_model, state = checkpoint
             if state.finished(self.config.epochs):
-                log.info("%s has finished training already (epoch %d)", run_dir, state.epochs_completed)
+                done = state.epochs_completed
+                more = "" if state.stopped_early else f"; --epochs above {done} trains it further"
+                log.info("%s has finished training already (epoch %d)%s", run_dir, done, more)
                 return run_dir
             model = self._continue(saved_model, corpus, saved_config)
             set_seed_states(model, state.seed_states)

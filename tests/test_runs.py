@@ -115,7 +115,10 @@ def test_missing_run_is_a_clear_error(tmp_path):
     assert str(not_a_run.value) == f"{tmp_path} is not a run folder: it has no config.json"
     assert str(missing.value) == f"the run folder {tmp_path / 'gone'} does not exist"
     latest = tmp_path / LATEST_FILE
-    assert str(latest_missing.value) == f"{latest} names {tmp_path / 'deleted-run'}, which does not exist"
+    assert (
+        str(latest_missing.value)
+        == f"{latest} names {tmp_path / 'deleted-run'}, which does not exist; set run=NAME to use another run"
+    )
 
 
 def test_where_a_new_run_cannot_go_is_a_config_error_before_training(tmp_path):

@@ -409,6 +409,6 @@ def test_resuming_a_finished_run_says_so_and_changes_nothing(tmp_path, caplog):
     caplog.set_level(logging.INFO)
     config = load_config(run_dir, {"early_stopping_patience": "5"})  # resumable, but there is nothing to resume
     Trainer(config).resume(run_dir, Preprocessor(config).load(load_vocabularies(run_dir)))
-    assert f"{run_dir} has finished training already (epoch 1)" in caplog.text
+    assert f"{run_dir} has finished training already (epoch 1); --epochs above 1 trains it further" in caplog.text
     assert f"resuming {run_dir}" not in caplog.text
     assert {path.name: path.read_bytes() for path in run_dir.iterdir() if path.is_file()} == before
