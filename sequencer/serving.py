@@ -575,6 +575,8 @@ def create_app(backend: Backend, config: Config) -> FastAPI:
         """Whether the server is up, and the run it translates with."""
         return {"status": "ok", "model": backend.name}
 
+    app.head("/health", include_in_schema=False)(health)  # what some health checks send
+
     for path, (content, media) in pages.items():
         app.get(path, include_in_schema=False)(_page(content, media))
     return app

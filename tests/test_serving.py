@@ -108,6 +108,8 @@ def test_n_best_lists_and_empty_sentences(client, backend):
 
 def test_health_page_and_docs(client, run):
     assert client.get("/health").json() == {"status": "ok", "model": run.path.name}
+    head = client.head("/health")
+    assert head.status_code == 200 and head.content == b""
     page = client.get("/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert page.headers["content-security-policy"].startswith("default-src 'self'")
