@@ -828,7 +828,7 @@ class ServingProtocol(H11Protocol):
         body = json.dumps({"error": NOT_HTTP}).encode()
         headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
         for event in (
-            h11.Response(status_code=400, headers=[*headers, (b"connection", b"close")]),
+            h11.Response(status_code=400, headers=[*headers, (b"connection", b"close")], reason=b"Bad Request"),
             h11.Data(data=body),
             h11.EndOfMessage(),
         ):

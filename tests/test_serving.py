@@ -404,7 +404,7 @@ def test_what_is_not_http_gets_a_json_400(config, data):
     with uvicorn_thread(config) as (port, _):
         answer = answer_to_raw(port, data)
     head, _, body = answer.partition(b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.1 400 ") and b"content-type: application/json" in head.lower()
+    assert head.startswith(b"HTTP/1.1 400 Bad Request\r\n") and b"content-type: application/json" in head.lower()
     assert json.loads(body) == {"error": serving_module.NOT_HTTP}
 
 
