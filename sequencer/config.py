@@ -937,7 +937,7 @@ def _read_config_file(path: Path) -> dict[str, _Setting]:
     (python-dotenv would keep the last of two lines, silently)."""
     bindings = _readable_bindings(path)
     values = dotenv_values(path, encoding="utf-8-sig")
-    settings = {}
+    settings, lines = {}, {}  # lines: the line each key is set on
     for binding in bindings:
         if binding.key is None or (binding.value is None and _SECTION_HEADER.match(binding.key)):
             continue
@@ -946,10 +946,11 @@ def _read_config_file(path: Path) -> dict[str, _Setting]:
             raise ConfigError(f"{where}: unknown key {binding.key!r}{_suggest(binding.key)}")
         if binding.value is None:
             raise ConfigError(f"{where}: key {binding.key!r} has no value; expected {binding.key}=VALUE")
-        if binding.key in settings:
-            first = settings[binding.key].where.rsplit(":", 1)[1]  # the line number of file:line
+        if binding.key in lines:
+            first = lines[binding.key]
             raise ConfigError(f"{where}: {binding.key} is set again (first on line {first}); set each key once")
         settings[binding.key] = _Setting(values[binding.key], where, path.parent)
+        lines[binding.key] = _line(binding)
     return settings
 
 
@@ -969,10 +970,14 @@ def _readable_bindings(path: Path) -> list:
 
 
 def _where(path: Path, binding) -> str:
-    """file:line of a binding; dotenv starts one at the blank lines before it, and its key's line comes after them."""
+    """file:line of a binding."""
+    return f"{_display(path)}:{_line(binding)}"
+
+
+def _line(binding) -> int:
+    """The line of a binding's key: dotenv starts a binding at the blank lines before it."""
     text = binding.original.string
-    line = binding.original.line + text[: len(text) - len(text.lstrip())].count("\n")
-    return f"{_display(path)}:{line}"
+    return binding.original.line + text[: len(text) - len(text.lstrip())].count("\n")
 
 
 def _read_environment(variables: dict[str, str | None], where: str, base_dir: Path) -> dict[str, _Setting]:

@@ -385,7 +385,7 @@ class Batcher:
     core itself.
 
     Must be made and closed inside the running event loop (the app's lifespan); `close` decodes
-    the requests still waiting, then stops the worker.
+    the requests still waiting, then stops the worker; `abandon` stops it at once.
     """
 
     def __init__(self, backend: Backend, batch_size: int, wait_seconds: float | None):
@@ -857,7 +857,8 @@ def _uvicorn_server(app: FastAPI) -> uvicorn.Server:
 def run_server(app: FastAPI, sock: socket.socket) -> None:
     """Serve `app` on `sock` until Ctrl-C or SIGTERM, which let the requests in flight finish first.
 
-    After a graceful stop, uvicorn raises the signal again, which `cli.run_script` reports as an
+    A second Ctrl-C stops at once: the requests in flight get a 503 (`Batcher.translate`). After a
+    graceful stop, uvicorn raises the signal again, which `cli.run_script` reports as an
     interruption.
     """
     # What start-up made (TensorFlow, Keras, the model) lives as long as the server: out of the
