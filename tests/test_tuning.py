@@ -17,10 +17,16 @@ def metrics_rows(run_folder):
         return list(csv.DictReader(stream))
 
 
-def test_population_of_two_exploits_weights_and_settings_and_saves_the_best_as_a_run(tmp_path, monkeypatch):
+# A small Transformer on subwords: each member trains its own SentencePiece model's run.
+TRANSFORMER = {"model": "transformer", "token_level": "subword", "subword_vocab": "400", "model_dim": "16"}
+TRANSFORMER.update(num_heads="2", ffn_dim="32", optimizer="adam", warmup_steps="4")
+
+
+@pytest.mark.parametrize("settings", [{"latent_dim": "16"}, TRANSFORMER], ids=["lstm", "transformer-subword"])
+def test_population_of_two_exploits_weights_and_settings_and_saves_the_best_as_a_run(tmp_path, monkeypatch, settings):
     monkeypatch.chdir(tmp_path)  # Ray's workers must find the package wherever the work starts
     tuning = {"population_size": "2", "ready_after": "1", "stop_after": "2"}
-    config = tiny_config(tmp_path, **tuning, latent_dim="16", test_split="0.1", average_last="2")
+    config = tiny_config(tmp_path, **tuning, **settings, test_split="0.1", average_last="2")
     best = tune_population(config, Preprocessor(config).load())
 
     population = json.loads((best / "population.json").read_text())
@@ -44,6 +50,7 @@ def test_population_of_two_exploits_weights_and_settings_and_saves_the_best_as_a
     summary = json.loads((best / "summary.json").read_text())
     assert summary["averaging"]["checkpoints"] == ["epoch-0001", "epoch-0002"]
     assert json.loads((best / "eval.json").read_text())["test.txt"]["references"] == summary["test_pairs"] > 0
+    assert run.config.model == config.model and run.target_vocab.level == config.token_level
     assert len(Predictor(run).translate(["Go.", "Hello!"])) == 2
     assert (config.model_dir / "latest").read_text().strip() == best.name
 
