@@ -19,6 +19,7 @@ relative to the working directory, as a shell user expects.
 from __future__ import annotations
 
 import difflib
+import logging
 import math
 import os
 import re
@@ -36,6 +37,7 @@ from sequencer.errors import ConfigError
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG_FILE = REPO_ROOT / "config.txt"
 ENV_PREFIX = "SEQUENCER_"
+log = logging.getLogger(__name__)
 # Configs from the original sequencer group their keys under `[Files]`-style headers: ignored.
 _SECTION_HEADER = re.compile(r"^\[[^\]]*\]$")
 
@@ -794,8 +796,7 @@ def load_config(
         settings.update(_read_config_file(path))
     dotenv_file = base_dir / ".env"
     if dotenv_file.is_file():
-        _readable_bindings(dotenv_file)
-        settings.update(_read_environment(dotenv_values(dotenv_file), f"{_display(dotenv_file)}: ", base_dir))
+        settings.update(_read_dotenv(dotenv_file, base_dir))
     settings.update(_read_environment(environ, "environment variable ", cwd))
     for name, text in (flags or {}).items():
         if name not in KEYS_BY_NAME:
@@ -952,6 +953,21 @@ def _read_config_file(path: Path) -> dict[str, _Setting]:
         settings[binding.key] = _Setting(values[binding.key], where, path.parent)
         lines[binding.key] = _line(binding)
     return settings
+
+
+def _read_dotenv(path: Path, base_dir: Path) -> dict[str, _Setting]:
+    """The `SEQUENCER_<KEY>` variables of a `.env` file, warning of a line that sets a key without
+    the prefix (`EPOCHS=5`): the file may hold other tools' variables, but that one was meant for us."""
+    for binding in _readable_bindings(path):
+        if binding.key and binding.key.lower() in KEYS_BY_NAME:
+            log.warning(
+                "%s: %s is not read: a .env line needs the prefix, %s%s=",
+                _where(path, binding),
+                binding.key,
+                ENV_PREFIX,
+                binding.key.upper(),
+            )
+    return _read_environment(dotenv_values(path), f"{_display(path)}: ", base_dir)
 
 
 def _readable_bindings(path: Path) -> list:

@@ -1,3 +1,4 @@
+import logging
 from pathlib import Path
 
 import pytest
@@ -167,6 +168,15 @@ def test_unreadable_line_and_key_without_value(tmp_path):
     write(tmp_path, "SEQUENCER_EPOCHS=3\n\ngarbage line\n", ".env")  # as strict as config.txt
     with pytest.raises(ConfigError, match=r"\.env:3: cannot read 'garbage line'; expected KEY=VALUE$"):
         load_config(write(tmp_path, "epochs=2\n"), environ={})
+
+
+def test_a_dotenv_line_of_a_key_without_the_prefix_is_a_warning_and_not_read(tmp_path, caplog, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path, "SEQUENCER_EPOCHS=3\n\nbatch_size=9\nOTHER_TOOL=x\n", ".env")
+    with caplog.at_level(logging.WARNING, logger="sequencer.config"):
+        config = load_config(write(tmp_path, "epochs=2\n"), environ={})
+    assert (config.epochs, config.batch_size) == (3, 64)
+    assert caplog.messages == [".env:3: batch_size is not read: a .env line needs the prefix, SEQUENCER_BATCH_SIZE="]
 
 
 def test_named_config_file_must_exist(tmp_path):
