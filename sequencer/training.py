@@ -284,7 +284,9 @@ class Trainer:
         self._check_corpus(run_dir, corpus)  # its validation pairs are the run's own
         sources = averaging_sources(run_dir, self.config)[-self.config.average_last :]
         if len(sources) < 2:
-            log.info("average_last: %d checkpoint(s) or snapshot(s) kept; nothing averaged", len(sources))
+            every = self.config.average_every
+            kept = f"{len(sources)} " + (f"snapshot(s), one every {every} updates" if every else "checkpoint(s)")
+            log.info("average_last=%d: the run kept %s; nothing averaged", self.config.average_last, kept)
             return None
         averaged = self._new_model(corpus)
         averaged.set_weights(average_weights({source.name: saved_weights(source, self.config) for source in sources}))

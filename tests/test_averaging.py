@@ -1,4 +1,5 @@
 import json
+import logging
 
 import keras
 import numpy as np
@@ -96,6 +97,15 @@ def test_snapshots_every_n_updates_are_averaged_and_a_resumed_run_takes_them_aga
 def test_average_every_needs_snapshots_to_average(tmp_path):
     with pytest.raises(ConfigError, match="average_every=100 needs average_last=2 or more"):
         tiny_config(tmp_path, average_every="100")
+
+
+def test_a_run_too_short_for_two_snapshots_says_so_and_keeps_the_best_epoch(tmp_path, caplog):
+    # 2 epochs of 8 updates: no snapshot every 100 updates.
+    with caplog.at_level(logging.INFO, logger="sequencer.training"):
+        run_dir = train(tiny_config(tmp_path, epochs="2", average_last="5", average_every="100"))
+    assert "average_last=5: the run kept 0 snapshot(s), one every 100 updates; nothing averaged" in caplog.messages
+    assert "averaging" not in json.loads((run_dir / "summary.json").read_text())
+    assert (run_dir / "model.keras").is_file() and not (run_dir / "averaged.keras").exists()
 
 
 def test_a_damaged_snapshot_is_a_one_line_data_error(tmp_path):
