@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Score a run on test files in the training format (source<TAB>target): BLEU, chrF, exact matches.
 
-Every target of a source sentence is a reference for it. Prints a table and adds the scores to
-eval.json in the run folder.
+Without files, on the run's held-out test pairs (its test.txt). Every target of a source sentence
+is a reference for it. Prints a table and adds the scores to eval.json in the run folder.
 """
 
 import sys
@@ -18,26 +18,33 @@ USES = ("model_dir", "run", *DEVICE_KEYS, "on_bad_line", *(key for key in keys_o
 def evaluate(config, args):
     from sequencer.data import read_pairs, warn_of_skipped_lines
     from sequencer.errors import DataError
-    from sequencer.runs import find_run
+    from sequencer.runs import TEST_FILE, find_run
 
-    find_run(config.model_dir, config.run)  # checked before TensorFlow starts
-    test_sets = {}
+    run_dir = find_run(config.model_dir, config.run)  # checked before TensorFlow starts
+    test_sets = {}  # {name in eval.json: pairs}
     for path in args.files:
         if not path.is_file():
             raise DataError(f"test file {path} {'is a folder, not a file' if path.is_dir() else 'does not exist'}")
-        test_sets[path], skipped = read_pairs(path, config.on_bad_line)
+        test_sets[str(path)], skipped = read_pairs(path, config.on_bad_line)
         warn_of_skipped_lines(skipped, path)
-        if not test_sets[path]:
+        if not test_sets[str(path)]:
             raise DataError(f"test file {path} holds no source<TAB>target pairs")
+    if not args.files:  # the entry training scored them under
+        if not (run_dir / TEST_FILE).is_file():
+            raise DataError(
+                f"{run_dir} has no held-out test pairs ({TEST_FILE}, saved when test_split is above 0); "
+                "name test files: evaluate.py FILE"
+            )
+        test_sets[TEST_FILE], _ = read_pairs(run_dir / TEST_FILE, "error")
     import_tensorflow()
     from sequencer import Predictor
     from sequencer.evaluation import EVAL_FILE, record, scores_table
 
     predictor = Predictor.from_config(config)
     rows = {}
-    for path, pairs in test_sets.items():
-        rows[str(path)] = predictor.evaluate(pairs)
-        record(predictor.run.path, str(path), rows[str(path)])
+    for name, pairs in test_sets.items():
+        rows[name] = predictor.evaluate(pairs)
+        record(predictor.run.path, name, rows[name])
     predictor.warn_unknown_tokens()
     print(scores_table(rows))
     print(f"\nsaved in {predictor.run.path / EVAL_FILE}; {next(iter(rows.values()))['bleu_signature']}")
@@ -45,7 +52,13 @@ def evaluate(config, args):
 
 def parser():
     parser = Parser(__doc__, USES)
-    parser.add_argument("files", nargs="+", type=Path, metavar="FILE", help="test files: source<TAB>target per line")
+    parser.add_argument(
+        "files",
+        nargs="*",
+        type=Path,
+        metavar="FILE",
+        help="test files: source<TAB>target per line (none: the run's held-out test pairs)",
+    )
     return parser
 
 

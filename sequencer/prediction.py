@@ -154,7 +154,17 @@ class Predictor:
     def evaluate(self, pairs: list[tuple[str, str]]) -> dict:
         """BLEU, chrF and exact matches of the translations of `pairs`' sources, every target a reference."""
         reference_set = ReferenceSet.from_pairs(pairs)
-        return score(self.translate(reference_set.sources), reference_set.references)
+        return {**score(self.translate(reference_set.sources), reference_set.references), "decoding": self.decoding}
+
+    @property
+    def decoding(self) -> dict:
+        """The settings translations are decoded with, recorded beside their scores."""
+        return {
+            "beam_width": self.beam_width,
+            "length_penalty": self.length_penalty,
+            "max_output_len": self.max_output_len,
+            "min_output_len": self.min_output_len,
+        }
 
     def translate_folder(self, input_dir: Path, output_dir: Path) -> list[Path]:
         """Translate every `*.txt` in `input_dir` into the file of the same name in `output_dir`."""
@@ -200,7 +210,8 @@ class Predictor:
         if not (targeted and pairs):
             return None
         reference_set = ReferenceSet.from_pairs(pairs)
-        return score([translations[source] for source in reference_set.sources], reference_set.references)
+        hypotheses = [translations[source] for source in reference_set.sources]
+        return {**score(hypotheses, reference_set.references), "decoding": self.decoding}
 
     def translate_stream(self, input_stream: BinaryIO, output_stream: TextIO) -> None:
         """Translate standard-input style lines to an output stream, flushing after every chunk."""

@@ -264,6 +264,11 @@ def test_unwritable_output_and_empty_input(tmp_path):
     assert lenient.returncode == 0, lenient.stderr
     assert "warning: skipped 1 malformed line in test.txt (on_bad_line=skip)" in lenient.stderr
     assert "| test.txt |" in lenient.stdout and json.loads((tmp_path / "models" / run_name / "eval.json").read_text())
+    no_held_out = script("evaluate.py", *TRAIN, cwd=tmp_path)  # trained with test_split=0
+    assert no_held_out.returncode == 2 and no_held_out.stderr == (
+        f"error: {tmp_path / 'models' / run_name} has no held-out test pairs (test.txt, saved when test_split is "
+        "above 0); name test files: evaluate.py FILE\n"
+    )
     for named in ([run_name], ["--run", run_name], []):  # a bare name is a run in model_dir; none: the newest
         nothing_to_average = script("average.py", *TRAIN, *named, "--average_last", "3", cwd=tmp_path)
         assert nothing_to_average.returncode == 2
@@ -271,6 +276,20 @@ def test_unwritable_output_and_empty_input(tmp_path):
             f"error: {tmp_path / 'models' / run_name} kept 1 checkpoint(s) (it was trained with average_last=0, "
             "average_every=0); averaging needs two or more\n"
         )
+
+
+def test_evaluate_without_files_scores_the_held_out_pairs_and_records_how_it_decoded(tmp_path):
+    trained = script("train.py", *TRAIN, "--epochs", "1", "--test_split", "0.2", cwd=tmp_path)
+    assert trained.returncode == 0, trained.stderr
+    run_dir = tmp_path / "models" / (tmp_path / "models" / "latest").read_text().strip()
+    sources = {line.split("\t")[0] for line in (run_dir / "test.txt").read_text(encoding="utf-8").splitlines()}
+    greedy = json.loads((run_dir / "eval.json").read_text())["test.txt"]  # scored at the end of training
+    assert greedy["decoding"]["beam_width"] == 1 and greedy["sentences"] == len(sources)
+    beam = script("evaluate.py", *TRAIN, "--beam_width", "2", "--quiet", cwd=tmp_path)
+    assert beam.returncode == 0, beam.stderr
+    assert f"| test.txt | {len(sources)} |" in beam.stdout
+    scores = json.loads((run_dir / "eval.json").read_text())["test.txt"]
+    assert scores["decoding"] == {**greedy["decoding"], "beam_width": 2} and scores["sentences"] == len(sources)
 
 
 def test_a_run_trained_on_a_cluster_averages_on_one_device(tmp_path):
