@@ -23,7 +23,7 @@ def evaluate(config, args):
     run_dir = find_run(config.model_dir, config.run)  # checked before TensorFlow starts
     test_sets = {}  # {name in eval.json: pairs}
     for path in args.files:
-        if not path.is_file():
+        if path.is_dir() or not path.exists():  # a pipe will do: `evaluate.py <(head -100 test.txt)`
             raise DataError(f"test file {path} {'is a folder, not a file' if path.is_dir() else 'does not exist'}")
         test_sets[str(path)], skipped = read_pairs(path, config.on_bad_line)
         warn_of_skipped_lines(skipped, path)

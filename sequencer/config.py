@@ -787,7 +787,14 @@ def load_config(
     else:
         path = Path(config_file).expanduser().absolute()
         if not path.is_file():
-            problem = "is a folder, not a file" if path.is_dir() else "does not exist"
+            # Not a pipe either (`--config <(...)`): python-dotenv reads the file twice.
+            problem = (
+                "is a folder, not a file"
+                if path.is_dir()
+                else "is not a regular file"
+                if path.exists()
+                else "does not exist"
+            )
             raise ConfigError(f"config file {config_file} {problem}")
     base_dir = path.parent if path else REPO_ROOT
 

@@ -183,6 +183,8 @@ def test_named_config_file_must_exist(tmp_path):
     with pytest.raises(ConfigError) as caught:
         load_config(tmp_path / "missing.txt", environ={})
     assert "missing.txt does not exist" in str(caught.value)
+    with pytest.raises(ConfigError, match=r"^config file /dev/null is not a regular file$"):
+        load_config("/dev/null", environ={})
 
 
 def test_errors_are_value_errors(tmp_path):

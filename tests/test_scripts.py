@@ -260,6 +260,8 @@ def test_unwritable_output_and_empty_input(tmp_path):
     assert strict.returncode == 2 and strict.stderr == (
         "error: test.txt:2: no tab between source and target; expected source<TAB>target\n"
     )
+    empty = script("evaluate.py", *TRAIN, "/dev/null", cwd=tmp_path)  # not a regular file, but readable
+    assert empty.returncode == 2 and empty.stderr == "error: test file /dev/null holds no source<TAB>target pairs\n"
     lenient = script("evaluate.py", *TRAIN, "--on_bad_line", "skip", "test.txt", cwd=tmp_path)
     assert lenient.returncode == 0, lenient.stderr
     assert "warning: skipped 1 malformed line in test.txt (on_bad_line=skip)" in lenient.stderr
