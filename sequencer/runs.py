@@ -414,7 +414,8 @@ def _from_version_0_1(saved: keras.Model, config: Config, source_size: int, targ
 def read_export(folder: Path) -> dict:
     """The `export.json` of an export folder, checked: DataError naming the folder if it is not an export."""
     if not folder.is_dir():
-        raise DataError(f"the export folder {folder} does not exist")
+        problem = "is a file, not a folder" if folder.exists() else "does not exist"
+        raise DataError(f"the export folder {folder} {problem}")
     if not (folder / EXPORT_FILE).is_file():
         raise DataError(f"{folder} is not an export of scripts/export.py: it has no {EXPORT_FILE}")
     description = read_json(folder / EXPORT_FILE)

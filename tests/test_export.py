@@ -176,6 +176,9 @@ def test_an_export_is_not_overwritten_unless_forced(run, tmp_path):
         export(run, run.config, tmp_path / "mine", force=True)
     assert (tmp_path / "mine" / "notes.txt").read_text() == "mine"
     (tmp_path / "a-file").write_text("")
+    with pytest.raises(ConfigError, match=r"folder .*a-file is a file, not a folder; --force replaces an export"):
+        export(run, run.config, tmp_path / "a-file", force=True)
+    assert (tmp_path / "a-file").is_file()
     with pytest.raises(ConfigError, match=r"cannot make the export folder .*: .*a-file is a file, not a folder"):
         export(run, run.config, tmp_path / "a-file" / "en-fr")
 
