@@ -788,17 +788,38 @@ def warm_up(backend: Backend) -> None:
 
 
 class ServingProtocol(H11Protocol):
-    """uvicorn's HTTP/1.1 protocol, with a deadline for request heads and a JSON answer to what is not HTTP.
+    """uvicorn's HTTP/1.1 protocol, with a deadline for request heads, and JSON answers to what is
+    not HTTP and to requests beyond `limit_concurrency`.
 
     uvicorn closes a kept-alive connection that stays silent after an answer (after
     `timeout_keep_alive`), but not one that sends nothing from the start, or stops halfway
     through its headers: enough of those would hold every place `limit_concurrency` allows, so
     this one closes a connection that sends no whole request head within `HEAD_SECONDS`. And
-    where uvicorn answers bytes that h11 cannot read as a request with a plain-text 400, this
-    one answers with the JSON error every other refusal has.
+    where uvicorn answers bytes that h11 cannot read as a request with a plain-text 400, or a
+    request beyond its limit with a plain-text 503, this one answers with the JSON error every
+    other refusal has.
     """
 
     _head_deadline: asyncio.TimerHandle | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # uvicorn's own check of the limit would answer in plain text: `_within_limit` makes it instead.
+        self.limit, self.limit_concurrency = self.limit_concurrency, None
+        self.app, self._app = self._within_limit, self.app
+
+    async def _within_limit(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The app, unless uvicorn's limit is reached: as uvicorn counts, this connection is one of
+        the open connections and, by the time the app runs, this request's task one of the tasks."""
+        if self.limit is None or (len(self.connections) < self.limit and len(self.tasks) <= self.limit):
+            await self._app(scope, receive, send)
+            return
+        message = f"the server has as many connections and requests as it takes ({self.limit}); try again later"
+        log.warning("%s 503: %s", _method_and_path(scope["method"], scope["path"]), message)
+        body = json.dumps({"error": message}).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+        await send({"type": "http.response.start", "status": 503, "headers": [*headers, (b"connection", b"close")]})
+        await send({"type": "http.response.body", "body": body})
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)

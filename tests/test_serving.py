@@ -408,6 +408,26 @@ def test_what_is_not_http_gets_a_json_400(config, data):
     assert json.loads(body) == {"error": serving_module.NOT_HTTP}
 
 
+def test_a_request_beyond_the_connection_limit_gets_a_json_503_and_one_within_it_its_answer(config, monkeypatch):
+    monkeypatch.setattr(serving_module, "MAX_CONNECTIONS", 3)
+    with uvicorn_thread(config) as (port, _):
+        idle = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(2)]
+        time.sleep(0.2)  # accepted: with the next one, 3 connections are open
+        beyond = answer_to_raw(port, b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        for connection in idle:
+            connection.close()
+        time.sleep(0.2)
+        within = answer_to_raw(port, b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+    head, _, body = beyond.partition(b"\r\n\r\n")
+    assert (
+        head.startswith(b"HTTP/1.1 503 Service Unavailable\r\n") and b"content-type: application/json" in head.lower()
+    )
+    assert json.loads(body) == {
+        "error": "the server has as many connections and requests as it takes (3); try again later"
+    }
+    assert within.startswith(b"HTTP/1.1 200 OK\r\n")
+
+
 def test_a_connection_that_sends_no_whole_request_head_is_closed(config, monkeypatch):
     monkeypatch.setattr(serving_module, "HEAD_SECONDS", 1.0)
     with uvicorn_thread(config) as (port, _):
