@@ -24,7 +24,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -69,8 +68,8 @@ def one_hot_arrays(corpus):
 
 
 def prepare(kind: str, num_samples: int) -> None:
-    """Data preparation alone, in a fresh process: prints its peak resident memory above the process' resident
-    memory before it, in MB. The process imports NumPy and the config and data modules, not TensorFlow."""
+    """Data preparation alone, in a fresh process: prints its peak resident memory (VmHWM) above the
+    process' resident memory before it (VmRSS, with this module's imports, TensorFlow's included), in MB."""
     baseline = memory_status("VmRSS")
     config = config_for(Path(tempfile.gettempdir()), num_samples)
     corpus = Preprocessor(config).load()
@@ -78,7 +77,7 @@ def prepare(kind: str, num_samples: int) -> None:
         arrays = one_hot_arrays(corpus)
     else:
         arrays = [teacher_forcing(corpus.train_target), teacher_forcing(corpus.val_target)]
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = memory_status("VmHWM")
     print(
         json.dumps({"megabytes": (peak - baseline) / 1024, "pairs": len(corpus.train_source) + len(corpus.val_source)})
     )
