@@ -3,13 +3,15 @@
 
 Each model trains on the same shipped pairs, with the same held-out test split (by source
 sentence, drawn with the same seed) and the same validation split, for the same wall-clock
-budget; training stops at the first batch that ends past the budget. The best epoch (by
-validation loss) is then scored on the test split by the Trainer itself (BLEU and chrF from
-sacrebleu, every translation of a source a reference), as `eval.json` in each run folder.
+budget; training stops at the first batch that ends past the budget. Each run's final model
+(the best epoch by validation loss, or the average of the last snapshots where the config
+averages and the average validates better) is then scored on the test split by the Trainer
+itself (BLEU and chrF from sacrebleu, every translation of a source a reference), as `eval.json`
+in each run folder.
 
 The contenders: the default LSTM on characters (config.txt as shipped), the attention model on
 words, and the Transformer on subwords (configs/transformer.txt as shipped). After training,
-each best model translates the same test sources (--decode-sentences of them) greedily and with
+each final model translates the same test sources (--decode-sentences of them) greedily and with
 a beam of 4, at the same batch size, and the sentences per second are reported.
 
     python benchmarks/quality.py                  # 3 x 30 minutes of training on 2 CPU cores
