@@ -21,30 +21,31 @@ def evaluate(config, args):
     from sequencer.runs import TEST_FILE, find_run
 
     run_dir = find_run(config.model_dir, config.run)  # checked before TensorFlow starts
-    test_sets = {}  # {name in eval.json: pairs}
+    test_sets = {}  # {name in the table: (entry in eval.json, pairs)}
     for path in args.files:
         if path.is_dir() or not path.exists():  # a pipe will do: `evaluate.py <(head -100 test.txt)`
             raise DataError(f"test file {path} {'is a folder, not a file' if path.is_dir() else 'does not exist'}")
-        test_sets[str(path)], skipped = read_pairs(path, config.on_bad_line)
+        pairs, skipped = read_pairs(path, config.on_bad_line)
         warn_of_skipped_lines(skipped, path)
-        if not test_sets[str(path)]:
+        if not pairs:
             raise DataError(f"test file {path} holds no source<TAB>target pairs")
-    if not args.files:  # the entry training scored them under
+        test_sets[str(path)] = (str(path.absolute()), pairs)  # the entry predict.py would score it under
+    if not args.files:
         if not (run_dir / TEST_FILE).is_file():
             raise DataError(
                 f"{run_dir} has no held-out test pairs ({TEST_FILE}, saved when test_split is above 0); "
                 "name test files: evaluate.py FILE"
             )
-        test_sets[TEST_FILE], _ = read_pairs(run_dir / TEST_FILE, "error")
+        test_sets[TEST_FILE] = (TEST_FILE, read_pairs(run_dir / TEST_FILE)[0])  # the entry training scored them under
     import_tensorflow()
     from sequencer import Predictor
     from sequencer.evaluation import EVAL_FILE, record, scores_table
 
     predictor = Predictor.from_config(config)
     rows = {}
-    for name, pairs in test_sets.items():
+    for name, (entry, pairs) in test_sets.items():
         rows[name] = predictor.evaluate(pairs)
-        record(predictor.run.path, name, rows[name])
+        record(predictor.run.path, entry, rows[name])
     predictor.warn_unknown_tokens()
     print(scores_table(rows))
     print(f"\nsaved in {predictor.run.path / EVAL_FILE}; {next(iter(rows.values()))['bleu_signature']}")

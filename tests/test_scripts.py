@@ -265,7 +265,8 @@ def test_unwritable_output_and_empty_input(tmp_path):
     lenient = script("evaluate.py", *TRAIN, "--on_bad_line", "skip", "test.txt", cwd=tmp_path)
     assert lenient.returncode == 0, lenient.stderr
     assert "warning: skipped 1 malformed line in test.txt (on_bad_line=skip)" in lenient.stderr
-    assert "| test.txt |" in lenient.stdout and json.loads((tmp_path / "models" / run_name / "eval.json").read_text())
+    assert "| test.txt |" in lenient.stdout  # as typed; in eval.json, by its path, apart from the held-out pairs
+    assert list(json.loads((tmp_path / "models" / run_name / "eval.json").read_text())) == [str(tmp_path / "test.txt")]
     no_held_out = script("evaluate.py", *TRAIN, cwd=tmp_path)  # trained with test_split=0
     assert no_held_out.returncode == 2 and no_held_out.stderr == (
         f"error: {tmp_path / 'models' / run_name} has no held-out test pairs (test.txt, saved when test_split is "
