@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Population-based training on Ray Tune: train population_size members, save the best as a run in model_dir."""
 
+import os
 import sys
 from pathlib import Path
 
@@ -19,6 +20,8 @@ def tune(config, args):
     corpus = Preprocessor(config).load()  # checked before TensorFlow starts
     import_tensorflow()
     warn_of_unread_model_flags(config, args)
+    if not config.ray_address:  # Ray's default for a local cluster, chosen before Ray loads, which it would announce
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
     from sequencer.tuning import tune_population
 
     tune_population(config, corpus)

@@ -162,6 +162,9 @@ def tune_population(config: Config, corpus: Corpus) -> Path:
                 verbose=1,
             ),
         )
+        # Ray's CSV logger warns when a member copies one whose progress.csv is not written yet;
+        # the members' metrics are their run folders' metrics.csv, which a copy carries.
+        logging.getLogger("ray.tune.logger").setLevel(logging.ERROR)
         with warnings.catch_warnings():  # advice for class trainables; members are functions
             warnings.filterwarnings("ignore", message="Consider boosting PBT performance by enabling `reuse_actors`")
             results = tuner.fit()

@@ -295,6 +295,15 @@ def test_evaluate_without_files_scores_the_held_out_pairs_and_records_how_it_dec
     assert scores["decoding"] == {**greedy["decoding"], "beam_width": 2} and scores["sentences"] == len(sources)
 
 
+def test_tune_prints_its_own_lines_only(tmp_path):
+    tuning = ["--population_size", "2", "--ready_after", "1", "--stop_after", "2", "--latent_dim", "16"]
+    tuned = script("tune.py", *TRAIN, *tuning, cwd=tmp_path)
+    assert tuned.returncode == 0, tuned.stderr
+    ours = ("data: ", "population (val_loss, best first):", "| ", "best member saved as ")
+    assert [line for line in tuned.stderr.splitlines() if not line.startswith(ours)] == []
+    assert (tmp_path / "models" / "latest").read_text().strip().endswith("-best")
+
+
 def test_a_run_trained_on_a_cluster_averages_on_one_device(tmp_path):
     trained = script("train.py", *TRAIN, "--average_last", "2", cwd=tmp_path)
     assert trained.returncode == 0, trained.stderr
