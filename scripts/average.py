@@ -14,7 +14,7 @@ OVERRIDES = ("average_last", *DEVICE_KEYS)
 
 
 def average(config, args):
-    from sequencer import Preprocessor, runs
+    from sequencer import Preprocessor, averaging, runs
     from sequencer.config import run_folder
     from sequencer.errors import ConfigError
 
@@ -24,23 +24,14 @@ def average(config, args):
     # The run's settings, these flags on top; on one device, as comparing two models on the
     # validation pairs needs no cluster and no GPUs (a run of distribution=multi_worker averages too).
     config = runs.load_config(run_dir, {**overrides, "distribution": "none"})
-    if config.average_last < 2:
-        raise ConfigError(
-            f"average_last={config.average_last} averages nothing; pass --average_last N >= 2 to average {run_dir}"
-        )
-    kept = runs.averaging_sources(run_dir, config)
-    if len(kept) < 2:
-        trained = runs.load_config(run_dir)
-        kind = "snapshot" if config.average_every else "checkpoint"
-        raise ConfigError(
-            f"{run_dir} kept {len(kept)} {kind}(s) (it was trained with average_last={trained.average_last}, "
-            f"average_every={trained.average_every}); averaging needs two or more"
-        )
+    problem = averaging.too_few_to_average(run_dir, config)
+    if problem:
+        raise ConfigError(problem)
     corpus = Preprocessor(config).load(runs.load_vocabularies(run_dir))  # for its validation pairs
     import_tensorflow()
-    from sequencer.training import Trainer
+    from sequencer import devices
 
-    Trainer(config, progress="none").average(run_dir, corpus)
+    averaging.average_run(run_dir, config, corpus, devices.setup(config))
 
 
 def parser():

@@ -6,6 +6,7 @@ is a reference for it. Prints a table and adds the scores to eval.json in the ru
 """
 
 import sys
+from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a clone without installing
@@ -18,9 +19,9 @@ USES = ("model_dir", "run", *DEVICE_KEYS, "on_bad_line", *(key for key in keys_o
 def evaluate(config, args):
     from sequencer.data import read_pairs, warn_of_skipped_lines
     from sequencer.errors import DataError
-    from sequencer.runs import TEST_FILE, find_run
+    from sequencer.runs import TEST_FILE, find_trained_run
 
-    run_dir = find_run(config.model_dir, config.run)  # checked before TensorFlow starts
+    run_dir = find_trained_run(config.model_dir, config.run)  # checked before TensorFlow starts
     test_sets = {}  # {name in the table: (entry in eval.json, pairs)}
     for path in args.files:
         if path.is_dir() or not path.exists():  # a pipe will do: `evaluate.py <(head -100 test.txt)`
@@ -38,17 +39,23 @@ def evaluate(config, args):
             )
         test_sets[TEST_FILE] = (TEST_FILE, read_pairs(run_dir / TEST_FILE)[0])  # the entry training scored them under
     import_tensorflow()
-    from sequencer import Predictor
+    from sequencer.devices import configure_device
     from sequencer.evaluation import EVAL_FILE, record, scores_table
+    from sequencer.runs import load_run
+    from sequencer.translation import Translator, warn_if_young, warn_of_unknown_tokens
 
-    predictor = Predictor.from_config(config)
-    rows = {}
+    configure_device(config.device, config.threads)
+    run = load_run(run_dir)
+    warn_if_young(run)
+    translator = Translator(run, config)
+    rows, unknown = {}, Counter()
     for name, (entry, pairs) in test_sets.items():
-        rows[name] = predictor.evaluate(pairs)
-        record(predictor.run.path, entry, rows[name])
-    predictor.warn_unknown_tokens()
+        rows[name], found = translator.evaluate(pairs)
+        unknown.update(found.unknown_tokens)
+        record(run_dir, entry, rows[name])
+    warn_of_unknown_tokens(unknown, run.source_vocab.unit)
     print(scores_table(rows))
-    print(f"\nsaved in {predictor.run.path / EVAL_FILE}; {next(iter(rows.values()))['bleu_signature']}")
+    print(f"\nsaved in {run_dir / EVAL_FILE}; {next(iter(rows.values()))['bleu_signature']}")
 
 
 def parser():

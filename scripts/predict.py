@@ -14,20 +14,20 @@ USES = ("model_dir", "run", "predict_in", "predict_out", *DEVICE_KEYS, *keys_of(
 def predict(config, args):
     from sequencer.data import translation_inputs
     from sequencer.errors import ConfigError
-    from sequencer.runs import find_run
+    from sequencer.runs import find_trained_run
 
     if args.stdin not in (None, "-"):
         raise ConfigError(
             f"predict.py takes no file names, only - for standard input: to translate {args.stdin}, "
             f"run predict.py - < {args.stdin}, or put it in a folder and set predict_in"
         )
-    find_run(config.model_dir, config.run)  # checked before TensorFlow starts
+    run_dir = find_trained_run(config.model_dir, config.run)  # checked before TensorFlow starts
     if not args.stdin:
         translation_inputs(config.predict_in, config.predict_out)
     import_tensorflow()
     from sequencer import Predictor
 
-    predictor = Predictor.from_config(config)
+    predictor = Predictor.from_config(config.replace(run=run_dir))
     predictor.show_progress = sys.stderr.isatty() and not args.quiet
     if args.stdin:
         predictor.translate_stream(sys.stdin.buffer, sys.stdout)

@@ -15,16 +15,17 @@ from sequencer.cli import (
     native_log_lines_dropped,
     run_script,
 )
+from sequencer.config import KEYS_IN_EXPORT
 
 USES = ("model_dir", "run", *DEVICE_KEYS, *keys_of("Prediction"), *keys_of("Serving"))
 # Keys that do not apply to an export: it decodes with the settings fixed in it when it was made.
-FIXED_IN_AN_EXPORT = ("beam_width", "n_best", "length_penalty", "max_output_len", "min_output_len", "max_beam_width")
+FIXED_IN_AN_EXPORT = (*KEYS_IN_EXPORT, "max_beam_width")
 
 
 def serve(config, args):
     from sequencer import serving
     from sequencer.errors import ConfigError
-    from sequencer.runs import find_run
+    from sequencer.runs import find_trained_run
 
     # Checked before TensorFlow starts: the model to serve, the settings, the address.
     if args.export:
@@ -33,7 +34,7 @@ def serve(config, args):
         export_dir = args.export.absolute()
         serving.read_export(export_dir)
     else:
-        find_run(config.model_dir, config.run)
+        run_dir = find_trained_run(config.model_dir, config.run)
         serving.check_settings(config)
     sock = serving.listen(config.host, config.port)
     import_tensorflow()
@@ -41,7 +42,7 @@ def serve(config, args):
         if args.export:
             backend = serving.ExportBackend.load(export_dir, config)
         else:
-            backend = serving.PredictorBackend.load(config)
+            backend = serving.RunBackend.load(run_dir, config)
         serving.warm_up(backend)
     serving.run_server(serving.create_app(backend, config), sock)
 

@@ -7,9 +7,9 @@ pairs every `eval_every` epochs.
 logs, so that every later callback records them. `RunState` keeps the best model, the last
 checkpoint, early stopping and the learning-rate schedule, with counters (`TrainingState`) that
 are saved in each checkpoint so that a resumed run decides exactly as an uninterrupted one would.
-`WeightSnapshots` saves the weights every `average_every` updates for averaging, and
 `MovingAverageWeights` puts the moving average of `ema_decay` in the model to validate and save
-it. `EpochLine` writes each epoch's line. Epochs are numbered from 1 in every file and message.
+it (the snapshots for averaging are `averaging.WeightSnapshots`). `EpochLine` writes each
+epoch's line. Epochs are numbered from 1 in every file and message.
 """
 
 from __future__ import annotations
@@ -25,21 +25,13 @@ import keras
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from sequencer.averaging import BEST_EPOCH_FILE
+from sequencer.checkpoints import MODEL_FILE, TrainingState, save_checkpoint, save_model
 from sequencer.config import Config
 from sequencer.data import Corpus, pad_ids
 from sequencer.evaluation import ReferenceSet, score
 from sequencer.files import atomic_path, read_json, write_json
-from sequencer.runs import (
-    BEST_EPOCH_FILE,
-    MODEL_FILE,
-    SUMMARY_FILE,
-    TrainingState,
-    checkpoints_to_keep,
-    discard_snapshots_after,
-    save_checkpoint,
-    save_model,
-    save_snapshot,
-)
+from sequencer.runs import SUMMARY_FILE
 from sequencer.search import GreedyDecoder
 
 log = logging.getLogger(__name__)
@@ -116,9 +108,10 @@ class ValidationChrF(keras.callbacks.Callback):
 class RunState(keras.callbacks.Callback):
     """Best model, last checkpoint, early stopping and learning-rate reduction on a plateau of `monitor`."""
 
-    def __init__(self, run_dir: Path, config: Config, state: TrainingState, data_summary: dict):
+    def __init__(self, run_dir: Path, config: Config, state: TrainingState, data_summary: dict, keep: int = 1):
         super().__init__()
         self.run_dir = run_dir
+        self.keep = keep  # epoch checkpoints kept: the newest, or those to average
         self.config = config
         self.state = state
         self.data_summary = data_summary
@@ -155,11 +148,12 @@ class RunState(keras.callbacks.Callback):
                 )
         state.epochs_completed = epoch + 1
         state.seconds += logs["epoch_seconds"]
+        state.updates = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
         if config.early_stopping_patience and epoch + 1 - state.best_epoch >= config.early_stopping_patience:
             self.model.stop_training = True
             state.stopped_early = True
             log.info("no better %s for %d epochs: stopping early", config.monitor, config.early_stopping_patience)
-        save_checkpoint(self.run_dir, self.model, state, keep=checkpoints_to_keep(config))
+        save_checkpoint(self.run_dir, self.model, state, keep=self.keep)
         self.write_summary(interrupted=False)
 
     def write_summary(self, interrupted: bool) -> None:
@@ -177,50 +171,13 @@ class RunState(keras.callbacks.Callback):
                 "resumed_after": state.resumed_after,
                 "interrupted": interrupted,
                 "seconds": round(state.seconds, 3),
+                "updates": state.updates,
                 **({"averaging": self.averaging} if self.averaging else {}),
             },
         )
 
 
-class WeightSnapshots(keras.callbacks.Callback):
-    """Saves the weights every `every` optimizer updates, keeping the `keep` newest, for `average_last`.
-
-    A run of a few epochs changes much from one epoch checkpoint to the next; snapshots a few
-    hundred updates apart let the average span its last stretch only (OpenNMT-tf's
-    `save_checkpoints_steps`, fairseq's `--save-interval-updates`). A resumed run first discards
-    the snapshots of the epoch it was interrupted in, then takes them again. Keras' ModelCheckpoint
-    with `save_freq` does not fit: it counts batches rather than updates, keeps every file, writes
-    in place, and its weights files carry the optimizer's variables.
-    """
-
-    def __init__(self, run_dir: Path, config: Config, epochs_completed: int):
-        super().__init__()
-        self.run_dir = run_dir
-        self.every = config.average_every
-        self.keep = config.average_last
-        self.epochs_completed = epochs_completed
-        self.epoch = self.updates = 0  # the epoch in progress and the optimizer's updates, set as training goes
-
-    def on_train_begin(self, logs=None):
-        discard_snapshots_after(self.run_dir, self.epochs_completed)
-        self.updates = self._optimizer_updates()
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.epoch = epoch + 1
-
-    def on_train_batch_end(self, batch, logs=None):
-        updates = self._optimizer_updates()
-        if updates != self.updates and updates % self.every == 0:
-            save_snapshot(self.run_dir, self.model, self.epoch, updates, self.keep)
-        self.updates = updates
-
-    def _optimizer_updates(self) -> int:
-        """Updates, not batches: one per accumulate_steps batches. (Read as a number: under
-        tf.distribute the counter is a MirroredVariable, which int() refuses.)"""
-        return int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
-
-
-class MovingAverageWeights(keras.callbacks.SwapEMAWeights):
+class MovingAverageWeights(keras.callbacks.Callback):
     """With `ema_decay`: the optimizer's moving average of the weights is in the model while it is
     validated and from the end of each epoch to the start of the next, so that the val_ metrics,
     val_chrf, model.keras and the checkpoints are the average's; each epoch trains the weights.
@@ -234,13 +191,39 @@ class MovingAverageWeights(keras.callbacks.SwapEMAWeights):
     """
 
     def __init__(self, resumed: bool):
-        super().__init__(swap_on_epoch=True)
-        self._ema_weights_in_model = resumed
+        super().__init__()
+        self.average_in_model = resumed
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._hold_average(False)
+
+    def on_test_begin(self, logs=None):  # validation inside `fit`, before the epoch ends
+        self._hold_average(True)
+
+    def on_test_end(self, logs=None):
+        self._hold_average(False)
 
     def on_epoch_end(self, epoch, logs=None):
-        if not self._ema_weights_in_model:
-            self._swap_variables()
-            self._ema_weights_in_model = True
+        self._hold_average(True)
+
+    def _hold_average(self, average: bool) -> None:
+        if self.average_in_model != average:
+            swap_moving_average(self.model)
+            self.average_in_model = average
+
+
+def swap_moving_average(model: keras.Model) -> None:
+    """Exchange the model's trainable weights and the optimizer's moving average of them, in place.
+
+    Keras 3.15 has no public function for it: its SwapEMAWeights callback (keras-team/keras#18978)
+    does it in the private method `_swap_variables`, which reads the optimizer's private
+    `_model_variables_moving_average` and updates under the distribution strategy. This is the
+    one place that calls it; tests/test_callbacks.py pins what it does, so that a Keras release
+    that moves it fails there.
+    """
+    swapper = keras.callbacks.SwapEMAWeights()
+    swapper.set_model(model)
+    swapper._swap_variables()
 
 
 class EpochCSVLogger(keras.callbacks.CSVLogger):

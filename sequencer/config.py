@@ -31,7 +31,6 @@ from typing import Any
 from dotenv import dotenv_values
 from dotenv.parser import parse_stream
 
-from sequencer import plugins
 from sequencer.errors import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -50,7 +49,8 @@ class Key:
     A str key may have a `pattern` (a regular expression the whole value must match), described
     to the user by `pattern_help`. A `run` is a run folder: a bare name means a folder in
     `model_dir` (see `run_folder`). `resumable` keys of the training sections may change when a
-    run is resumed; the others must stay as the run was started (see `check_resume`).
+    run is resumed; the others must stay as the run was started (see `check_resume`). The
+    Prediction keys `in_export` are fixed in a SavedModel when it is exported.
     """
 
     name: str
@@ -66,6 +66,7 @@ class Key:
     pattern: str = ""
     pattern_help: str = ""
     resumable: bool = False
+    in_export: bool = False  # a Prediction key that scripts/export.py fixes in a SavedModel
 
     def options(self) -> tuple[str, ...]:
         return self.choices() if callable(self.choices) else self.choices
@@ -145,15 +146,18 @@ def _fmt(number: float) -> str:
 # change only their `resumable` keys.
 TRAINING_SECTIONS = ("Data", "Model", "Training")
 OPTIMIZERS = ("adadelta", "adafactor", "adagrad", "adam", "adamax", "adamw", "ftrl", "lion", "nadam", "rmsprop", "sgd")
-PACKAGE_DIR = Path(__file__).resolve().parent
 
 
 def _models() -> tuple[str, ...]:
-    return tuple(plugins.discover(PACKAGE_DIR / "builders"))
+    from sequencer import builders
+
+    return tuple(builders.available())
 
 
 def _batchers() -> tuple[str, ...]:
-    return tuple(plugins.discover(PACKAGE_DIR / "batchers"))
+    from sequencer import batchers
+
+    return tuple(batchers.available())
 
 
 _NUMBER_PAIR = r"\d+(\.\d*)?([eE]-?\d+)?,\d+(\.\d*)?([eE]-?\d+)?"
@@ -578,7 +582,15 @@ KEYS: tuple[Key, ...] = (
         "Training",
     ),
     # Prediction
-    Key("beam_width", "int", 1, "hypotheses kept per sentence in beam search; 1 decodes greedily", "Prediction", low=1),
+    Key(
+        "beam_width",
+        "int",
+        1,
+        "hypotheses kept per sentence in beam search; 1 decodes greedily",
+        "Prediction",
+        low=1,
+        in_export=True,
+    ),
     Key(
         "length_penalty",
         "float",
@@ -586,6 +598,7 @@ KEYS: tuple[Key, ...] = (
         "GNMT length penalty alpha of beam search: 0 compares plain log-probabilities, higher favours longer output",
         "Prediction",
         low=0,
+        in_export=True,
     ),
     Key(
         "n_best",
@@ -594,6 +607,7 @@ KEYS: tuple[Key, ...] = (
         "translations written per line, best first, tab-separated (at most beam_width)",
         "Prediction",
         low=1,
+        in_export=True,
     ),
     Key("decode_batch_size", "int", 256, "sentences translated together in one batch", "Prediction", low=1),
     Key(
@@ -603,6 +617,7 @@ KEYS: tuple[Key, ...] = (
         "longest translation in tokens; 0 means twice the longest target seen in training",
         "Prediction",
         low=0,
+        in_export=True,
     ),
     Key(
         "min_output_len",
@@ -611,6 +626,7 @@ KEYS: tuple[Key, ...] = (
         "shortest translation in tokens of a non-empty sentence: the end marker cannot come sooner; 0 allows none",
         "Prediction",
         low=0,
+        in_export=True,
     ),
     # Serving
     Key(
@@ -703,6 +719,7 @@ KEYS: tuple[Key, ...] = (
     ),
 )
 KEYS_BY_NAME = {key.name: key for key in KEYS}
+KEYS_IN_EXPORT = tuple(key.name for key in KEYS if key.in_export)
 
 
 class Config:

@@ -77,6 +77,20 @@ class Corpus:
     def max_target_len(self) -> int:
         return int(max(self.train_target.lengths.max(initial=0), self.val_target.lengths.max(initial=0)))
 
+    def summary(self) -> dict:
+        """What summary.json records of the data a run trains on (`fingerprint` checked on resuming)."""
+        from sequencer import __version__
+
+        return {
+            "sequencer_version": __version__,
+            "train_pairs": len(self.train_source),
+            "val_pairs": len(self.val_source),
+            "test_pairs": len(self.test_pairs),
+            "max_source_len": self.max_source_len,
+            "max_target_len": self.max_target_len,
+            "data_fingerprint": self.fingerprint,
+        }
+
     def description(self) -> str:
         """`240 training, 60 validation and 0 test pairs; source: 50 distinct characters, longest 23; ...`"""
         source, target = self.source_vocab, self.target_vocab

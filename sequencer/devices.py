@@ -11,13 +11,53 @@ TensorFlow is imported by the functions that need it, so that `check_cluster` ca
 from __future__ import annotations
 
 import json
+import logging
 import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sequencer.errors import ConfigError
 
 if TYPE_CHECKING:
+    import keras
     import tensorflow as tf
+
+    from sequencer.config import Config
+
+log = logging.getLogger(__name__)
+
+
+def setup(config: Config) -> tf.distribute.Strategy:
+    """Everything process-wide that training needs before any model exists, in one call: the
+    device and threads, the distribution strategy (returned), the precision policy, the seeds and
+    TensorFlow's op determinism.
+
+    Same seed, same config, same CPU: the same weights, run after run (except with XLA, which
+    TensorFlow's op determinism does not cover, so Keras would not compile with it). Mixed
+    precision is Keras' mixed_float16 policy; it pays off only on a GPU, so without one it is an error.
+    """
+    import keras
+    import tensorflow as tf
+
+    configure_device(config.device, config.threads)
+    strategy = make_strategy(config.distribution)
+    if strategy is not tf.distribute.get_strategy():
+        check_accumulation(
+            config.accumulate_steps, "auto (mirrored)" if config.distribution == "auto" else config.distribution
+        )
+    if config.mixed_precision and not tf.config.list_logical_devices("GPU"):
+        raise ConfigError("mixed_precision=true needs a GPU, and TensorFlow sees none on this machine")
+    keras.mixed_precision.set_global_policy("mixed_float16" if config.mixed_precision else "float32")
+    keras.utils.set_random_seed(config.seed)
+    if config.jit_compile == "true":
+        log.info("jit_compile=true: TensorFlow's op determinism excludes XLA, so reruns may differ slightly")
+    else:
+        tf.config.experimental.enable_op_determinism()
+    return strategy
 
 
 def configure_device(device: str, threads: int = 0) -> None:
@@ -120,3 +160,39 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
     if resolver.task_type == "chief":
         return True
     return resolver.task_type == "worker" and resolver.task_id == 0 and "chief" not in resolver.cluster_spec().jobs
+
+
+@contextmanager
+def worker_scratch(strategy: tf.distribute.Strategy) -> Iterator[Path | None]:
+    """None on the process that writes the run; a temporary folder, deleted afterwards, on the
+    other workers of a multi-worker cluster, which save what the chief saves (TensorFlow's
+    advice: saving may take part in collective operations) and throw it away."""
+    if is_chief(strategy):
+        yield None
+        return
+    scratch = Path(tempfile.mkdtemp(prefix="sequencer-worker-"))
+    try:
+        yield scratch
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def fit_under_multi_worker(model: keras.Model) -> None:
+    """Two changes that let Keras 3's `fit` run under MultiWorkerMirroredStrategy (keras-team/keras#20585).
+
+    Before training, Keras reduces a first batch across the replicas to build the model, which
+    fails under this strategy; the model is built already, and with the strategy taken from the
+    scope `fit` runs in rather than from the model, Keras skips that step. That is the private
+    attribute `_distribute_strategy` of Keras 3.15's Model, this project's one use of it
+    (tests/test_devices.py pins it). After each step, Keras averages the replicas' logged values
+    along axis 0, which scalars do not have; as vectors of one value they average as they should.
+    """
+    import tensorflow as tf
+
+    model._distribute_strategy = None
+
+    def as_vectors(step):
+        return lambda data: {name: tf.reshape(value, [1]) for name, value in step(data).items()}
+
+    model.train_step = as_vectors(model.train_step)
+    model.test_step = as_vectors(model.test_step)

@@ -11,13 +11,14 @@ loaders and other languages' bindings run it as it is:
   for every sentence of the shipped corpus), or subwords with tensorflow-text's
   `SentencepieceTokenizer` over the run's SentencePiece model;
 - the vocabulary lookup, from tables whose token files are SavedModel assets; unseen tokens read
-  as the unknown id, as in `Predictor`;
+  as the unknown id, as in `translation.Translator`;
 - the batched greedy or beam search of `search.py`, in core TensorFlow ops;
-- detokenisation, as `Vocabulary.decode` does it.
+- detokenisation, as `Vocabulary.decode` does it, without the leading and trailing white space
+  that `translation.Translator` strips.
 
-The decoding settings (`beam_width`, `n_best`, `length_penalty`, `max_output_len`,
-`min_output_len`) are those of the config, fixed in the graph and recorded in `export.json`
-beside the SavedModel. A subword export needs tensorflow-text's ops where it is loaded (`import
+The decoding settings (the Prediction keys declared `in_export`: beam width, n-best, length
+penalty and output lengths) are those of the config, fixed in the graph and recorded in
+`export.json` beside the SavedModel. A subword export needs tensorflow-text's ops where it is loaded (`import
 tensorflow_text`; TensorFlow Serving includes them); the others need TensorFlow alone.
 """
 
@@ -30,7 +31,7 @@ from pathlib import Path
 import tensorflow as tf
 
 from sequencer import __version__
-from sequencer.config import Config
+from sequencer.config import KEYS_IN_EXPORT, Config
 from sequencer.errors import DataError
 from sequencer.files import atomic_path
 from sequencer.runs import EXPORT_FILE, Run, check_export_folder
@@ -100,7 +101,7 @@ class Tokens(tf.Module):
         kept = tf.ragged.boolean_mask(ids, ~ended & tf.not_equal(ids, PAD_ID) & tf.not_equal(ids, START_ID))
         kept = tf.ragged.boolean_mask(kept, tf.not_equal(kept, END_ID))
         if self.level == "subword":
-            return self._leading_spaces(kept) + self.sentencepiece.detokenize(kept)
+            return self.sentencepiece.detokenize(kept)
         tokens = tf.ragged.map_flat_values(
             lambda flat: tf.where(
                 tf.equal(flat, UNK_ID), SPECIALS[UNK_ID], self.tokens.lookup(tf.cast(flat, tf.int64) - len(SPECIALS))
@@ -111,17 +112,6 @@ class Tokens(tf.Module):
             return tf.strings.reduce_join(tokens, axis=-1)
         # Words: spaces between tokens, except where a joiner glues two together (detokenize_words).
         return tf.strings.regex_replace(tf.strings.reduce_join(tokens, axis=-1, separator=" "), f" ?{JOINER} ?", "")
-
-    def _leading_spaces(self, ids: tf.RaggedTensor) -> tf.Tensor:
-        """The spaces Python's SentencePiece decodes ahead of the text and tensorflow-text's drops (N,).
-
-        Pieces that begin with a run of n word markers ("▁", "▁", "▁a") decode to n - 1 spaces
-        before the text in Python's SentencePiece (only the first marker stands for no space),
-        but to none in the one tensorflow-text links; a model's output can start so.
-        """
-        joined = tf.strings.reduce_join(self.sentencepiece.id_to_string(ids), axis=-1)
-        markers = tf.strings.regex_replace(joined, "[^▁](?s:.*)$", "")  # the leading run of markers
-        return tf.strings.regex_replace(tf.strings.regex_replace(markers, "▁", " "), "^ ", "")
 
 
 def _word_tokens(text: tf.Tensor) -> tf.RaggedTensor:
@@ -141,7 +131,7 @@ def _word_tokens(text: tf.Tensor) -> tf.RaggedTensor:
     return tokens.with_flat_values(tf.strings.join([prefix, values, suffix]))
 
 
-class Translator(tf.Module):
+class TranslationGraph(tf.Module):
     """The run's model with its vocabularies and search, as one function from text to text."""
 
     def __init__(self, run: Run, config: Config, folder: Path):
@@ -165,7 +155,8 @@ class Translator(tf.Module):
         source_ids = self.source.encode(text)[:, : self.model.max_positions]  # (B, S)
         ids, log_probs, lengths = self.search(source_ids, tf.constant(self.max_len), tf.constant(self.min_len))
         shape = tf.shape(ids)  # (B, n, T)
-        translations = tf.reshape(self.target.decode(tf.reshape(ids, [-1, shape[2]])), shape[:2])  # (B, n)
+        # Without leading and trailing white space, as `translation.Translator` gives them.
+        translations = tf.strings.strip(tf.reshape(self.target.decode(tf.reshape(ids, [-1, shape[2]])), shape[:2]))
         scores = log_probs / length_penalty(tf.cast(lengths, tf.float32), self.alpha)
         empty = tf.reduce_all(tf.equal(source_ids, PAD_ID), axis=1)[:, None]  # an empty sentence: no translation
         translations, scores = tf.where(empty, "", translations), tf.where(empty, 0.0, scores)
@@ -187,17 +178,15 @@ def export(run: Run, config: Config, out_dir: Path, force: bool = False) -> Path
 def _write_export(run: Run, config: Config, out_dir: Path) -> None:
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="sequencer-export-") as scratch, atomic_path(out_dir) as partial:
-        translator = Translator(run, config, Path(scratch))
+        translator = TranslationGraph(run, config, Path(scratch))
         tf.saved_model.save(translator, str(partial), signatures={"serving_default": translator.translate})
         description = {
             "sequencer_version": __version__,
             "run": run.path.name,
             "model": run.config.model,
             "token_level": run.source_vocab.level,
-            "beam_width": config.beam_width,
-            "n_best": config.n_best,
-            "length_penalty": config.length_penalty,
-            "max_output_len": translator.max_len,
+            **{name: getattr(config, name) for name in KEYS_IN_EXPORT},
+            "max_output_len": translator.max_len,  # as resolved for the run: 0 means a length of its own
             "min_output_len": translator.min_len,
             "needs_tensorflow_text": run.source_vocab.level == "subword",
         }

@@ -2,7 +2,9 @@
 
 A plug-in's name is its file name without `.py`, and its one-line description is the first line of
 the file's docstring, so `--list` and config validation work without importing (or running) any
-plug-in. The class is imported only when the plug-in is used.
+plug-in; the class is imported only when the plug-in is used. The folders of a plug-in package
+are its `__path__`: a program may add one of its own (`sequencer.builders.__path__.append(folder)`),
+so that its models need not live inside the installed package.
 """
 
 from __future__ import annotations
@@ -15,10 +17,10 @@ from pathlib import Path
 from sequencer.errors import ConfigError
 
 
-def discover(folder: Path) -> dict[str, str]:
-    """{name: one-line description} of the plug-in files in `folder`, sorted by name."""
+def discover(*folders: Path | str) -> dict[str, str]:
+    """{name: one-line description} of the plug-in files in `folders` (a package's `__path__`), sorted by name."""
     found = {}
-    for path in sorted(folder.glob("*.py")):
+    for path in sorted((path for folder in folders for path in Path(folder).glob("*.py")), key=lambda p: p.name):
         if path.name.startswith("_"):
             continue
         try:

@@ -1,4 +1,4 @@
-"""Prediction: translating sentences, files, folders and streams with a saved run."""
+"""Prediction: translating files, folders and streams with a saved run, for people (see `Predictor`)."""
 
 from __future__ import annotations
 
@@ -12,16 +12,13 @@ from itertools import islice
 from pathlib import Path
 from typing import BinaryIO, TextIO
 
-import numpy as np
-
 from sequencer.config import Config
-from sequencer.data import decode_line, pad_ids, read_lines, translation_inputs
+from sequencer.data import decode_line, read_lines, translation_inputs
 from sequencer.devices import configure_device
 from sequencer.evaluation import EVAL_FILE, ReferenceSet, record, score, scores_table
 from sequencer.files import atomic_path
-from sequencer.runs import Run, find_run, load_run
-from sequencer.search import BeamSearchDecoder, GreedyDecoder, Hypotheses
-from sequencer.vocabulary import UNK_ID
+from sequencer.runs import Run, find_trained_run, load_run
+from sequencer.translation import Hypothesis, Translator, warn_if_young, warn_of_unknown_tokens
 
 log = logging.getLogger(__name__)
 
@@ -56,35 +53,30 @@ class Progress:
 
 
 class Predictor:
-    """Translates with the model and vocabularies of one run folder.
+    """Translates sentences, files, folders and streams with one run folder, through a `Translator`.
 
-    The Prediction keys of `config` (beam_width, n_best, decode_batch_size, the output length
-    bounds...) say how; by default, those saved with the run. `device` and `threads` must apply
-    before the run's model loads: `from_config` applies them; a caller who loads the run itself
-    calls `devices.configure_device` first.
+    This is the front end for people: it reads and writes files atomically, shows progress, and
+    warns once per file or stream of what the translator reports (tokens never seen in training,
+    translations mostly empty or cut at the length limit), keeping the counts it needs for that.
     """
 
     def __init__(self, run: Run, config: Config | None = None):
-        config = config or run.config
+        self.translator = Translator(run, config)
         self.run = run
-        self.decode_batch_size = config.decode_batch_size
-        longest_target = int(run.summary.get("max_target_len", 0))
-        self.max_output_len, self.min_output_len = run.model.decoding_lengths(config, longest_target)
-        self.beam_width = config.beam_width
-        self.n_best = config.n_best
-        self.length_penalty = config.length_penalty
-        self._decoders: dict[int, GreedyDecoder | BeamSearchDecoder] = {}  # by beam width, made when first used
         self.unknown_tokens: Counter[str] = Counter()
-        self.sentences = self.empty_translations = 0  # non-empty sentences translated, and those translated as blank
+        # Since the file or stream began: non-empty sentences translated, and those translated as
+        # blank or cut at the length limit.
+        self.sentences = self.empty_translations = self.at_length_limit = 0
         self.show_progress = False  # a progress line on stderr while translating a file or stream
         self.progress: Progress | None = None
 
     @classmethod
     def from_config(cls, config: Config) -> Predictor:
-        """The predictor for `run`, or for the newest run in `model_dir` if `run` is empty."""
+        """The predictor for `run`, or for the newest trained run in `model_dir` if `run` is empty."""
         configure_device(config.device, config.threads)
-        run = load_run(find_run(config.model_dir, config.run))
+        run = load_run(find_trained_run(config.model_dir, config.run))
         log.info("translating with %s", run.path)
+        warn_if_young(run)
         return cls(run, config)
 
     def translate(self, sentences: list[str]) -> list[str]:
@@ -95,51 +87,21 @@ class Predictor:
         """The `n_best` best translations of each sentence, best first (one for greedy decoding)."""
         return [[text for text, _ in scored] for scored in self.hypotheses(sentences)]
 
-    def hypotheses(
-        self, sentences: list[str], beam_width: int | None = None, n_best: int | None = None
-    ) -> list[list[tuple[str, float]]]:
-        """(translation, score) of the `n_best` best translations of each sentence, best first.
+    def hypotheses(self, sentences: list[str]) -> list[list[Hypothesis]]:
+        """(translation, score) of the `n_best` best translations of each sentence, best first
+        (see `Translator.translate`), counted for the warnings at the end of a file."""
+        found = self.translator.translate(sentences, progress=self.progress and self.progress.advance)
+        self.unknown_tokens.update(found.unknown_tokens)
+        self.sentences += sum(1 for sentence in sentences if sentence)
+        self.empty_translations += sum(1 for sentence, text in zip(sentences, found.best) if sentence and not text)
+        self.at_length_limit += found.at_length_limit
+        return found.hypotheses
 
-        `beam_width` and `n_best` default to the config's. The score is the log-probability
-        divided by the length penalty; a beam wider than the target vocabulary allows can hold
-        hypotheses of probability 0 (score -inf), which are left out. Sentences are sorted by
-        length into batches so that a batch pads little; tokens never seen in training are read
-        as the unknown id and counted in `unknown_tokens`. An empty sentence gives one empty
-        translation of score 0.
-        """
-        beam_width, n_best = beam_width or self.beam_width, n_best or self.n_best
-        vocab, limit = self.run.source_vocab, self.run.model.max_positions  # learned positions: no more tokens
-        encoded = [vocab.encode(sentence)[:limit] for sentence in sentences]
-        for sentence, ids in zip(sentences, encoded):
-            if (ids == UNK_ID).any():
-                tokens = vocab.tokenize(sentence)
-                self.unknown_tokens.update(token for token, i in zip(tokens, ids) if i == UNK_ID)
-        results: list[list[tuple[str, float]]] = [[("", 0.0)] for _ in sentences]
-        by_length = sorted((i for i, ids in enumerate(encoded) if len(ids)), key=lambda i: len(encoded[i]))
-        for start in range(0, len(by_length), self.decode_batch_size):
-            batch = by_length[start : start + self.decode_batch_size]
-            found = self._decode(pad_ids([encoded[i] for i in batch]), beam_width, n_best)
-            for i, ids, scores in zip(batch, found.ids, found.scores(self.length_penalty)):
-                scored = [(self.run.target_vocab.decode(row), float(value)) for row, value in zip(ids, scores)]
-                results[i] = scored[:1] + [pair for pair in scored[1:] if np.isfinite(pair[1])]
-                self.empty_translations += not results[i][0][0].strip()  # a space is as empty to a reader
-            self.sentences += len(batch)
-            if self.progress:
-                self.progress.advance(len(batch))
-        if self.progress:
-            self.progress.advance(len(sentences) - len(by_length))
-        return results
-
-    def _decode(self, source_ids: np.ndarray, beam_width: int, n_best: int) -> Hypotheses:
-        if beam_width not in self._decoders:
-            model = self.run.model
-            self._decoders[beam_width] = (
-                GreedyDecoder(model) if beam_width == 1 else BeamSearchDecoder(model, beam_width, self.length_penalty)
-            )
-        decoder = self._decoders[beam_width]
-        if beam_width == 1:
-            return decoder(source_ids, self.max_output_len, self.min_output_len)
-        return decoder(source_ids, self.max_output_len, self.min_output_len, n_best)
+    def evaluate(self, pairs: list[tuple[str, str]]) -> dict:
+        """BLEU, chrF and exact matches of the translations of `pairs`' sources, every target a reference."""
+        scores, found = self.translator.evaluate(pairs)
+        self.unknown_tokens.update(found.unknown_tokens)
+        return scores
 
     def translate_lines(self, lines: Iterable[str]) -> Iterator[str]:
         """Output lines for input lines, chunk by chunk: the n-best translations, tab-separated.
@@ -150,21 +112,6 @@ class Predictor:
         while chunk := list(islice(lines, CHUNK_LINES)):
             for alternatives in self.translate_n_best([line.split("\t", 1)[0].strip() for line in chunk]):
                 yield "\t".join(alternatives)
-
-    def evaluate(self, pairs: list[tuple[str, str]]) -> dict:
-        """BLEU, chrF and exact matches of the translations of `pairs`' sources, every target a reference."""
-        reference_set = ReferenceSet.from_pairs(pairs)
-        return {**score(self.translate(reference_set.sources), reference_set.references), "decoding": self.decoding}
-
-    @property
-    def decoding(self) -> dict:
-        """The settings translations are decoded with, recorded beside their scores."""
-        return {
-            "beam_width": self.beam_width,
-            "length_penalty": self.length_penalty,
-            "max_output_len": self.max_output_len,
-            "min_output_len": self.min_output_len,
-        }
 
     def translate_folder(self, input_dir: Path, output_dir: Path) -> list[Path]:
         """Translate every `*.txt` in `input_dir` into the file of the same name in `output_dir`."""
@@ -211,7 +158,7 @@ class Predictor:
             return None
         reference_set = ReferenceSet.from_pairs(pairs)
         hypotheses = [translations[source] for source in reference_set.sources]
-        return {**score(hypotheses, reference_set.references), "decoding": self.decoding}
+        return {**score(hypotheses, reference_set.references), "decoding": self.translator.decoding}
 
     def translate_stream(self, input_stream: BinaryIO, output_stream: TextIO) -> None:
         """Translate standard-input style lines to an output stream, flushing after every chunk."""
@@ -226,28 +173,30 @@ class Predictor:
 
     @contextmanager
     def _progress(self, source: Path):
-        """The progress line while `source` is translated, and a warning if most of it came out empty."""
+        """The progress line while `source` is translated, and a warning if most of it came out
+        empty, or cut at the length limit (a young model repeats itself until it is stopped)."""
         self.progress = Progress(sys.stderr) if self.show_progress else None
-        self.sentences = self.empty_translations = 0
+        self.sentences = self.empty_translations = self.at_length_limit = 0
         try:
             yield
         finally:
             if self.progress:
                 self.progress.close()
             self.progress = None
-        if self.empty_translations > self.sentences / 2:
-            log.warning(
-                "%s: %d of %d sentences were translated as empty or blank lines; the model may need more training",
-                source,
-                self.empty_translations,
-                self.sentences,
-            )
+        for count, what in (
+            (self.empty_translations, "translated as empty or blank lines"),
+            (self.at_length_limit, f"cut at the length limit of {self.translator.max_output_len} tokens"),
+        ):
+            if count > self.sentences / 2:
+                log.warning(
+                    "%s: %d of %d sentences were %s; the model may need more training",
+                    source,
+                    count,
+                    self.sentences,
+                    what,
+                )
 
     def warn_unknown_tokens(self) -> None:
         """One warning for all the tokens translated as unknown since the last call."""
-        if self.unknown_tokens:
-            total = sum(self.unknown_tokens.values())
-            examples = " ".join(repr(token) for token, _ in self.unknown_tokens.most_common(5))
-            unit = self.run.source_vocab.unit
-            log.warning("%d %s(s) never seen in training were read as unknown (most common: %s)", total, unit, examples)
-            self.unknown_tokens.clear()
+        warn_of_unknown_tokens(self.unknown_tokens, self.run.source_vocab.unit)
+        self.unknown_tokens.clear()

@@ -17,6 +17,7 @@ import math
 import shutil
 import socket
 import warnings
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -25,20 +26,54 @@ import ray
 from ray import tune
 from ray.tune.schedulers import PopulationBasedTraining
 
+from sequencer import devices
 from sequencer.config import Config, config_from_dict, number_pair
 from sequencer.data import Corpus
 from sequencer.errors import ConfigError, TuningError
 from sequencer.files import atomic_path, read_json, write_json
 from sequencer.runs import SUMMARY_FILE, load_config, mark_latest, run_name_taken
 from sequencer.text import first_line, markdown_table
-from sequencer.training import Trainer
+from sequencer.training import Trainer, finish
 
 log = logging.getLogger(__name__)
 
 POPULATION_FILE = "population.json"
 LINEAGE_FILE = "lineage.json"
-EXPLORED = ("learning_rate", "dropout", "batch_size")
 MEMBER_RUN = "run"  # the run folder's name inside each member's trial folder
+
+
+@dataclass(frozen=True)
+class Explored:
+    """A setting the population explores, declared once: where its values come from (its range
+    key, `<name>_range` LOW,HIGH or `<name>_choices` A,B,...), how they are drawn, how the table shows them."""
+
+    name: str
+    draw: str  # "loguniform" or "uniform" over the range, or "choice" among the choices
+    shown: str  # the format of a value in the population's table
+
+    def values(self, config: Config) -> tuple[float, float] | list[int]:
+        if self.draw == "choice":
+            return sorted(int(value) for value in getattr(config, f"{self.name}_choices").split(","))
+        return number_pair(getattr(config, f"{self.name}_range"))
+
+    def domain(self, config: Config):
+        """Where the scheduler draws (or, for a list, steps to a neighbouring) value from."""
+        values = self.values(config)
+        return values if self.draw == "choice" else getattr(tune, self.draw)(*values)
+
+    def within(self, value, config: Config):
+        """`value` kept in range: PBT's perturbation (x 0.8 or x 1.2) can step out of it."""
+        if self.draw == "choice":
+            return int(value)
+        low, high = self.values(config)
+        return min(max(float(value), low), high)
+
+
+EXPLORED = (
+    Explored("learning_rate", "loguniform", "{:.3g}"),
+    Explored("dropout", "uniform", "{:.2f}"),
+    Explored("batch_size", "choice", "{}"),
+)
 
 
 class ReportToTune(keras.callbacks.Callback):
@@ -61,7 +96,7 @@ class ReportToTune(keras.callbacks.Callback):
         if lineage["member"] != self.member:  # a copy of another member's run: an exploit step
             lineage["copied"].append({"member": lineage["member"], "after_epoch": epochs})
             lineage["member"] = self.member
-        settings = {name: getattr(self.config, name) for name in EXPLORED}
+        settings = {setting.name: getattr(self.config, setting.name) for setting in EXPLORED}
         schedule = lineage.setdefault("schedule", [])
         if not schedule or schedule[-1]["settings"] != settings:
             schedule.append({"from_epoch": epochs + 1, "settings": settings})
@@ -69,7 +104,7 @@ class ReportToTune(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         metrics = {name: float(value) for name, value in (logs or {}).items()}
-        metrics.update({f"hp_{name}": getattr(self.config, name) for name in EXPLORED})
+        metrics.update({f"hp_{setting.name}": getattr(self.config, setting.name) for setting in EXPLORED})
         epochs = epoch + 1
         if epochs % self.config.ready_after == 0 or epochs == self.config.stop_after:
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(self.run_dir))
@@ -100,20 +135,13 @@ def train_member(hyperparameters: dict, base: dict, corpus: Corpus) -> None:
 
 
 def within_ranges(hyperparameters: dict, config: Config) -> dict:
-    """The explored settings, each clipped into its range: PBT's perturbation (x 0.8 or x 1.2) can step out."""
-    ranges = {name: number_pair(getattr(config, f"{name}_range")) for name in ("learning_rate", "dropout")}
-    clipped = {name: min(max(float(hyperparameters[name]), low), high) for name, (low, high) in ranges.items()}
-    return {**clipped, "batch_size": int(hyperparameters["batch_size"])}
+    """The explored settings, each kept in its range."""
+    return {setting.name: setting.within(hyperparameters[setting.name], config) for setting in EXPLORED}
 
 
 def search_space(config: Config) -> dict:
-    """Where each explored hyperparameter starts and how the scheduler may perturb or resample it."""
-    return {
-        "learning_rate": tune.loguniform(*number_pair(config.learning_rate_range)),
-        "dropout": tune.uniform(*number_pair(config.dropout_range)),
-        # A list: PBT perturbs it by moving to a neighbouring size rather than by scaling it.
-        "batch_size": sorted(int(size) for size in config.batch_size_choices.split(",")),
-    }
+    """Where each explored setting starts and how the scheduler may perturb or resample it."""
+    return {setting.name: setting.domain(config) for setting in EXPLORED}
 
 
 def tune_population(config: Config, corpus: Corpus) -> Path:
@@ -149,7 +177,10 @@ def tune_population(config: Config, corpus: Corpus) -> Path:
     try:
         tuner = tune.Tuner(
             tune.with_resources(tune.with_parameters(train_member, base=base, corpus=corpus), {"cpu": 1}),
-            param_space={**space, "batch_size": tune.choice(space["batch_size"])},
+            # A list in the space is where PBT steps to a neighbour; Tune draws the start from it.
+            param_space={
+                name: tune.choice(domain) if isinstance(domain, list) else domain for name, domain in space.items()
+            },
             tune_config=tune.TuneConfig(
                 scheduler=scheduler, num_samples=config.population_size, metric=config.monitor, mode=mode
             ),
@@ -175,7 +206,8 @@ def tune_population(config: Config, corpus: Corpus) -> Path:
     best = _save_best(config, results, experiment, mode)
     # Tune stops each member at its last report, before the end of its training: the best run is
     # averaged (average_last) and scored on the test pairs here, as train.py's would be.
-    Trainer(load_config(best), progress="none").finish(best, corpus)
+    best_config = load_config(best)
+    finish(best, best_config, corpus, devices.setup(best_config))
     return best
 
 
@@ -225,10 +257,11 @@ def members_table(members: list[dict], monitor: str) -> str:
     rows = []
     for member in members:
         schedule = "; ".join(
-            f"{step['from_epoch']}: {step['settings']['learning_rate']:.3g}, {step['settings']['dropout']:.2f}, "
-            f"{step['settings']['batch_size']}"
+            f"{step['from_epoch']}: "
+            + ", ".join(setting.shown.format(step["settings"][setting.name]) for setting in EXPLORED)
             for step in member["schedule"]
         )
         rows.append([member["trial"], f"{member[monitor]:.4f}", schedule])
-    header = ["member", monitor, "schedule (from epoch: learning_rate, dropout, batch_size)"]
+    names = ", ".join(setting.name for setting in EXPLORED)
+    header = ["member", monitor, f"schedule (from epoch: {names})"]
     return markdown_table(header, rows, numeric=[False, True, False])

@@ -7,10 +7,11 @@ import pytest
 from conftest import tiny_config
 from test_training import InterruptAt, train
 
-from sequencer import Predictor, Preprocessor, Trainer
-from sequencer.averaging import average_weights
+from sequencer import Predictor, Preprocessor, Trainer, averaging, devices
+from sequencer.averaging import average_run, average_weights, saved_weights, snapshot_files
+from sequencer.checkpoints import load_model
 from sequencer.errors import ConfigError, DataError
-from sequencer.runs import load_model, load_run, load_vocabularies, saved_weights, snapshot_files
+from sequencer.runs import load_run, load_vocabularies
 
 
 def dense(units, seed):
@@ -50,7 +51,7 @@ def test_training_averages_its_last_checkpoints_and_keeps_the_better_model(tmp_p
 
     # scripts/average.py's path: averaging the run again compares with the best epoch, not with
     # the earlier average, and leaves a model.keras and the best epoch's model.
-    again = Trainer(config, progress="none").average(run_dir, Preprocessor(config).load(load_vocabularies(run_dir)))
+    again = average_run(run_dir, config, Preprocessor(config).load(load_vocabularies(run_dir)), devices.setup(config))
     assert again["checkpoints"] == ["epoch-0002", "epoch-0003"]
     assert again["best_epoch"] == pytest.approx(record["best_epoch"], rel=1e-6)
     assert (run_dir / "model.keras").is_file()
@@ -101,9 +102,12 @@ def test_average_every_needs_snapshots_to_average(tmp_path):
 
 def test_a_run_too_short_for_two_snapshots_says_so_and_keeps_the_best_epoch(tmp_path, caplog):
     # 2 epochs of 8 updates: no snapshot every 100 updates.
-    with caplog.at_level(logging.INFO, logger="sequencer.training"):
+    with caplog.at_level(logging.INFO, logger="sequencer.averaging"):
         run_dir = train(tiny_config(tmp_path, epochs="2", average_last="5", average_every="100"))
-    assert "average_last=5: the run kept 0 snapshot(s), one every 100 updates; nothing averaged" in caplog.messages
+    assert (
+        f"average_last=5: {run_dir} kept 0 snapshot(s), one every 100 updates (it was trained with average_last=5, "
+        "average_every=100); averaging needs two or more; nothing averaged"
+    ) in caplog.messages
     assert "averaging" not in json.loads((run_dir / "summary.json").read_text())
     assert (run_dir / "model.keras").is_file() and not (run_dir / "averaged.keras").exists()
 
@@ -121,7 +125,7 @@ def test_the_average_replaces_the_best_epoch_only_if_it_scores_better_in_the_mon
 ):
     # The average scores 1.0 on val_loss and the best epoch 2.0: lower is better unless mode=max says otherwise.
     scores = iter([1.0, 2.0])
-    monkeypatch.setattr(Trainer, "_validation_score", lambda self, model, corpus, metric: next(scores))
+    monkeypatch.setattr(averaging, "validation_score", lambda model, corpus, config, strategy: next(scores))
     config = tiny_config(tmp_path, epochs="2", average_last="2", mode=mode)
     run_dir = Trainer(config).train(Preprocessor(config).load())
     record = json.loads((run_dir / "summary.json").read_text())["averaging"]
@@ -141,4 +145,4 @@ def test_averaging_a_run_on_other_training_data_is_a_data_error(tmp_path):
     (other / source.name).write_text("".join(reversed(source.read_text().splitlines(keepends=True))))
     changed = config.replace(train_dir=other)
     with pytest.raises(DataError, match=r"the training data in .* changed since"):
-        Trainer(changed, progress="none").average(run_dir, Preprocessor(changed).load(load_vocabularies(run_dir)))
+        average_run(run_dir, changed, Preprocessor(changed).load(load_vocabularies(run_dir)), devices.setup(changed))

@@ -4,7 +4,6 @@ import pytest
 from sequencer import batchers
 from sequencer.data import Sequences, teacher_forcing
 from sequencer.errors import ConfigError
-from sequencer.training import make_dataset
 from sequencer.vocabulary import END_ID, START_ID
 
 _rng = np.random.default_rng(0)
@@ -47,26 +46,6 @@ def test_teacher_forcing_adds_start_and_end_markers():
     decoder_input, decoder_target = teacher_forcing(target)
     assert [list(s) for s in decoder_input] == [[START_ID, 5, 6], [START_ID, 7, 8, 9]]
     assert [list(s) for s in decoder_target] == [[5, 6, END_ID], [7, 8, 9, END_ID]]
-
-
-def test_dataset_batches_of_an_epoch_do_not_depend_on_the_first_epoch():
-    source = Sequences(np.arange(4, 24, dtype=np.int32), np.array([1, 2, 3, 4, 5, 5]))
-    target = Sequences(np.arange(4, 14, dtype=np.int32), np.array([2, 2, 2, 2, 1, 1]))
-    batcher = batchers.get("padded")()
-
-    def plan(epoch):
-        lengths = np.stack([source.lengths, target.lengths], axis=1)
-        return batcher.batches(lengths, 4, np.random.default_rng([0, epoch]))
-
-    from_start = list(make_dataset(source, target, plan, range(0, 3), 2))
-    resumed = list(make_dataset(source, target, plan, range(2, 3), 2))
-    assert len(from_start) == 6 and len(resumed) == 2
-    for (start_inputs, start_targets), (resumed_inputs, resumed_targets) in zip(from_start[4:], resumed):
-        assert np.array_equal(start_targets, resumed_targets)
-        assert all(np.array_equal(a, b) for a, b in zip(start_inputs, resumed_inputs))
-    (source_ids, decoder_input), decoder_target = from_start[0]
-    assert source_ids.shape[0] == 4 and decoder_input.shape == decoder_target.shape
-    assert source_ids.shape[1] == max(int(np.count_nonzero(row)) for row in source_ids.numpy())  # own longest only
 
 
 @pytest.mark.parametrize("budget", [120, 500, 2000])

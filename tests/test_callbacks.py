@@ -1,6 +1,10 @@
-"""The curves of a run: one panel per metric, integer epoch ticks, the best epoch and resumptions marked."""
+"""The callbacks of a run: the curves (one panel per metric, integer epoch ticks, the best epoch and
+resumptions marked) and the moving average swapped in and out of the model."""
 
-from sequencer.callbacks import curves_figure
+import keras
+import numpy as np
+
+from sequencer.callbacks import curves_figure, swap_moving_average
 
 
 def rows(epochs: int) -> list[dict[str, str]]:
@@ -34,3 +38,18 @@ def test_a_run_without_a_best_epoch_or_resumption_has_only_its_curves():
         if figure.axes[0].get_xlim()[0] <= tick <= figure.axes[0].get_xlim()[1]
     ]
     assert visible == [1]  # a single epoch still has integer ticks
+
+
+def test_swapping_the_moving_average_exchanges_weights_and_average_in_place():
+    # Pins what callbacks.swap_moving_average takes from Keras 3.15's private SwapEMAWeights._swap_variables.
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.SGD(0.1, use_ema=True, ema_momentum=0.5), loss="mse")
+    for _ in range(3):  # train_on_batch, unlike fit, leaves the trained weights in the model
+        model.train_on_batch(np.ones((4, 2)), np.full((4, 1), 3.0))
+    weights = [variable.numpy() for variable in model.trainable_variables]
+    average = [variable.numpy() for variable in model.optimizer._model_variables_moving_average]
+    assert not np.allclose(weights[0], average[0])
+    swap_moving_average(model)
+    assert all(np.allclose(now, then) for now, then in zip(model.get_weights(), average))
+    swapped = [variable.numpy() for variable in model.optimizer._model_variables_moving_average]
+    assert all(np.allclose(now, then) for now, then in zip(swapped, weights))

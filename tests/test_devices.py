@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from conftest import TINY_CONFIG, tiny_config
 
-from sequencer.devices import check_accumulation, make_strategy
+from sequencer.devices import check_accumulation, fit_under_multi_worker, make_strategy
 from sequencer.errors import ConfigError
 from sequencer.training import Trainer
 
@@ -184,3 +184,14 @@ def test_gradient_accumulation_over_replicas_is_a_config_error(tmp_path):
     check_accumulation(2, "none")
     with pytest.raises(ConfigError, match="accumulate_steps=2 does not work with distribution=mirrored"):
         Trainer(tiny_config(tmp_path, distribution="mirrored", accumulate_steps="2"))  # a library caller too
+
+
+def test_keras_models_still_hold_the_strategy_attribute_the_multi_worker_workaround_clears():
+    # devices.fit_under_multi_worker sets Keras 3.15's private Model._distribute_strategy to None
+    # (keras-team/keras#20585); a Keras release that renames it must fail here, not on a cluster.
+    import keras
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    assert "_distribute_strategy" in vars(model), f"keras {keras.__version__} moved Model._distribute_strategy"
+    fit_under_multi_worker(model)
+    assert model._distribute_strategy is None

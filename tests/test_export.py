@@ -16,6 +16,7 @@ from sequencer import Predictor, Preprocessor, Trainer
 from sequencer.errors import ConfigError
 from sequencer.export import EXPORT_FILE, Tokens, _word_tokens, export
 from sequencer.runs import load_run
+from sequencer.translation import EDGE_SPACE
 from sequencer.vocabulary import SubwordVocabulary, tokenize_words
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -193,7 +194,9 @@ def test_word_tokens_in_the_graph_are_the_python_tokens_on_the_shipped_corpus():
 
 
 def test_subword_ids_in_the_graph_decode_to_the_python_text(tmp_path):
-    """Any ids a model may output, leading word markers ("▁", "▁", "▁a") and byte pieces included."""
+    """Any ids a model may output, leading word markers ("▁", "▁", "▁a") and byte pieces included,
+    but for the spaces at either end, which a translation loses in both (the spaces that leading
+    markers decode to differ: Python's SentencePiece gives n - 1 for n markers, tensorflow-text's none)."""
     with open(ROOT / "training_files" / "fra.txt", encoding="utf-8") as stream:
         texts = [side for line in list(stream)[:3000] for side in line.rstrip("\n").split("\t")[:2]]
     vocab = SubwordVocabulary.train(texts, 400, "unigram", "subwords.model")
@@ -213,4 +216,7 @@ def test_subword_ids_in_the_graph_decode_to_the_python_text(tmp_path):
     width = max(len(ids) for ids in sequences)
     padded = tf.constant([ids + [0] * (width - len(ids)) for ids in sequences], tf.int32)  # PAD_ID
     graph = [text.decode() for text in Tokens(vocab, "target", tmp_path).decode(padded).numpy()]
-    assert [(ids, text) for ids, text in zip(sequences, graph) if text != vocab.decode(ids)] == []
+    strip = EDGE_SPACE
+    assert [
+        (ids, text) for ids, text in zip(sequences, graph) if text.strip(strip) != vocab.decode(ids).strip(strip)
+    ] == []

@@ -92,18 +92,27 @@ def test_n_best_needs_a_beam(tmp_path):
     assert "n_best=2 needs beam_width >= 2" in str(caught.value)
 
 
-@pytest.mark.parametrize("output", ["", " "])
-def test_mostly_empty_or_blank_translations_are_a_warning(trained_run, tmp_path, caplog, output):
+@pytest.mark.parametrize(
+    "output, warning",
+    [
+        ([END_ID], "were translated as empty or blank lines"),
+        ([*" ", END_ID], "were translated as empty or blank lines"),
+        ([5, 6, 5, 6], "were cut at the length limit of 4 tokens"),
+    ],
+    ids=["empty", "blank", "cut"],
+)
+def test_mostly_empty_blank_or_cut_translations_are_a_warning(trained_run, tmp_path, caplog, output, warning):
     run = load_run(trained_run)
-    predictor = Predictor(run, run.config.replace(min_output_len=0))
+    predictor = Predictor(run, run.config.replace(min_output_len=0, max_output_len=4))
+    ids = [i if isinstance(i, int) else int(run.target_vocab.encode(i)[0]) for i in output]
 
-    # A model that ends every translation at once, or after a space, as a barely trained one may.
-    def end_at_once(source_ids, beam_width, n_best):
-        batch, ids = len(source_ids), [*run.target_vocab.encode(output), END_ID]
+    # A model that ends every translation at once, or after a space, or never, as a barely trained one may.
+    def decode(source_ids, beam_width, n_best):
+        batch = len(source_ids)
         return Hypotheses(np.tile(np.array(ids, np.int32), (batch, 1, 1)), np.zeros((batch, 1)), np.ones((batch, 1)))
 
-    predictor._decode = end_at_once
+    predictor.translator._decode = decode
     caplog.set_level(logging.WARNING)
     predictor.translate_file(MIXED, tmp_path / "mixed.txt")
-    [warning] = [record.getMessage() for record in caplog.records if "as empty or blank lines" in record.getMessage()]
-    assert warning.startswith(f"{MIXED}: 4 of 4 sentences")  # the empty line is not counted
+    [message] = [record.getMessage() for record in caplog.records if warning in record.getMessage()]
+    assert message.startswith(f"{MIXED}: 4 of 4 sentences")  # the empty line is not counted

@@ -276,8 +276,8 @@ def test_unwritable_output_and_empty_input(tmp_path):
         nothing_to_average = script("average.py", *TRAIN, *named, "--average_last", "3", cwd=tmp_path)
         assert nothing_to_average.returncode == 2
         assert nothing_to_average.stderr == (
-            f"error: {tmp_path / 'models' / run_name} kept 1 checkpoint(s) (it was trained with average_last=0, "
-            "average_every=0); averaging needs two or more\n"
+            f"error: average_last=3: {tmp_path / 'models' / run_name} kept 1 checkpoint(s) (it was trained with "
+            "average_last=0, average_every=0); averaging needs two or more\n"
         )
 
 

@@ -1,7 +1,10 @@
-"""The HTTP server: translations, limits and errors, dynamic batching, and scripts/serve.py as a user runs it."""
+"""The HTTP server through its app (translations, the page, limits and errors, an export) and
+scripts/serve.py as a user runs it; the helpers the other tests/test_serving_*.py files share.
 
-import asyncio
-import http.client
+The tests that need no model are beside the module of sequencer/serving/ they test, in
+test_serving_MODULE.py (requests, guard, batching, server).
+"""
+
 import json
 import logging
 import os
@@ -13,36 +16,25 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from conftest import TINY_CONFIG
 from fastapi.testclient import TestClient
-from starlette.datastructures import Headers
-from starlette.requests import Request
 
-from sequencer import Predictor
-from sequencer import serving as serving_module
 from sequencer.config import load_config
 from sequencer.errors import DataError
 from sequencer.export import export
 from sequencer.runs import EXPORT_FILE, load_run
 from sequencer.serving import (
-    Batcher,
     ExportBackend,
-    PredictorBackend,
-    ServingError,
-    _refusal,
-    _shown,
-    _uvicorn_server,
+    RunBackend,
     body_limit,
     create_app,
-    listen,
-    read_body,
     read_export,
 )
+from sequencer.translation import Translator
 
 ROOT = Path(__file__).resolve().parents[1]
 SENTENCES = ["Hello!", "I am cold.", "Who are you? Ж🐞", "It's me, Tom."]
@@ -62,7 +54,7 @@ def config(run):
 
 @pytest.fixture(scope="module")
 def backend(run, config):
-    return PredictorBackend(Predictor(run, config), config.max_beam_width)
+    return RunBackend(Translator(run, config), config.max_beam_width)
 
 
 @contextmanager
@@ -78,10 +70,15 @@ def client(backend, config):
         yield client
 
 
+def stub_config():
+    """The tiny config, for the tests that decode with a `Recorder`: no model loads."""
+    return load_config(TINY_CONFIG, environ={})
+
+
 def test_translations_are_the_predictors(client, backend, run):
     answer = client.post("/translate", json={"text": SENTENCES})
     assert answer.status_code == 200, answer.text
-    expected = backend.predictor.hypotheses(SENTENCES)
+    expected = backend.translator.translate(SENTENCES).hypotheses
     assert answer.json()["translations"] == [hypotheses[0][0] for hypotheses in expected]
     assert answer.json()["scores"] == pytest.approx([hypotheses[0][1] for hypotheses in expected], abs=1e-4)
     assert answer.json()["model"] == run.path.name
@@ -95,7 +92,7 @@ def test_translations_are_the_predictors(client, backend, run):
 def test_n_best_lists_and_empty_sentences(client, backend):
     answer = client.post("/translate", json={"text": ["", *SENTENCES, " "], "beam_width": 3, "n_best": 2})
     assert answer.status_code == 200, answer.text
-    expected = backend.predictor.hypotheses(SENTENCES, 3, 2)
+    expected = backend.translator.translate(SENTENCES, 3, 2).hypotheses
     translations, scores = answer.json()["translations"], answer.json()["scores"]
     assert translations[0] == ["", ""] and scores[0] == [0.0, 0.0]
     assert translations[-1] == ["", ""]  # white space alone is an empty sentence
@@ -125,86 +122,6 @@ def test_health_page_and_docs(client, run):
     assert slash.status_code == 404 and slash.json()["error"].startswith("POST /translate/: there is nothing here")
     long = client.get("/" + "a" * 10_000).json()["error"]
     assert long.startswith("GET /" + "a" * 76 + "...: there is nothing here") and len(long) < 200
-
-
-def test_requests_from_other_sites_pages_are_refused(client, backend, config):
-    hello = {"json": {"text": ["Hello."]}}
-
-    def status(app_client=client, **headers):
-        return app_client.post("/translate", **hello, headers=headers).status_code
-
-    assert status() == 200  # curl, a script: no Origin
-    for own in ("http://127.0.0.1:8000", "http://localhost:8000", "http://[::1]:8000", "http://127.0.1.1:8000"):
-        assert status(Host=own.removeprefix("http://"), Origin=own) == 200
-    assert status(Host="LocalHost", Origin="https://localhost") == 200  # through a TLS proxy on the default port
-    # DNS rebinding: a page of attacker.example, whose name now resolves to this server.
-    rebinding = client.post("/translate", **hello, headers={"Host": "attacker.example:8000"})
-    assert rebinding.status_code == 400
-    assert rebinding.json()["error"] == (
-        'the Host header names "attacker.example", which this server does not answer to; it answers to '
-        "IP addresses, localhost and the names in allowed_hosts"
-    )
-    for origin in (
-        "http://attacker.example",
-        "http://127.0.0.1:9000",
-        "http://127.0.0.1",
-        "http://localhost:8000",
-        "null",
-        "http://[",  # not a URL at all: urlsplit raises
-        "http://[::1",
-    ):
-        foreign = client.post("/translate", **hello, headers={"Origin": origin, "Content-Type": "text/plain"})
-        assert foreign.status_code == 403
-        assert foreign.json()["error"] == (
-            f"the request comes from another site's page (Origin {json.dumps(origin)}); this server answers its own "
-            "page, pages of the names in allowed_hosts, and clients that send no Origin"
-        )
-    # Behind a reverse proxy: its public name, as Host (passed through) or as the page's Origin (Host rewritten).
-    with serving(backend, config.replace(allowed_hosts="translate.example.org")) as proxied:
-        assert status(proxied, Host="translate.example.org") == 200
-        assert status(proxied, Origin="https://translate.example.org") == 200
-        assert status(proxied, Host="attacker.example") == 400
-    with serving(backend, config.replace(host="box.lan")) as named:  # bound to a name: it answers to it
-        assert status(named, Host="box.lan:8000", Origin="http://box.lan:8000") == 200
-        assert status(named, Host="attacker.example:8000") == 400
-    with serving(backend, config.replace(allowed_hosts="*")) as anywhere:
-        assert status(anywhere, Host="translator.lan:8000") == 200
-        assert status(anywhere, Origin="http://attacker.example") == 403
-    # HTTP/1.0 without a Host (a health checker's): nothing to rebind; with an Origin, no site to match.
-    assert _refusal(Headers(raw=[]), frozenset()) is None
-    assert _refusal(Headers(raw=[(b"origin", b"http://127.0.0.1")]), frozenset()).status == 403
-
-
-def test_a_content_length_of_other_digits_than_ascii_is_not_read_as_a_number():
-    body = b'{"text": ["Hello."]}'
-    parts = iter([{"type": "http.request", "body": body, "more_body": False}])
-
-    async def receive():
-        return next(parts)
-
-    request = Request(
-        {"type": "http", "method": "POST", "headers": [(b"content-length", "²".encode("latin-1"))]}, receive
-    )
-    assert asyncio.run(read_body(request, 1000)) == body  # "²".isdigit(), but int("²") fails
-
-
-def test_a_body_that_stops_arriving_is_a_408(monkeypatch):
-    monkeypatch.setattr(serving_module, "BODY_SECONDS", 0.05)
-    parts = iter([{"type": "http.request", "body": b'{"text": ', "more_body": True}])
-
-    async def receive():
-        try:
-            return next(parts)
-        except StopIteration:
-            await asyncio.sleep(60)  # the client sends no more
-
-    request = Request({"type": "http", "method": "POST", "headers": []}, receive)
-    with pytest.raises(ServingError) as refused:
-        asyncio.run(read_body(request, 1000))
-    assert (refused.value.status, refused.value.message) == (
-        408,
-        "the body did not arrive within 0.05 seconds (9 bytes came)",
-    )
 
 
 @pytest.mark.parametrize(
@@ -265,13 +182,6 @@ def test_limits(backend, config):
         assert streamed.status_code == 413 and "max_request_sentences" in streamed.json()["error"]
 
 
-def test_a_value_nested_too_deeply_to_quote_is_named_not_quoted():
-    nested = []
-    for _ in range(100_000):
-        nested = [nested]
-    assert _shown(nested) == "a deeply nested list"
-
-
 @pytest.fixture(scope="module")
 def exported(run, config, tmp_path_factory):
     folder = tmp_path_factory.mktemp("export") / "beam2"
@@ -284,7 +194,7 @@ def test_the_export_backend_translates_with_its_own_beam_only(exported, backend,
         assert client.get("/health").json() == {"status": "ok", "model": run.path.name}
         answer = client.post("/translate", json={"text": [*SENTENCES, ""]})
         assert answer.status_code == 200, answer.text
-        expected = backend.predictor.hypotheses(SENTENCES, 2, 2)
+        expected = backend.translator.translate(SENTENCES, 2, 2).hypotheses
         assert answer.json()["translations"] == [[text for text, _ in found] for found in expected] + [["", ""]]
         assert answer.json()["scores"][:-1] == [
             pytest.approx([score for _, score in found], abs=1e-4) for found in expected
@@ -355,165 +265,6 @@ class Recorder:
         if self.failure:
             raise self.failure
         return [[(sentence.upper(), -1.0)] * n_best for sentence in sentences]
-
-
-def concurrently(client, bodies):
-    """POST each body at the same time; the answers' JSON, in the order of `bodies`."""
-    with ThreadPoolExecutor(len(bodies)) as pool:
-        answers = list(pool.map(lambda body: client.post("/translate", json=body), bodies))
-    assert all(answer.status_code == 200 for answer in answers), [answer.text for answer in answers]
-    return [answer.json() for answer in answers]
-
-
-@contextmanager
-def uvicorn_thread(config, backend=None):
-    """The app of `backend` (an instant `Recorder`) under the server's uvicorn, on a thread: (its port, the server)."""
-    sock = listen("127.0.0.1", 0)
-    server = _uvicorn_server(create_app(backend or Recorder(seconds=0), config))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]})
-    thread.start()
-    try:
-        while not server.started:
-            time.sleep(0.05)
-        yield sock.getsockname()[1], server
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-
-
-def answer_to_raw(port, data: bytes) -> bytes:
-    """Everything the server sends back to `data` on a new connection, until it closes."""
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as connection:
-        connection.sendall(data)
-        answer = b""
-        while chunk := connection.recv(65536):
-            answer += chunk
-    return answer
-
-
-@pytest.mark.parametrize(
-    "data",
-    [
-        b"NOT HTTP AT ALL\r\n\r\n",
-        b"POST /translate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: ten\r\n\r\n",
-        b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"x" * 20_000,  # and more to come
-    ],
-    ids=["not-http", "bad-content-length", "head-over-16KB-so-far"],
-)
-def test_what_is_not_http_gets_a_json_400(config, data):
-    with uvicorn_thread(config) as (port, _):
-        answer = answer_to_raw(port, data)
-    head, _, body = answer.partition(b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.1 400 Bad Request\r\n") and b"content-type: application/json" in head.lower()
-    assert json.loads(body) == {"error": serving_module.NOT_HTTP}
-
-
-def test_a_request_beyond_the_connection_limit_gets_a_json_503_and_one_within_it_its_answer(config, monkeypatch):
-    monkeypatch.setattr(serving_module, "MAX_CONNECTIONS", 3)
-    with uvicorn_thread(config) as (port, _):
-        idle = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(2)]
-        time.sleep(0.2)  # accepted: with the next one, 3 connections are open
-        beyond = answer_to_raw(port, b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-        for connection in idle:
-            connection.close()
-        time.sleep(0.2)
-        within = answer_to_raw(port, b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-    head, _, body = beyond.partition(b"\r\n\r\n")
-    assert (
-        head.startswith(b"HTTP/1.1 503 Service Unavailable\r\n") and b"content-type: application/json" in head.lower()
-    )
-    assert json.loads(body) == {
-        "error": "the server has as many connections and requests as it takes (3); try again later"
-    }
-    assert within.startswith(b"HTTP/1.1 200 OK\r\n")
-
-
-def test_a_connection_that_sends_no_whole_request_head_is_closed(config, monkeypatch):
-    monkeypatch.setattr(serving_module, "HEAD_SECONDS", 1.0)
-    with uvicorn_thread(config) as (port, _):
-        silent, halfway = (socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(2))
-        halfway.sendall(b"POST /translate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-")
-        kept_alive = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-        used = []
-        for pause in (0, 0.3):  # a kept-alive connection's next request, before its deadline
-            time.sleep(pause)
-            kept_alive.request("POST", "/translate", json.dumps({"text": ["hi"]}))
-            answer = kept_alive.getresponse()
-            assert answer.status == 200 and json.loads(answer.read())["translations"] == ["HI"]
-            used.append(kept_alive.sock)
-        assert used[0] is used[1]  # the same connection both times
-        assert silent.recv(1) == b"" and halfway.recv(1) == b""  # closed by the server, unanswered
-        for connection in (silent, halfway, kept_alive):
-            connection.close()
-
-
-def test_a_forced_stop_answers_the_requests_in_flight_with_a_json_503(config, caplog):
-    recorder, answers = Recorder(seconds=2), []
-
-    def ask() -> None:
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        connection.request("POST", "/translate", json.dumps({"text": ["hi"]}))
-        answer = connection.getresponse()
-        answers.append((answer.status, json.loads(answer.read())))
-
-    with uvicorn_thread(config, recorder) as (port, server):
-        asking = [threading.Thread(target=ask) for _ in range(2)]
-        for thread in asking:
-            thread.start()
-        while not recorder.calls:  # decoding
-            time.sleep(0.01)
-        server.should_exit = server.force_exit = True  # what a second Ctrl-C does
-        for thread in asking:
-            thread.join(timeout=30)
-    assert answers == [(503, {"error": "the server stopped before it translated this request"})] * 2
-    assert [record.getMessage() for record in caplog.records if record.levelno >= logging.ERROR] == []
-
-
-def test_concurrent_requests_are_decoded_together(config):
-    recorder = Recorder()
-    bodies = [{"text": [f"r{i}a", f"r{i}b"]} for i in range(6)]
-    with serving(recorder, config.replace(batch_wait_ms=500, decode_batch_size=256)) as client:
-        answers = concurrently(client, bodies)
-    assert [answer["translations"] for answer in answers] == [[f"R{i}A", f"R{i}B"] for i in range(6)]
-    assert len(recorder.calls) < 6 and max(len(sentences) for sentences, _ in recorder.calls) > 2
-    assert sorted(sentence for sentences, _ in recorder.calls for sentence in sentences) == sorted(
-        sentence for body in bodies for sentence in body["text"]
-    )
-
-
-def test_a_batch_holds_at_most_decode_batch_size_and_one_setting(config):
-    recorder = Recorder()
-    bodies = [{"text": [f"b{1 + i % 2}-{i}a", f"b{1 + i % 2}-{i}b"], "beam_width": 1 + i % 2} for i in range(8)]
-    with serving(recorder, config.replace(batch_wait_ms=500, decode_batch_size=4)) as client:
-        answers = concurrently(client, bodies)
-    assert [answer["translations"] for answer in answers] == [
-        [text.upper() for text in body["text"]] for body in bodies
-    ]
-    for sentences, beam_width in recorder.calls:
-        assert len(sentences) <= 4 + 2  # a request joins while fewer than decode_batch_size are gathered
-        assert all(sentence.startswith(f"b{beam_width}-") for sentence in sentences)
-
-
-def test_without_dynamic_batching_each_request_is_decoded_alone(config):
-    recorder = Recorder()
-    bodies = [{"text": [f"r{i}a", f"r{i}b"]} for i in range(4)]
-    with serving(recorder, config.replace(dynamic_batching=False)) as client:
-        concurrently(client, bodies)
-    assert sorted(sentences for sentences, _ in recorder.calls) == sorted(body["text"] for body in bodies)
-
-
-def test_closing_the_batcher_decodes_what_waits(config):
-    recorder = Recorder()
-
-    async def main():
-        batcher = Batcher(recorder, batch_size=2, wait_seconds=0.05)
-        waiting = [asyncio.create_task(batcher.translate([f"s{i}"], 1, 1)) for i in range(5)]
-        await asyncio.sleep(0)
-        await batcher.close()
-        return [task.result() for task in waiting]
-
-    assert asyncio.run(main()) == [[[(f"S{i}", -1.0)]] for i in range(5)]
-    assert [len(sentences) for sentences, _ in recorder.calls] == [2, 2, 1]
 
 
 def test_a_decoding_failure_is_a_500_without_its_traceback(config, caplog):
@@ -625,7 +376,7 @@ def test_serve_script_translates_and_ctrl_c_finishes_the_request_in_flight(train
     with server_process("--run", str(trained_run), "--batch_wait_ms", "1500", cwd=tmp_path) as (process, url, log):
         status, answer = post(url, {"text": SENTENCES})
         assert status == 200
-        assert answer["translations"] == [found[0][0] for found in backend.predictor.hypotheses(SENTENCES)]
+        assert answer["translations"] == [found[0][0] for found in backend.translator.translate(SENTENCES).hypotheses]
         status, refused = post(url, {"text": ["Hi."], "beam_width": 99})
         assert status == 400 and refused["error"].startswith("beam_width must be an integer from 1 to 8")
         assert oversized_body_status(url, body_limit(load_config(TINY_CONFIG, environ={}))) == "HTTP/1.1 413"
@@ -651,10 +402,10 @@ def test_serve_script_serves_an_export_until_sigterm(exported, tmp_path):
     with server_process(*arguments, cwd=tmp_path) as (process, url, log):
         status, answer = post(url, {"text": ["Hello!", ""]})
         assert status == 200 and len(answer["translations"][0]) == 2 and answer["translations"][1] == ["", ""]
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=60) == 130
+        process.send_signal(signal.SIGTERM)  # how systemd, Docker and Kubernetes stop a service
+        assert process.wait(timeout=60) == 0  # a graceful stop, as uvicorn's and gunicorn's
     assert log.read_text() == (
-        "warning: --n_best does not apply to an export, which decodes as it was exported; it is ignored\ninterrupted\n"
+        "warning: --n_best does not apply to an export, which decodes as it was exported; it is ignored\n"
     )
 
 
@@ -690,3 +441,11 @@ def test_help_lists_the_serving_keys(tmp_path):
     for flag in ("--export", "--run", "--beam_width", "--decode_batch_size", "--port", "--max_beam_width", "--device"):
         assert flag in helped.stdout
     assert "--epochs" not in helped.stdout and "--predict_in" not in helped.stdout
+
+
+def test_the_package_imports_no_tensorflow():
+    """serve.py checks its settings, the model's folder and the address before TensorFlow starts:
+    importing sequencer.serving must not start it (only making a backend does)."""
+    code = "import sys, sequencer.serving; print('tensorflow' in sys.modules)"
+    imported = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert imported.stdout == "False\n", imported.stderr

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 from conftest import tiny_config
 
-from sequencer import Predictor, Preprocessor, Trainer, builders
-from sequencer.config import PACKAGE_DIR
+from sequencer import Predictor, Preprocessor, Trainer, builders, devices
+from sequencer.averaging import validation_score
+from sequencer.checkpoints import load_checkpoint, new_model
 from sequencer.devices import configure_device
 from sequencer.errors import ConfigError, DataError
-from sequencer.runs import load_checkpoint, load_config, load_run, load_vocabularies
-from sequencer.training import replica_slices
+from sequencer.runs import load_config, load_run, load_vocabularies
 
 
 def train(config, callbacks=()):
@@ -106,7 +106,9 @@ def test_resumed_run_ends_like_an_uninterrupted_one(tmp_path, settings):
 
     resumed = Trainer(config).resume(interrupted, Preprocessor(config).load(load_vocabularies(interrupted)))
     assert f"resuming {interrupted} after epoch 1" in (resumed / "train.log").read_text()
-    assert same_weights(load_checkpoint(whole)[0], load_checkpoint(resumed)[0], 1e-6)
+    assert same_weights(
+        load_checkpoint(whole, load_config(whole))[0], load_checkpoint(resumed, load_config(resumed))[0], 1e-6
+    )
     assert same_weights(load_run(whole).model, load_run(resumed).model, 1e-6)
     assert [row["epoch"] for row in metrics_rows(resumed)] == ["1", "2", "3"]
     assert [float(row["loss"]) for row in metrics_rows(resumed)] == pytest.approx(
@@ -117,12 +119,12 @@ def test_resumed_run_ends_like_an_uninterrupted_one(tmp_path, settings):
 def test_resuming_may_change_learning_rate_dropout_and_batch_size(tmp_path):
     config = tiny_config(tmp_path, epochs="1")
     run_dir = train(config)
-    after_one = load_checkpoint(run_dir)[0]
+    after_one = load_checkpoint(run_dir, load_config(run_dir))[0]
     changed = load_config(run_dir, {"epochs": "2", "learning_rate": "0.01", "dropout": "0.3", "batch_size": "16"})
     Trainer(changed).resume(run_dir, Preprocessor(changed).load())
     saved = json.loads((run_dir / "config.json").read_text())
     assert (saved["learning_rate"], saved["dropout"], saved["batch_size"]) == (0.01, 0.3, 16)
-    model = load_checkpoint(run_dir)[0]
+    model = load_checkpoint(run_dir, load_config(run_dir))[0]
     assert model.get_layer("encoder_lstm").dropout == 0.3
     assert float(model.optimizer.learning_rate) == pytest.approx(0.01)
     assert int(model.optimizer.iterations) == int(after_one.optimizer.iterations) + 240 // 16  # went on counting
@@ -156,10 +158,10 @@ def test_ema_decay_validates_and_saves_the_moving_average_of_the_weights(tmp_pat
     model = load_run(run_dir).model
     assert all(np.allclose(saved, expected, atol=1e-6) for saved, expected in zip(model.get_weights(), average))
     assert not np.allclose(model.get_weights()[0], trained.after_batch[-1][0], atol=1e-6)
-    corpus, trainer = Preprocessor(config).load(load_vocabularies(run_dir)), Trainer(config)
-    compiled = trainer._new_model(corpus)
+    corpus, strategy = Preprocessor(config).load(load_vocabularies(run_dir)), devices.setup(config)
+    compiled = new_model(config, (len(corpus.source_vocab), len(corpus.target_vocab)), 0, 1, strategy)
     compiled.set_weights(model.get_weights())
-    validated = trainer._validation_score(compiled, corpus, "val_loss")
+    validated = validation_score(compiled, corpus, config, strategy)
     assert float(metrics_rows(run_dir)[0]["val_loss"]) == pytest.approx(validated, rel=1e-5)
 
 
@@ -169,7 +171,9 @@ def test_a_finished_run_with_ema_decay_goes_on_as_if_it_had_not_stopped(tmp_path
     finished = train(config)
     longer = load_config(finished, {"epochs": "3"})
     Trainer(longer).resume(finished, Preprocessor(longer).load(load_vocabularies(finished)))
-    assert same_weights(load_checkpoint(whole)[0], load_checkpoint(finished)[0], 1e-6)
+    assert same_weights(
+        load_checkpoint(whole, load_config(whole))[0], load_checkpoint(finished, load_config(finished))[0], 1e-6
+    )
     assert same_weights(load_run(whole).model, load_run(finished).model, 1e-6)
 
 
@@ -184,7 +188,7 @@ def test_early_stopping_keeps_the_best_weights(tmp_path):
     assert float(rows[2]["val_loss"]) < float(rows[0]["val_loss"])  # the last epoch is not the best one
 
     corpus = Preprocessor(config).load()
-    from sequencer.training import make_dataset
+    from sequencer.dataset import make_dataset
 
     batches = [np.arange(len(corpus.val_source))]
     data = make_dataset(corpus.val_source, corpus.val_target, lambda _: batches, [0], 1)
@@ -197,13 +201,15 @@ def test_learning_rate_falls_on_a_plateau_and_gradients_are_clipped(tmp_path):
     config = tiny_config(tmp_path, epochs="3", mode="max", lr_patience="1", lr_factor="0.5", clipnorm="1.0")
     run_dir = train(config)
     assert [float(row["learning_rate"]) for row in metrics_rows(run_dir)] == pytest.approx([0.001, 0.001, 0.0005])
-    model, _ = load_checkpoint(run_dir)
+    model, _ = load_checkpoint(run_dir, load_config(run_dir))
     assert model.optimizer.clipnorm == 1.0
 
 
-def test_a_builder_dropped_into_the_folder_is_selectable_and_trains(tmp_path):
-    plugin = PACKAGE_DIR / "builders" / "tmp_test_gru.py"
-    plugin.write_text(
+def test_a_builder_in_a_folder_of_the_builders_path_is_selectable_and_trains(tmp_path, monkeypatch):
+    folder = tmp_path / "plugins"
+    folder.mkdir()
+    monkeypatch.setattr(builders, "__path__", [*builders.__path__, str(folder)])
+    (folder / "tmp_test_gru.py").write_text(
         textwrap.dedent(
             '''
             """A GRU encoder-decoder, written by a test."""
@@ -248,15 +254,13 @@ def test_a_builder_dropped_into_the_folder_is_selectable_and_trains(tmp_path):
             '''
         )
     )
-    try:
-        assert builders.available()["tmp_test_gru"] == "A GRU encoder-decoder, written by a test."
-        config = tiny_config(tmp_path, model="tmp_test_gru", epochs="1")
-        run_dir = train(config)
-        assert run_dir.name.startswith("tmp_test_gru-") and "-latent_dim=32-" in run_dir.name  # a key it reads
-        translations = Predictor.from_config(config).translate(["Hello!", "", "I am cold."])
-        assert len(translations) == 3 and translations[1] == ""
-    finally:
-        plugin.unlink()
+    assert builders.available()["tmp_test_gru"] == "A GRU encoder-decoder, written by a test."
+    config = tiny_config(tmp_path, model="tmp_test_gru", epochs="1")
+    run_dir = train(config)
+    assert run_dir.name.startswith("tmp_test_gru-char-")
+    translations = Predictor.from_config(config).translate(["Hello!", "", "I am cold."])
+    assert len(translations) == 3 and translations[1] == ""
+    monkeypatch.undo()
     with pytest.raises(ConfigError) as caught:
         tiny_config(tmp_path, model="tmp_test_gru")
     assert "expected one of attention, lstm, transformer" in str(caught.value)
@@ -384,15 +388,6 @@ def test_learned_positions_refuse_a_pair_longer_than_they_reach(tmp_path):
     config = tiny_config(tmp_path, train_dir=str(tmp_path / "train"), val_split="0", monitor="loss", **settings)
     with pytest.raises(ConfigError, match="positions=learned reads at most 1024 tokens, but the longest pair has 1100"):
         train(config)
-
-
-def test_replica_slices_give_every_replica_as_many_pairs():
-    assert [part.tolist() for part in replica_slices(np.arange(4), 2)] == [[0, 2], [1, 3]]
-    # A batch of tokens with an odd number of pairs repeats its first pair; one pair goes to both.
-    odd = replica_slices(np.arange(25), 2)
-    assert [len(part) for part in odd] == [13, 13]
-    assert sorted(np.concatenate(odd).tolist()) == [0, *range(25)]
-    assert [part.tolist() for part in replica_slices(np.array([7]), 2)] == [[7], [7]]
 
 
 def test_a_token_budget_below_every_pair_makes_batches_of_one_and_says_so(tmp_path, caplog):

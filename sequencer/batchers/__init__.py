@@ -9,7 +9,6 @@ subclass.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from pathlib import Path
 
 import numpy as np
 
@@ -54,7 +53,7 @@ def padding_fraction(lengths: np.ndarray, batches: list[np.ndarray]) -> float:
 
 def available() -> dict[str, str]:
     """{name: description} of every batcher file in this folder."""
-    return plugins.discover(Path(__file__).parent)
+    return plugins.discover(*__path__)
 
 
 def get(name: str) -> type[Batcher]:

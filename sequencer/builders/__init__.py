@@ -13,7 +13,6 @@ only when the model is used.
 from __future__ import annotations
 
 from dataclasses import fields
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sequencer import plugins
@@ -24,7 +23,7 @@ if TYPE_CHECKING:
 
 def available() -> dict[str, str]:
     """{name: description} of every model file in this folder."""
-    return plugins.discover(Path(__file__).parent)
+    return plugins.discover(*__path__)
 
 
 def get(name: str) -> type[Seq2Seq]:

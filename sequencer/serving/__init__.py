@@ -1,0 +1,49 @@
+"""The HTTP translation server: a FastAPI app around a run folder or an exported SavedModel.
+
+`create_app(backend, config)` answers `POST /translate`, `GET /health`, the page at `/` (files
+in `sequencer/web/`) and FastAPI's docs at `/docs`; `listen` and `run_server` serve it under
+uvicorn. One module per job:
+
+- `backends`: what translates a list of sentences with a beam width and an n-best count:
+  `RunBackend` a run's model through a `Translator` (any beam width up to `max_beam_width`),
+  `ExportBackend` a SavedModel of `scripts/export.py` (its own beam width and n-best only).
+- `requests`: every request is bounded: its body is read up to what `max_request_sentences`
+  sentences of `max_sentence_chars` characters can need, for at most `BODY_SECONDS`, and
+  checked field by field before anything is decoded. A bad request gets a 4xx and
+  `{"error": "..."}` (a `ServingError`), one sentence naming the JSON field.
+- `batching`: requests are decoded on one worker thread, off the event loop; with
+  `dynamic_batching`, the sentences of concurrent requests together (`Batcher`), so that
+  throughput rises with load instead of each request decoding alone.
+- `app`: the endpoints, their JSON errors (a failure while decoding is a 500, its traceback
+  logged and never sent), a log line per request.
+- `guard`: a request another site's page sent is refused (`RefuseOtherSites`).
+- `server`: uvicorn: the socket, the connection and head bounds, a graceful stop, and the one
+  class that reaches into uvicorn's internals.
+
+TensorFlow is imported only by the backends, so that the script checks its settings first.
+"""
+
+from sequencer.runs import read_export
+from sequencer.serving.app import create_app
+from sequencer.serving.backends import Backend, ExportBackend, Hypothesis, RunBackend, check_settings, warm_up
+from sequencer.serving.batching import Batcher
+from sequencer.serving.requests import ServingError, body_limit, parse_request, read_body
+from sequencer.serving.server import listen, run_server
+
+__all__ = [
+    "Backend",
+    "Batcher",
+    "ExportBackend",
+    "Hypothesis",
+    "RunBackend",
+    "ServingError",
+    "body_limit",
+    "check_settings",
+    "create_app",
+    "listen",
+    "parse_request",
+    "read_body",
+    "read_export",
+    "run_server",
+    "warm_up",
+]
