@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Export a run as a TensorFlow SavedModel that translates strings, tokenisation and search inside the graph."""
 
+import logging
 import sys
 from pathlib import Path
 
@@ -26,7 +27,7 @@ def export(config, args):
     configure_device(config.device, config.threads)
     with native_log_lines_dropped():  # what SentencePiece logs as tensorflow-text loads a subword model
         export(load_run(run_dir), config, out_dir, force=args.force)
-    print(f"exported {run_dir.name} to {out_dir}")
+    logging.getLogger("sequencer.export").info("exported %s to %s", run_dir.name, out_dir)
 
 
 def parser():

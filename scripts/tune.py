@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Population-based training on Ray Tune: train population_size members, save the best as a run in model_dir."""
 
+import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -13,8 +14,13 @@ from sequencer.cli import TRAINING_KEYS, Parser, import_tensorflow, keys_of, run
 def tune(config, args):
     from sequencer import Preprocessor
     from sequencer.devices import check_accumulation
+    from sequencer.errors import ConfigError
     from sequencer.runs import check_new_run
 
+    if importlib.util.find_spec("ray") is None:
+        raise ConfigError(
+            "tune.py needs Ray Tune, which requirements.txt leaves out: pip install -r requirements-dev.txt"
+        )
     check_accumulation(config.accumulate_steps, config.distribution)  # what each member would stop at
     check_new_run(config)  # where the population's folders and the best member's run go
     corpus = Preprocessor(config).load()  # checked before TensorFlow starts

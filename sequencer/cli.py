@@ -3,7 +3,8 @@
 A SequencerError (bad configuration or input) is printed as one line and exits with status 2,
 without a traceback; so is a mistyped flag, with the closest valid one. A file that cannot be
 read or written (OSError) is one line too, with status 1; Ctrl-C and SIGTERM exit with status
-130 after the work in hand has cleaned up.
+130 after the work in hand has cleaned up (serve.py's SIGTERM, a graceful stop, exits 0: see
+sequencer/serving/server.py).
 """
 
 from __future__ import annotations

@@ -197,7 +197,7 @@ KEYS: tuple[Key, ...] = (
         "run_name",
         "str",
         "",
-        "name of a new run folder; empty means the model, the settings that differ from the defaults, and the time",
+        "name of a new run folder; empty means the model, its token level and the time it started",
         "Files",
         pattern=r"[^/\\\s.][^/\\\s]*|",
         pattern_help="a folder name without slashes or spaces, not starting with a dot; or empty",
@@ -898,6 +898,11 @@ def check_resume(saved: Config, config: Config, run_dir: Path) -> None:
                 f"{key.name} cannot change when resuming {run_dir} (it was {key.format(before) or 'empty'}, "
                 f"not {key.format(now) or 'empty'}); only {allowed} can"
             )
+
+
+def where_to_set(name: str) -> str:
+    """How a user changes the key `name`, for the end of a message about its value."""
+    return f"set {name} in the config file, or with --{name}"
 
 
 def higher_is_better(metric: str) -> bool:

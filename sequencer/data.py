@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sequencer.config import Config
+from sequencer.config import Config, where_to_set
 from sequencer.errors import ConfigError, DataError
 from sequencer.files import unwritable_reason
 from sequencer.vocabulary import END_ID, PAD_ID, START_ID, SubwordVocabulary, Vocabulary
@@ -147,19 +147,19 @@ def translation_inputs(input_dir: Path, output_dir: Path) -> list[Path]:
     """The `*.txt` files of `input_dir` to translate into `output_dir`, checked before anything is translated:
     every file is UTF-8 (DataError with file:line), and `output_dir` is not `input_dir` and can be written."""
     if not input_dir.is_dir():
-        raise DataError(f"predict_in {input_dir} is not a folder")
+        raise DataError(f"predict_in {input_dir} is not a folder; {where_to_set('predict_in')}")
     if output_dir.resolve() == input_dir.resolve():
         raise ConfigError(
             f"predict_out is the same folder as predict_in ({input_dir}); translations would overwrite the inputs"
         )
     if output_dir.exists() and not output_dir.is_dir():
-        raise ConfigError(f"predict_out {output_dir} is not a folder")
+        raise ConfigError(f"predict_out {output_dir} is not a folder; {where_to_set('predict_out')}")
     reason = unwritable_reason(output_dir)
     if reason:
         raise ConfigError(f"predict_out {output_dir}: {reason}")
     inputs = text_files(input_dir)
     if not inputs:
-        raise DataError(f"predict_in {input_dir} has no *.txt files to translate")
+        raise DataError(f"predict_in {input_dir} has no *.txt files to translate; {where_to_set('predict_in')}")
     for path in inputs:  # every file read once before any is translated: a bad line stops them all
         for _ in read_lines(path):
             pass
@@ -243,10 +243,10 @@ class Preprocessor:
         """The first `num_samples` pairs (all if 0) of the `*.txt` files in `train_dir`, in name order."""
         train_dir = self.config.train_dir
         if not train_dir.is_dir():
-            raise DataError(f"train_dir {train_dir} is not a folder")
+            raise DataError(f"train_dir {train_dir} is not a folder; {where_to_set('train_dir')}")
         files = text_files(train_dir)
         if not files:
-            raise DataError(f"train_dir {train_dir} has no *.txt files")
+            raise DataError(f"train_dir {train_dir} has no *.txt files; {where_to_set('train_dir')}")
         limit = self.config.num_samples
         pairs: list[tuple[str, str]] = []
         skipped = 0

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 
 from sequencer import builders
 from sequencer.checkpoints import MODEL_FILE, load_model
-from sequencer.config import KEYS_BY_NAME, KEYS_IN_EXPORT, Config, config_from_dict
+from sequencer.config import KEYS_BY_NAME, KEYS_IN_EXPORT, Config, config_from_dict, where_to_set
 from sequencer.errors import ConfigError, DataError
 from sequencer.files import atomic_path, read_json, unwritable_reason, write_atomically, write_json
 from sequencer.text import first_line
@@ -83,7 +83,7 @@ def check_new_run(config: Config) -> None:
     """
     model_dir = config.model_dir
     if model_dir.exists() and not model_dir.is_dir():
-        raise ConfigError(f"model_dir {model_dir} is not a folder")
+        raise ConfigError(f"model_dir {model_dir} is not a folder; {where_to_set('model_dir')}")
     reason = unwritable_reason(model_dir)
     if reason:
         raise ConfigError(f"model_dir {model_dir}: {reason}")

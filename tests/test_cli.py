@@ -53,7 +53,7 @@ def test_ctrl_c_is_no_failure_and_passes_on_no_log_line(capfd):
 )
 def test_a_model_flag_the_chosen_model_does_not_read_is_a_warning(tmp_path, caplog, model, warned):
     flags = {"model": model, "latent_dim": "16", "num_layers": "1", "num_heads": "2", "positions": "learned"}
-    config = load_config(None, flags)
+    config = load_config(None, flags, environ={})  # not the caller's SEQUENCER_ variables
     with caplog.at_level(logging.WARNING, logger="sequencer.cli"):
         warn_of_unread_model_flags(config, argparse.Namespace(epochs="2", **flags))
     assert caplog.messages == [f"--{name} is not a setting model={model} reads; it is ignored" for name in warned]

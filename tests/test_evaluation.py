@@ -62,7 +62,14 @@ def test_predicting_a_file_with_targets_scores_it(trained_run, tmp_path):
     assert (tmp_path / "out" / "pairs.txt").read_text().count("\n") == 3
 
 
-def test_a_training_file_evaluates(trained_run):
-    pairs = [tuple(line.split("\t")) for line in (DATA / "train" / "toy.txt").read_text().splitlines()[:20]]
-    scores = Predictor(load_run(trained_run)).evaluate(pairs)
-    assert 0 <= scores["bleu"] <= 100 and 0 <= scores["chrf"] <= 100
+def test_evaluation_scores_the_models_own_translations_against_every_reference(trained_run):
+    predictor = Predictor(load_run(trained_run))
+    sources = [line.split("\t")[0] for line in (DATA / "train" / "toy.txt").read_text().splitlines()[:20]]
+    own = predictor.translate(sources)
+    # Every source with its own translation as one reference and "x" as another: all exact matches.
+    pairs = [pair for source, text in zip(sources, own) for pair in ((source, text), (source, "x"))]
+    scores = predictor.evaluate(pairs)
+    assert scores["exact_match"] == 100.0 and scores["chrf"] == pytest.approx(100.0)
+    assert scores["sentences"] == len(set(sources)) and scores["decoding"]["beam_width"] == 1
+    wrong = predictor.evaluate([(source, "x") for source in sources])
+    assert wrong["exact_match"] == 0.0 and wrong["chrf"] < 10

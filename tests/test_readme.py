@@ -24,7 +24,17 @@ README = ROOT / "README.md"
 DOCS = ROOT / "docs"
 FIRST_SCREEN_END = "## More"
 FIRST_SCREEN_MAX_LINES = 60
-DOCS_PAGES = ("configuration", "training", "models", "decoding", "serving", "evaluation", "scaling", "benchmarks")
+DOCS_PAGES = (
+    "configuration",
+    "training",
+    "models",
+    "decoding",
+    "serving",
+    "evaluation",
+    "scaling",
+    "benchmarks",
+    "development",
+)
 # [text](target): the target up to a closing parenthesis or a space (a link title would follow one).
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 

@@ -1,7 +1,9 @@
 import csv
 import json
+import logging
 import re
 import shutil
+from pathlib import Path
 
 import keras
 import pytest
@@ -9,18 +11,21 @@ from conftest import DATA, tiny_config
 
 from sequencer import Predictor, Preprocessor, Trainer
 from sequencer.checkpoints import save_model
+from sequencer.config import load_config as load_config_file
 from sequencer.errors import ConfigError, DataError
 from sequencer.runs import (
     LATEST_FILE,
     check_new_run,
     check_resumable,
     find_run,
+    find_trained_run,
     load_config,
     load_run,
     run_name,
 )
 from sequencer.translation import EDGE_SPACE
 
+ROOT = Path(__file__).resolve().parents[1]
 METRICS_COLUMNS = {
     "epoch",
     "loss",
@@ -123,7 +128,10 @@ def test_where_a_new_run_cannot_go_is_a_config_error_before_training(tmp_path):
     config = tiny_config(tmp_path, model_dir=str(tmp_path / "models"))
     check_new_run(config)  # a folder, or one that can be made
     check_new_run(config.replace(model_dir=tmp_path / "new" / "models"))
-    with pytest.raises(ConfigError, match=r"^model_dir .*a-file is not a folder$"):
+    with pytest.raises(
+        ConfigError,
+        match=r"^model_dir .*a-file is not a folder; set model_dir in the config file, or with --model_dir$",
+    ):
         check_new_run(config.replace(model_dir=tmp_path / "a-file"))
     with pytest.raises(ConfigError, match=r"^model_dir .*a-file/models: .*a-file is a file, not a folder$"):
         check_new_run(config.replace(model_dir=tmp_path / "a-file" / "models"))
@@ -189,3 +197,32 @@ def test_runs_saved_by_version_0_1_translate_as_they_did(name, tmp_path):
     config = load_config(copy)
     with pytest.raises(DataError, match=r"saved by sequencer 0\.1\.0"):  # before anything else is compared
         Trainer(config).resume(copy, Preprocessor(config.replace(train_dir=DATA / "train")).load())
+
+
+def test_a_newest_run_without_a_model_is_passed_over_for_the_newest_trained_one(trained_run, tmp_path, caplog):
+    models = tmp_path / "models"
+    models.mkdir()
+    trained = Path(shutil.copytree(trained_run, models / "lstm-char-20260101-000000"))
+    young = models / "lstm-char-20260102-000000"  # stopped in its first epoch: config and vocabulary, no model
+    young.mkdir()
+    for name in ("config.json", "vocab.json", "summary.json"):
+        shutil.copy(trained / name, young / name)
+    (models / LATEST_FILE).write_text(young.name + "\n")
+    with caplog.at_level(logging.WARNING, logger="sequencer.runs"):
+        assert find_trained_run(models, "") == trained
+    assert caplog.messages == [
+        f"{young}, the newest run, has no model.keras yet (its training has not finished an epoch): translating "
+        f"with {trained}, the newest run that has one (set run=NAME to choose another)"
+    ]
+    with pytest.raises(DataError, match=r"has no model\.keras yet: .*train\.py --resume lstm-char-20260102-000000"):
+        find_trained_run(models, young)  # named: no other run will do
+    shutil.rmtree(trained)
+    with pytest.raises(DataError, match=r"the newest run, has no model\.keras yet .* and no other run in"):
+        find_trained_run(models, "")
+
+
+def test_the_transformer_config_keeps_its_runs_apart():
+    """predict.py --config configs/transformer.txt must find the Transformer's newest run, not any model's."""
+    transformer = load_config_file(ROOT / "configs" / "transformer.txt", environ={})
+    default = load_config_file(None, environ={})
+    assert transformer.model_dir == ROOT / "models" / "transformer" != default.model_dir

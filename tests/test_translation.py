@@ -1,5 +1,7 @@
 """The pure translator: sentences in, hypotheses out, and what is worth telling about them returned, not kept."""
 
+import dataclasses
+import logging
 import math
 
 import numpy as np
@@ -7,7 +9,7 @@ import pytest
 
 from sequencer.runs import load_run
 from sequencer.search import Hypotheses
-from sequencer.translation import Translator, keep_finite
+from sequencer.translation import Translator, keep_finite, warn_if_young
 from sequencer.vocabulary import END_ID
 
 
@@ -44,3 +46,16 @@ def test_translations_lose_their_edge_spaces_and_cuts_at_the_length_limit_are_co
     found = translator.translate(["Go.", "Run!", "Hi."])
     assert sorted(found.best) == ["oui", "oui", "ouioui"]
     assert found.at_length_limit == 1
+
+
+def test_a_run_still_inside_its_warm_up_is_a_warning(run, caplog):
+    young = dataclasses.replace(
+        run, config=run.config.replace(warmup_steps=1000), summary={**run.summary, "updates": 16}
+    )
+    with caplog.at_level(logging.WARNING, logger="sequencer.translation"):
+        warn_if_young(young)
+        warn_if_young(run)  # no warm-up: nothing to say
+    assert caplog.messages == [
+        f"{run.path} has trained 16 updates, still inside its warm-up of warmup_steps=1000: expect poor translations "
+        f"(train.py --resume {run.path.name} --epochs N trains it further)"
+    ]

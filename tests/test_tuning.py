@@ -55,10 +55,13 @@ def test_population_of_two_exploits_weights_and_settings_and_saves_the_best_as_a
     assert (config.model_dir / "latest").read_text().strip() == best.name
 
 
-def test_a_ray_address_where_nothing_listens_is_a_config_error_at_once():
+def test_a_ray_address_where_nothing_listens_is_a_config_error_at_once_and_one_that_answers_passes():
     with socket.socket() as probe:  # a port that was free a moment ago
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     with pytest.raises(ConfigError, match=rf"ray_address=127\.0\.0\.1:{port}: no Ray cluster answers there \("):
         check_ray_address(f"127.0.0.1:{port}")
-    check_ray_address("auto")  # Ray's to resolve
+    with socket.socket() as listening:  # something answers: Ray's to judge
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        check_ray_address(f"127.0.0.1:{listening.getsockname()[1]}")
