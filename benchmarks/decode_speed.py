@@ -15,6 +15,7 @@ resident memory. Without --run it first trains a model (latent_dim 256, 2 epochs
 
     python benchmarks/decode_speed.py                      # about 5 minutes on 2 CPU cores
     python benchmarks/decode_speed.py --memory-lines 1000000
+    python benchmarks/decode_speed.py --smoke              # a tiny run, to check that it runs (numbers meaningless)
 """
 
 from __future__ import annotations
@@ -40,10 +41,27 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 from keras import layers  # noqa: E402
 
-from sequencer import Predictor, Preprocessor, Trainer, load_config  # noqa: E402
+from sequencer import Preprocessor, Trainer, load_config  # noqa: E402
 from sequencer.data import read_pairs  # noqa: E402
 from sequencer.runs import load_run  # noqa: E402
+from sequencer.translation import Translator  # noqa: E402
 from sequencer.vocabulary import END_ID, START_ID  # noqa: E402
+
+TRAINED_PAIRS = 10000  # the model trained without --run reads the first 10,000 pairs; the sentences decoded follow
+# --smoke: these in place of the defaults, to check in seconds that the benchmark runs (tests/test_benchmarks.py):
+# the model trained on the toy corpus, tiny, for one epoch, decoding at most 10 characters (the reference's
+# loop takes 0.1 s per character); a few sentences; predict.py on a few lines.
+SMOKE = {
+    "train_flags": {
+        "train_dir": str(ROOT / "tests" / "data" / "train"),
+        "latent_dim": "16",
+        "epochs": "1",
+        "max_output_len": "10",
+    },
+    "sentences": 16,
+    "reference_sentences": 2,
+    "memory_lines": 50,
+}
 
 
 def reference_decoder(model: keras.Model, max_len: int):
@@ -88,22 +106,28 @@ def main() -> None:
     parser.add_argument(
         "--memory-lines", type=int, default=0, help="also measure predict.py's peak memory on this many lines"
     )
+    parser.add_argument("--smoke", action="store_true", help="a tiny run, to check that it runs (numbers meaningless)")
+    parser.set_defaults(train_flags={"epochs": "2"})  # config.txt's keys changed for the model trained without --run
     args = parser.parse_args()
+    if args.smoke:  # SMOKE in place of the defaults; flags given still win
+        parser.set_defaults(**SMOKE)
+        args = parser.parse_args()
+        print("--smoke: a tiny run to check that the benchmark runs; its numbers mean nothing")
 
     workspace = Path(tempfile.mkdtemp(prefix="sequencer-bench-"))
     if args.run is None:
-        config = load_config(flags={"model_dir": str(workspace / "models"), "epochs": "2"}, environ={})
+        config = load_config(flags={"model_dir": str(workspace / "models"), **args.train_flags}, environ={})
         args.run = Trainer(config).train(Preprocessor(config).load())
     run = load_run(args.run)
-    pairs, _ = read_pairs(ROOT / "training_files" / "fra.txt", limit=10000 + args.sentences)
-    sentences = [source for source, _ in pairs[10000:]]  # after the first 10,000: not trained on
+    pairs, _ = read_pairs(ROOT / "training_files" / "fra.txt", limit=TRAINED_PAIRS + args.sentences)
+    sentences = [source for source, _ in pairs[TRAINED_PAIRS:]]  # after the first 10,000: not trained on
 
-    greedy = Predictor(run)
-    beam = Predictor(run, run.config.replace(beam_width=4))
+    greedy = Translator(run)
+    beam = Translator(run, run.config.replace(beam_width=4))
     greedy.translate(sentences[:8])  # compile the loops before timing
     beam.translate(sentences[:8])
-    greedy_out, greedy_seconds = timed(greedy.translate, sentences)
-    beam_out, beam_seconds = timed(beam.translate, sentences)
+    greedy_out, greedy_seconds = timed(lambda: greedy.translate(sentences).best)
+    beam_out, beam_seconds = timed(lambda: beam.translate(sentences).best)
 
     decode = reference_decoder(run.model, greedy.max_output_len)
     subset = sentences[: args.reference_sentences]

@@ -17,6 +17,7 @@ a beam of 4, at the same batch size, and the sentences per second are reported.
     python benchmarks/quality.py                  # 3 x 30 minutes of training on 2 CPU cores
     python benchmarks/quality.py --minutes 2      # a quick look
     python benchmarks/quality.py --decode-only /tmp/sequencer-bench-quality-XXXX   # decoding again
+    python benchmarks/quality.py --smoke          # tiny models, to check that it runs (numbers meaningless)
 """
 
 from __future__ import annotations
@@ -40,10 +41,11 @@ import_tensorflow()  # without TensorFlow's start-up lines, as the scripts do
 
 import keras  # noqa: E402
 
-from sequencer import Predictor, Preprocessor, Trainer, load_config  # noqa: E402
-from sequencer.evaluation import ReferenceSet  # noqa: E402
-from sequencer.runs import load_run  # noqa: E402
+from sequencer import Preprocessor, Trainer, load_config  # noqa: E402
+from sequencer.evaluation import EVAL_FILE, ReferenceSet  # noqa: E402
+from sequencer.runs import SUMMARY_FILE, TEST_FILE, load_run  # noqa: E402
 from sequencer.text import markdown_table  # noqa: E402
+from sequencer.translation import Translator  # noqa: E402
 
 # Each contender: a config file and the flags it adds. The attention model reads words, with
 # learned embeddings: on a CPU that is what makes attention affordable in a fixed time.
@@ -61,6 +63,25 @@ CONTENDERS = {
         },
     ),
     "transformer (subwords)": (ROOT / "configs" / "transformer.txt", {}),
+}
+# --smoke: these in place of the defaults, to check in seconds that the benchmark runs (tests/test_benchmarks.py):
+# every contender on the toy corpus, tiny, for a few seconds (the first batch, which traces, ends past them),
+# translations of at most 10 tokens, a few sentences decoded.
+SMOKE = {
+    "minutes": 0.05,
+    "train_flags": {
+        "train_dir": str(ROOT / "tests" / "data" / "train"),
+        "latent_dim": "16",
+        "embedding_dim": "16",
+        "model_dim": "16",
+        "num_heads": "2",
+        "ffn_dim": "32",
+        "num_layers": "1",
+        "subword_vocab": "400",
+        "max_output_len": "10",
+    },
+    "decode_sentences": 16,
+    "decode_batch_size": 8,
 }
 
 
@@ -93,12 +114,12 @@ def train(name: str, config_file: Path, flags: dict[str, str], shared: dict[str,
 
 def trained(name: str, run_dir: Path, seconds: float) -> dict:
     """What the table shows of a trained contender's run: its epochs and its scores on the test split."""
-    summary = json.loads((run_dir / "summary.json").read_text())
-    scores = json.loads((run_dir / "eval.json").read_text())["test.txt"]
+    summary = json.loads((run_dir / SUMMARY_FILE).read_text())
+    scores = json.loads((run_dir / EVAL_FILE).read_text())[TEST_FILE]
     return {
         "name": name,
         "run": run_dir,
-        "test": (run_dir / "test.txt").read_text(encoding="utf-8"),
+        "test": (run_dir / TEST_FILE).read_text(encoding="utf-8"),
         "seconds": seconds,
         "epochs": summary["epochs_completed"],
         "best_epoch": summary["best_epoch"],
@@ -115,10 +136,10 @@ def decoding_speed(run_dir: Path, sentences: list[str], batch_size: int) -> dict
     run = load_run(run_dir)
     speeds = {}
     for beam_width in (1, 4):
-        predictor = Predictor(run, run.config.replace(beam_width=beam_width, decode_batch_size=batch_size))
-        predictor.translate(sentences)
+        translator = Translator(run, run.config.replace(beam_width=beam_width, decode_batch_size=batch_size))
+        translator.translate(sentences)
         started = time.perf_counter()
-        predictor.translate(sentences)
+        translator.translate(sentences)
         speeds[beam_width] = len(sentences) / (time.perf_counter() - started)
     return speeds
 
@@ -137,7 +158,13 @@ def main() -> None:
         help="train nothing: measure decoding again on the runs an earlier run of this benchmark left in RUNS "
         "(training s is then the epochs' time from each summary.json)",
     )
+    parser.add_argument("--smoke", action="store_true", help="tiny models, to check that it runs (numbers meaningless)")
+    parser.set_defaults(train_flags={})  # config keys changed for every contender
     args = parser.parse_args()
+    if args.smoke:  # SMOKE in place of the defaults; flags given still win
+        parser.set_defaults(**SMOKE)
+        args = parser.parse_args()
+        print("--smoke: a tiny run to check that the benchmark runs; its numbers mean nothing")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     contenders = {name: CONTENDERS[name] for name in args.only}
     if args.decode_only:
@@ -145,10 +172,10 @@ def main() -> None:
         results = []
         for name in contenders:
             run_dir = workspace / name.split()[0]
-            if not (run_dir / "summary.json").is_file():
+            if not (run_dir / SUMMARY_FILE).is_file():
                 print(f"--decode-only: {workspace} has no trained {run_dir.name} run", file=sys.stderr)
                 raise SystemExit(2)
-            summary = json.loads((run_dir / "summary.json").read_text())
+            summary = json.loads((run_dir / SUMMARY_FILE).read_text())
             results.append(trained(name, run_dir, summary["seconds"]))
         report(args, workspace, results)
         return
@@ -162,6 +189,7 @@ def main() -> None:
         "epochs": "1000",  # the time budget ends training
         "early_stopping_patience": "0",
         "beam_width": "1",  # the test split is scored greedily
+        **args.train_flags,
     }
     results = [train(name, *setting, shared, 60 * args.minutes) for name, setting in contenders.items()]
     report(args, workspace, results)

@@ -28,6 +28,7 @@ score their best epoch. A second table scores the averages of the last 2, 3, ...
 
     python benchmarks/recipe.py                   # 4 x 25 minutes of training on 2 CPU cores
     python benchmarks/recipe.py --minutes 2       # a quick look
+    python benchmarks/recipe.py --smoke           # tiny models, to check that it runs (numbers meaningless)
 """
 
 from __future__ import annotations
@@ -54,20 +55,37 @@ import_tensorflow()  # without TensorFlow's start-up lines, as the scripts do
 import numpy as np  # noqa: E402
 from quality import TimeBudget  # noqa: E402
 
-from sequencer import Predictor, Preprocessor, Trainer, batchers, load_config  # noqa: E402
-from sequencer.averaging import average_weights  # noqa: E402
+from sequencer import Preprocessor, Trainer, batchers, load_config  # noqa: E402
+from sequencer.averaging import average_weights, averaging_sources, saved_weights  # noqa: E402
+from sequencer.checkpoints import MODEL_FILE, load_model  # noqa: E402
 from sequencer.errors import SequencerError  # noqa: E402
-from sequencer.runs import (  # noqa: E402
-    MODEL_FILE,
-    averaging_sources,
-    load_model,
-    load_run,
-    load_vocabularies,
-    saved_weights,
-)
+from sequencer.evaluation import EVAL_FILE  # noqa: E402
+from sequencer.runs import METRICS_FILE, SUMMARY_FILE, TEST_FILE, load_run, load_vocabularies  # noqa: E402
 from sequencer.text import markdown_table  # noqa: E402
+from sequencer.translation import Translator  # noqa: E402
 
 CONFIG_FILE = ROOT / "configs" / "transformer.txt"
+# --smoke: these in place of the defaults, to check in seconds that the benchmark runs (tests/test_benchmarks.py):
+# every variant a tiny Transformer on the toy corpus for 3 epochs of 9 batches of 32 pairs (the time budget is not
+# reached; the second epoch gives tokens/s), (c) keeping snapshots 2 updates apart so that (d) averages two,
+# translations of at most 10 tokens.
+SMOKE = {
+    "minutes": 2.0,
+    "average": 2,
+    "average_every": 2,
+    "train_flags": {
+        "train_dir": str(ROOT / "tests" / "data" / "train"),
+        "epochs": "3",
+        "batch_size": "32",
+        "warmup_steps": "8",
+        "model_dim": "16",
+        "num_heads": "2",
+        "ffn_dim": "32",
+        "num_layers": "1",
+        "subword_vocab": "400",
+        "max_output_len": "10",
+    },
+}
 
 
 def tokens_for(lengths: np.ndarray, pairs_per_batch: float) -> int:
@@ -87,8 +105,8 @@ def train(key: str, flags: dict[str, str], seconds: float, corpus) -> tuple[Path
     """Train one variant for `seconds`; its run folder and what its epochs measured."""
     config = load_config(CONFIG_FILE, {**flags, "run_name": f"recipe-{key}"}, environ={})
     run_dir = Trainer(config, [TimeBudget(seconds)], progress="none").train(corpus)
-    summary = json.loads((run_dir / "summary.json").read_text())
-    with open(run_dir / "metrics.csv", newline="") as stream:
+    summary = json.loads((run_dir / SUMMARY_FILE).read_text())
+    with open(run_dir / METRICS_FILE, newline="") as stream:
         epochs = list(csv.DictReader(stream))
     lengths = np.stack([corpus.train_source.lengths, corpus.train_target.lengths], axis=1)
     plan = batchers.get(config.batcher)().batches(
@@ -108,10 +126,11 @@ def train(key: str, flags: dict[str, str], seconds: float, corpus) -> tuple[Path
 def test_scores(run_dir: Path, model_file: str, corpus) -> dict:
     """The test scores of one model file of a run: eval.json's for model.keras, the same evaluation for another."""
     if model_file == MODEL_FILE:
-        return json.loads((run_dir / "eval.json").read_text())["test.txt"]
+        return json.loads((run_dir / EVAL_FILE).read_text())[TEST_FILE]
     run = load_run(run_dir)
     run = dataclasses.replace(run, model=load_model(run_dir / model_file, run.config))
-    return Predictor(run).evaluate(corpus.test_pairs)
+    scores, _ = Translator(run).evaluate(corpus.test_pairs)
+    return scores
 
 
 def best_and_averaged(averaging: dict | None) -> tuple[str, str | None]:
@@ -131,7 +150,7 @@ def averages_table(run_dir: Path, corpus) -> str:
         last = [source.name for source in sources[-n:]]
         model = load_model(run_dir / MODEL_FILE, run.config)  # the architecture; its weights are replaced
         model.set_weights(average_weights({name: checkpoints[name] for name in last}))
-        scores = Predictor(dataclasses.replace(run, model=model)).evaluate(corpus.test_pairs)
+        scores, _ = Translator(dataclasses.replace(run, model=model)).evaluate(corpus.test_pairs)
         name = f"last {n} ({last[0]} to {last[-1]})"
         rows.append([name, f"{scores['bleu']:.1f}", f"{scores['chrf']:.1f}", f"{scores['exact_match']:.1f}"])
     return markdown_table(["average of", "BLEU", "chrF", "exact %"], rows, numeric=[False, True, True, True])
@@ -160,7 +179,13 @@ def main() -> None:
         type=Path,
         help="train nothing: score the averages of the last 2, 3, ... snapshots (or checkpoints) of a run (c) left",
     )
+    parser.add_argument("--smoke", action="store_true", help="tiny models, to check that it runs (numbers meaningless)")
+    parser.set_defaults(train_flags={})  # config keys changed for every variant
     args = parser.parse_args()
+    if args.smoke:  # SMOKE in place of the defaults; flags given still win
+        parser.set_defaults(**SMOKE)
+        args = parser.parse_args()
+        print("--smoke: a tiny run to check that the benchmark runs; its numbers mean nothing")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     if args.averages_of:
         try:
@@ -174,6 +199,7 @@ def main() -> None:
 
     workspace = Path(tempfile.mkdtemp(prefix="sequencer-bench-recipe-"))
     shared = {"model_dir": str(workspace), "epochs": "1000", "early_stopping_patience": "0", "beam_width": "1"}
+    shared.update(args.train_flags)
     base = load_config(CONFIG_FILE, shared, environ={})
     corpus = Preprocessor(base).load()
     lengths = np.stack([corpus.train_source.lengths, corpus.train_target.lengths], axis=1)

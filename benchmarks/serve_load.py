@@ -19,6 +19,7 @@ latency under 1 s.
 
     python benchmarks/serve_load.py                           # 4 to 8 minutes on 2 CPU cores
     python benchmarks/serve_load.py --run RUN --requests 20   # a quick look at a trained run
+    python benchmarks/serve_load.py --smoke                   # a tiny run, to check that it runs (numbers meaningless)
 """
 
 from __future__ import annotations
@@ -53,13 +54,23 @@ from sequencer.text import markdown_table  # noqa: E402
 CORPUS = ROOT / "training_files" / "fra.txt"
 WARM_UP_REQUESTS = 4
 REQUEST_SECONDS = 60
+# --smoke: these in place of the defaults, to check in seconds that the benchmark runs (tests/test_benchmarks.py):
+# the LSTM trained on the toy corpus, tiny, for one epoch; a few requests from 1 and 4 clients, each translation of
+# at most 10 characters.
+SMOKE = {
+    "epochs": 1,
+    "train_args": f"--train_dir {ROOT / 'tests' / 'data' / 'train'} --latent_dim 16",
+    "requests": 12,
+    "clients": "1,4",
+    "serve_args": "--max_output_len 10",
+}
 
 
-def train(workspace: Path, epochs: int) -> Path:
-    """The default LSTM on config.txt's pairs, trained for `epochs` epochs with scripts/train.py."""
+def train(workspace: Path, epochs: int, extra: list[str]) -> Path:
+    """The default LSTM on config.txt's pairs, trained for `epochs` epochs by scripts/train.py with `extra` flags."""
     print(f"training the default LSTM for {epochs} epochs...", file=sys.stderr)
     command = [sys.executable, str(ROOT / "scripts" / "train.py"), "--model_dir", str(workspace), "--quiet"]
-    subprocess.run([*command, "--epochs", str(epochs)], check=True)
+    subprocess.run([*command, "--epochs", str(epochs), *extra], check=True)
     return find_run(workspace, "")
 
 
@@ -166,10 +177,16 @@ def main() -> None:
     parser.add_argument("--max-seconds", type=float, default=300, help="longest measurement (default 300)")
     parser.add_argument("--seed", type=int, default=1, help="seed of the requests' sentences (default 1)")
     parser.add_argument("--serve-args", default="", help='more flags for serve.py, e.g. "--batch_wait_ms 10"')
+    parser.add_argument("--train-args", default="", help='more flags for train.py without --run, e.g. "--threads 2"')
+    parser.add_argument("--smoke", action="store_true", help="a tiny run, to check that it runs (numbers meaningless)")
     args = parser.parse_args()
+    if args.smoke:  # SMOKE in place of the defaults; flags given still win
+        parser.set_defaults(**SMOKE)
+        args = parser.parse_args()
+        print("--smoke: a tiny run to check that the benchmark runs; its numbers mean nothing")
     clients = [int(count) for count in args.clients.split(",")]
     workspace = Path(tempfile.mkdtemp(prefix="sequencer-bench-serve-"))
-    run = args.run.absolute() if args.run else train(workspace, args.epochs)
+    run = args.run.absolute() if args.run else train(workspace, args.epochs, shlex.split(args.train_args))
     bodies = request_bodies(args.requests, args.seed)
     extra = shlex.split(args.serve_args)
 

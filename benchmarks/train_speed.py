@@ -16,6 +16,7 @@ preparation for both at 10,000 pairs and at the full corpus, and peak memory of
 `scripts/train.py --num_samples 0 --epochs 1` (the full corpus).
 
     python benchmarks/train_speed.py            # about 15 minutes on 2 CPU cores
+    python benchmarks/train_speed.py --smoke    # a tiny run, to check that it runs (numbers meaningless)
 """
 
 from __future__ import annotations
@@ -43,11 +44,21 @@ from sequencer import Preprocessor, load_config  # noqa: E402
 from sequencer.data import pad_ids, teacher_forcing  # noqa: E402
 
 LATENT_DIM, BATCH_SIZE, PAIRS = 256, 64, 10000
+# --smoke: these in place of the defaults, to check in seconds that the benchmark runs (tests/test_benchmarks.py):
+# 300 pairs, latent_dim 16, one epoch; data preparation measured at 300 pairs only (not the full corpus); the
+# "full corpus" epoch of scripts/train.py on 300 pairs with latent_dim 16.
+SMOKE = {
+    "epochs": 1,
+    "pairs": 300,
+    "latent_dim": 16,
+    "memory_pairs": [300],
+    "full_training_flags": ["--num_samples", "300", "--latent_dim", "16"],
+}
 
 
-def config_for(workspace: Path, num_samples: int, epochs: int = 1):
+def config_for(workspace: Path, num_samples: int, epochs: int = 1, latent_dim: int = LATENT_DIM):
     flags = {"model_dir": str(workspace / "models"), "num_samples": str(num_samples), "epochs": str(epochs)}
-    return load_config(flags=flags, environ={})
+    return load_config(flags={**flags, "latent_dim": str(latent_dim)}, environ={})
 
 
 def one_hot_arrays(corpus):
@@ -105,13 +116,13 @@ def peak_megabytes(command: list[str]) -> float:
     return int(result.stdout) / 1024
 
 
-def compare_training(epochs: int, workspace: Path) -> None:
+def compare_training(epochs: int, workspace: Path, pairs: int = PAIRS, latent_dim: int = LATENT_DIM) -> None:
     import keras
     from keras import layers
 
     from sequencer import Trainer
 
-    config = config_for(workspace, PAIRS, epochs)
+    config = config_for(workspace, pairs, epochs, latent_dim)
     corpus = Preprocessor(config).load()
     val_input, val_target = teacher_forcing(corpus.val_target)
 
@@ -140,9 +151,9 @@ def compare_training(epochs: int, workspace: Path) -> None:
     encoder_data, decoder_data, target_data = one_hot_arrays(corpus)
     keras.utils.set_random_seed(config.seed)
     encoder_inputs = keras.Input(shape=(None, encoder_data.shape[2]))
-    _, state_h, state_c = layers.LSTM(LATENT_DIM, return_state=True)(encoder_inputs)
+    _, state_h, state_c = layers.LSTM(latent_dim, return_state=True)(encoder_inputs)
     decoder_inputs = keras.Input(shape=(None, decoder_data.shape[2]))
-    decoder_outputs, _, _ = layers.LSTM(LATENT_DIM, return_sequences=True, return_state=True)(
+    decoder_outputs, _, _ = layers.LSTM(latent_dim, return_sequences=True, return_state=True)(
         decoder_inputs, initial_state=[state_h, state_c]
     )
     outputs = layers.Dense(decoder_data.shape[2], activation="softmax")(decoder_outputs)
@@ -179,31 +190,41 @@ def main() -> None:
     parser.add_argument("--memory-only", action="store_true", help="only the memory measurements")
     parser.add_argument("--prepare", choices=["reference", "project"], help=argparse.SUPPRESS)
     parser.add_argument("--pairs", type=int, default=PAIRS, help=argparse.SUPPRESS)
+    parser.add_argument("--smoke", action="store_true", help="a tiny run, to check that it runs (numbers meaningless)")
+    # What --smoke changes that has no flag: the reference's width, and what is measured in fresh processes.
+    parser.set_defaults(latent_dim=LATENT_DIM, memory_pairs=[PAIRS, 0], full_training_flags=[])
     args = parser.parse_args()
     if args.prepare:
         prepare(args.prepare, args.pairs)
         return
+    if args.smoke:  # SMOKE in place of the defaults; flags given still win
+        parser.set_defaults(**SMOKE)
+        args = parser.parse_args()
+        print("--smoke: a tiny run to check that the benchmark runs; its numbers mean nothing")
 
     workspace = Path(tempfile.mkdtemp(prefix="sequencer-bench-"))
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}")
-    print(f"{PAIRS:,} pairs, latent_dim {LATENT_DIM}, batch size {BATCH_SIZE}, rmsprop; validation: the same 20%")
+    print(
+        f"{args.pairs:,} pairs, latent_dim {args.latent_dim}, batch size {BATCH_SIZE}, rmsprop; "
+        "validation: the same 20%"
+    )
     if not args.memory_only:
-        compare_training(args.epochs, workspace)
+        compare_training(args.epochs, workspace, args.pairs, args.latent_dim)
 
     print("\n| data preparation | pairs | reference MB | project MB | project / reference |")
     print("| --- | ---: | ---: | ---: | ---: |")
-    for pairs in (PAIRS, 0):
+    for pairs in args.memory_pairs:
         measured = {}
         for kind in ("reference", "project"):
             command = [sys.executable, __file__, "--prepare", kind, "--pairs", str(pairs)]
             measured[kind] = json.loads(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
         r, p = measured["reference"]["megabytes"], measured["project"]["megabytes"]
-        label = "first 10,000" if pairs else "full corpus"
+        label = f"first {pairs:,}" if pairs else "full corpus"
         print(f"| {label} | {measured['project']['pairs']:,} | {r:,.0f} | {p:,.1f} | {p / r:.4f} |")
 
     if not args.skip_full_training:
         command = [sys.executable, str(ROOT / "scripts" / "train.py"), "--num_samples", "0", "--epochs", "1"]
-        command += ["--model_dir", str(workspace / "full")]
+        command += ["--model_dir", str(workspace / "full"), *args.full_training_flags]
         started = time.perf_counter()
         peak = peak_megabytes(command)
         seconds = time.perf_counter() - started

@@ -12,6 +12,7 @@ decoding step of 64 sentences, the encoder's one pass included. Nothing is score
 cost, not quality. One SentencePiece model per vocabulary size is trained and shared.
 
     python benchmarks/transformer_sizes.py        # about 10 minutes on 2 CPU cores
+    python benchmarks/transformer_sizes.py --smoke   # tiny models, to check that it runs (numbers meaningless)
 """
 
 from __future__ import annotations
@@ -64,6 +65,21 @@ CANDIDATES = {
 }
 
 
+# --smoke: these in place of the defaults, to check in seconds that the benchmark runs (tests/test_benchmarks.py):
+# two candidates on the toy corpus (5 batches an epoch), made tiny, for 4 batches, the last 2 timed.
+SMOKE = {
+    "batches": 4,
+    "warmup": 2,
+    "only": ["shipped", "2+1 layers"],
+    "train_flags": {
+        "train_dir": str(ROOT / "tests" / "data" / "train"),
+        "model_dim": "16",
+        "num_heads": "2",
+        "ffn_dim": "32",
+        "subword_vocab": "400",
+    },
+}
+
 # Greedy decoding is timed on batches of this many sentences of this many tokens, for as many tokens.
 DECODE_BATCH, DECODE_TOKENS = 64, 10
 
@@ -109,14 +125,20 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=60, help="batches trained per candidate (default 60)")
     parser.add_argument("--warmup", type=int, default=10, help="first batches left out of the timing (default 10)")
     parser.add_argument("--only", nargs="*", default=list(CANDIDATES), help="candidates to run (default: all)")
+    parser.add_argument("--smoke", action="store_true", help="tiny models, to check that it runs (numbers meaningless)")
+    parser.set_defaults(train_flags={})  # config keys changed for every candidate, after the candidate's own
     args = parser.parse_args()
+    if args.smoke:  # SMOKE in place of the defaults; flags given still win
+        parser.set_defaults(**SMOKE)
+        args = parser.parse_args()
+        print("--smoke: a tiny run to check that the benchmark runs; its numbers mean nothing")
 
     workspace = Path(tempfile.mkdtemp(prefix="sequencer-bench-sizes-"))
     shared = {"model_dir": str(workspace), "epochs": "1", "test_split": "0", "eval_every": "0"}
     shared.update(average_last="0", average_every="0")  # one epoch: nothing to average
     corpora, rows = {}, []
     for name in args.only:
-        config = load_config(CONFIG_FILE, {**shared, **CANDIDATES[name]}, environ={})
+        config = load_config(CONFIG_FILE, {**shared, **CANDIDATES[name], **args.train_flags}, environ={})
         if config.subword_vocab not in corpora:
             corpora[config.subword_vocab] = Preprocessor(config).load()
         corpus = corpora[config.subword_vocab]

@@ -157,23 +157,8 @@ def tune_population(config: Config, corpus: Corpus) -> Path:
     )
     base = config.replace(epochs=config.stop_after, early_stopping_patience=0).to_dict()
     experiment = config.model_dir.resolve() / f"pbt-{config.model}-{datetime.now():%Y%m%d-%H%M%S}"
-    if config.ray_address:
-        check_ray_address(config.ray_address)
     log.info("data: %s", corpus.description())
-    try:
-        # The package goes to Ray's workers with the job: they import it wherever they start, on
-        # this machine (whatever its working folder) or on a cluster's.
-        package = {
-            "py_modules": [str(Path(__file__).resolve().parent)],
-            "worker_process_setup_hook": "sequencer.cli.start_ray_worker",  # quiet, as the scripts are
-        }
-        ray.init(
-            address=config.ray_address or None, runtime_env=package, include_dashboard=False, configure_logging=False
-        )
-    except ConnectionError as error:
-        raise ConfigError(
-            f"ray_address={config.ray_address}: no Ray cluster answers there ({first_line(error)})"
-        ) from None
+    _start_ray(config.ray_address)
     try:
         tuner = tune.Tuner(
             tune.with_resources(tune.with_parameters(train_member, base=base, corpus=corpus), {"cpu": 1}),
@@ -209,6 +194,22 @@ def tune_population(config: Config, corpus: Corpus) -> Path:
     best_config = load_config(best)
     finish(best, best_config, corpus, devices.setup(best_config))
     return best
+
+
+def _start_ray(address: str) -> None:
+    """Ray on the cluster at `address`, or a local one if it is empty."""
+    if address:
+        check_ray_address(address)
+    # The package goes to Ray's workers with the job: they import it wherever they start, on
+    # this machine (whatever its working folder) or on a cluster's.
+    package = {
+        "py_modules": [str(Path(__file__).resolve().parent)],
+        "worker_process_setup_hook": "sequencer.cli.start_ray_worker",  # quiet, as the scripts are
+    }
+    try:
+        ray.init(address=address or None, runtime_env=package, include_dashboard=False, configure_logging=False)
+    except ConnectionError as error:
+        raise ConfigError(f"ray_address={address}: no Ray cluster answers there ({first_line(error)})") from None
 
 
 def check_ray_address(address: str) -> None:
