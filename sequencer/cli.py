@@ -258,3 +258,6 @@ def _configure_logging(level: int) -> None:
     logger = logging.getLogger("sequencer")
     logger.addHandler(handler)
     logger.setLevel(level)
+    # Not on to the root logger too, where a library (absl, as TensorFlow saves a model) may have
+    # put a handler of its own that would print every line again in its format.
+    logger.propagate = False

@@ -35,6 +35,7 @@ def test_checkpoints_of_different_architectures_do_not_average():
         average_weights({"epoch-0001": dense(4, 0).get_weights(), "epoch-0002": dense(5, 0).get_weights()})
 
 
+@pytest.mark.slow
 def test_training_averages_its_last_checkpoints_and_keeps_the_better_model(tmp_path):
     config = tiny_config(tmp_path, epochs="3", average_last="2", optimizer="adam")
     run_dir = Trainer(config).train(Preprocessor(config).load())
@@ -58,6 +59,7 @@ def test_training_averages_its_last_checkpoints_and_keeps_the_better_model(tmp_p
     assert (run_dir / "best-epoch.keras").is_file() == (again["model.keras"] == "averaged")
 
 
+@pytest.mark.slow
 def test_snapshots_every_n_updates_are_averaged_and_a_resumed_run_takes_them_again(tmp_path):
     # 240 training pairs in batches of 32: 8 batches an epoch, 4 updates of 2 batches; a snapshot
     # every 2 updates, the last 3 kept.
@@ -100,6 +102,7 @@ def test_average_every_needs_snapshots_to_average(tmp_path):
         tiny_config(tmp_path, average_every="100")
 
 
+@pytest.mark.slow
 def test_a_run_too_short_for_two_snapshots_says_so_and_keeps_the_best_epoch(tmp_path, caplog):
     # 2 epochs of 8 updates: no snapshot every 100 updates.
     with caplog.at_level(logging.INFO, logger="sequencer.averaging"):
@@ -119,6 +122,7 @@ def test_a_damaged_snapshot_is_a_one_line_data_error(tmp_path):
         saved_weights(damaged, tiny_config(tmp_path))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode, winner", [("min", "averaged"), ("max", "best epoch")])
 def test_the_average_replaces_the_best_epoch_only_if_it_scores_better_in_the_monitors_mode(
     tmp_path, monkeypatch, mode, winner
@@ -136,6 +140,7 @@ def test_the_average_replaces_the_best_epoch_only_if_it_scores_better_in_the_mon
     assert all(np.allclose(mean, np.mean(each, axis=0), atol=1e-6) for mean, *each in zip(averaged, *checkpoints))
 
 
+@pytest.mark.slow
 def test_averaging_a_run_on_other_training_data_is_a_data_error(tmp_path):
     config = tiny_config(tmp_path, epochs="2", average_last="2")
     run_dir = Trainer(config).train(Preprocessor(config).load())

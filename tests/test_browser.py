@@ -24,6 +24,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 
+@pytest.mark.slow
 def test_the_page_translates_what_is_typed(trained_run, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 

@@ -56,7 +56,14 @@ SETTINGS = {
 }
 
 
-@pytest.fixture(params=SETTINGS)
+# The fast tier builds each builder with its defaults; the variants are slow.
+BUILDS = [
+    name if name in ("lstm", "attention-luong", "transformer") else pytest.param(name, marks=pytest.mark.slow)
+    for name in SETTINGS
+]
+
+
+@pytest.fixture(params=BUILDS)
 def model(request, tmp_path):
     config = tiny_config(tmp_path, latent_dim="8", **SETTINGS[request.param])
     keras.utils.set_random_seed(0)

@@ -89,6 +89,7 @@ TOKENS = {"batch_tokens": "400", "optimizer": "adam"}
 MOVING_AVERAGE = {"ema_decay": "0.9"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "settings",
     [{}, TRANSFORMER, TOKENS, MOVING_AVERAGE],
@@ -114,6 +115,7 @@ def free_port():
         return probe.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_workers_train_one_epoch_and_only_the_chief_writes_a_run(tmp_path):
     workers = [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]
     processes = []
@@ -159,6 +161,7 @@ THREADS = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_threads_are_set_before_tensorflow_starts_and_refused_after():
     process = python("-c", THREADS, cwd=ROOT)
     out, err = process.communicate(timeout=120)

@@ -55,7 +55,10 @@ RUNS = {
 }
 
 
-@pytest.fixture(scope="module", params=RUNS)
+# The fast tier exports a character run; the word and subword runs (and their training) are slow.
+@pytest.fixture(
+    scope="module", params=[name if name == "char" else pytest.param(name, marks=pytest.mark.slow) for name in RUNS]
+)
 def run(request, tmp_path_factory):
     config = tiny_config(tmp_path_factory.mktemp(request.param), latent_dim="16", **RUNS[request.param])
     return load_run(Trainer(config, progress="none").train(Preprocessor(config).load()))
@@ -87,6 +90,7 @@ def exported(run, out_dir: Path, **settings) -> dict:
     return output
 
 
+@pytest.mark.slow
 def test_greedy_export_translates_as_the_predictor_does(run, tmp_path):
     output = exported(run, tmp_path / "greedy")
     expected = Predictor(run).hypotheses(in_predictor_order(run))
@@ -97,6 +101,7 @@ def test_greedy_export_translates_as_the_predictor_does(run, tmp_path):
     assert recorded["beam_width"] == 1 and recorded["token_level"] == run.source_vocab.level
 
 
+@pytest.mark.slow
 def test_beam_export_gives_the_predictors_n_best(run, tmp_path):
     output = exported(run, tmp_path / "beam", beam_width=3, n_best=2)
     sentences = in_predictor_order(run)
@@ -128,6 +133,7 @@ def test_the_export_holds_core_tensorflow_ops_only(run, tmp_path):
     assert {op for op in ops if not hasattr(tf.raw_ops, op) and not op.startswith("Sentencepiece")} == set()
 
 
+@pytest.mark.slow
 def test_saved_model_cli_lists_the_signature(run, tmp_path):
     if run.source_vocab.level != "char":
         pytest.skip("one run is enough")

@@ -27,6 +27,7 @@ TRAIN = ["--config", str(TINY_CONFIG), "--model_dir", "models"]
 PREDICT = [*TRAIN, "--predict_out", "predicted"]
 
 
+@pytest.mark.slow
 def test_train_then_predict_files_and_stdin(tmp_path):
     # Run from another folder: paths in the config file are relative to the config file.
     trained = script("train.py", *TRAIN, cwd=tmp_path)
@@ -92,13 +93,20 @@ def test_train_then_predict_files_and_stdin(tmp_path):
         (["--epcohs", "2"], {}, "", "unknown flag --epcohs (did you mean --epochs?)"),
         (["--resume", "--run_name", "b"], {}, "", "the run --resume continues; to continue the run b, use --resume b"),
         (["--resume", "--run", "b"], {}, "", "--run neither chooses nor renames the run --resume continues"),
-        (  # found after TensorFlow starts, before anything else is said
+        pytest.param(  # found after TensorFlow starts, before anything else is said
             ["--train_dir", "train", "--val_split", "0", "--monitor", "loss", "--mixed_precision", "true"],
             {},
             "",
             "mixed_precision=true needs a GPU",
+            marks=pytest.mark.slow,
         ),
-        (["--train_dir", "train", "--val_split", "0", "--monitor", "loss", "--device", "gpu"], {}, "", "sees 0 GPU"),
+        pytest.param(
+            ["--train_dir", "train", "--val_split", "0", "--monitor", "loss", "--device", "gpu"],
+            {},
+            "",
+            "sees 0 GPU",
+            marks=pytest.mark.slow,
+        ),
         (["--distribution", "multi_worker"], {"TF_CONFIG": ""}, "", "needs the cluster in the TF_CONFIG"),
     ],
 )
@@ -143,6 +151,7 @@ def test_predict_without_a_model_exits_2(tmp_path):
     assert missing.stderr == f"error: the run folder {tmp_path / 'models' / 'lstm-20260101'} does not exist\n"
 
 
+@pytest.mark.slow
 def test_a_damaged_model_is_one_line_after_tensorflow_starts(tmp_path):
     run = tmp_path / "models" / "broken"
     run.mkdir(parents=True)
@@ -177,6 +186,7 @@ def test_help_lists_the_keys_a_script_uses_and_ignored_flags_are_warnings(tmp_pa
         assert mistyped.stderr == f"error: unknown flag {typed[0]} (did you mean {meant}?); see predict.py --help\n"
 
 
+@pytest.mark.slow
 def test_interrupted_training_leaves_a_run_to_predict_with_and_resume(tmp_path):
     command = [sys.executable, str(ROOT / "scripts" / "train.py"), *TRAIN, "--epochs", "1000"]
     process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -220,6 +230,7 @@ def test_list_shows_builders_and_batchers(tmp_path):
     assert "  bucketed " in listed.stdout and "  padded " in listed.stdout
 
 
+@pytest.mark.slow
 def test_unwritable_output_and_empty_input(tmp_path):
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "empty.txt").write_text("")
@@ -285,6 +296,7 @@ def test_unwritable_output_and_empty_input(tmp_path):
         )
 
 
+@pytest.mark.slow
 def test_evaluate_without_files_scores_the_held_out_pairs_and_records_how_it_decoded(tmp_path):
     trained = script("train.py", *TRAIN, "--epochs", "1", "--test_split", "0.2", cwd=tmp_path)
     assert trained.returncode == 0, trained.stderr
@@ -299,6 +311,7 @@ def test_evaluate_without_files_scores_the_held_out_pairs_and_records_how_it_dec
     assert scores["decoding"] == {**greedy["decoding"], "beam_width": 2} and scores["sentences"] == len(sources)
 
 
+@pytest.mark.slow
 def test_tune_prints_its_own_lines_only(tmp_path):
     tuning = ["--population_size", "2", "--ready_after", "1", "--stop_after", "2", "--latent_dim", "16"]
     tuned = script("tune.py", *TRAIN, *tuning, cwd=tmp_path)
@@ -308,6 +321,7 @@ def test_tune_prints_its_own_lines_only(tmp_path):
     assert (tmp_path / "models" / "latest").read_text().strip().endswith("-best")
 
 
+@pytest.mark.slow
 def test_a_run_trained_on_a_cluster_averages_on_one_device(tmp_path):
     trained = script("train.py", *TRAIN, "--average_last", "2", cwd=tmp_path)
     assert trained.returncode == 0, trained.stderr
@@ -319,6 +333,7 @@ def test_a_run_trained_on_a_cluster_averages_on_one_device(tmp_path):
     assert "average of epoch-0001, epoch-0002: val_loss" in averaged.stderr
 
 
+@pytest.mark.slow
 def test_xla_compiled_training_runs(tmp_path):
     # A process of its own: once TensorFlow's op determinism is on, Keras will not compile with XLA.
     # One batch per epoch keeps the number of shapes XLA compiles for small.

@@ -49,7 +49,11 @@ MODELS = {
 }
 
 
-@pytest.fixture(scope="module", params=MODELS)
+# The fast tier decodes with the trained and a random LSTM; attention and the Transformer are slow.
+@pytest.fixture(
+    scope="module",
+    params=[name if name in ("trained", "random") else pytest.param(name, marks=pytest.mark.slow) for name in MODELS],
+)
 def model(request, run):
     """The trained model, or one with random weights.
 
@@ -116,11 +120,14 @@ def test_every_n_best_count_is_the_same_trace_and_a_prefix_of_the_widest(run, mo
 @pytest.mark.parametrize(
     "settings",
     [
-        {},
-        {"model": "attention", "num_layers": "2"},
-        {"model": "transformer", "model_dim": "8", "num_heads": "2", "ffn_dim": "16", "num_layers": "2"},
+        pytest.param({}, id="lstm"),
+        pytest.param({"model": "attention", "num_layers": "2"}, id="attention", marks=pytest.mark.slow),
+        pytest.param(
+            {"model": "transformer", "model_dim": "8", "num_heads": "2", "ffn_dim": "16", "num_layers": "2"},
+            id="transformer",
+            marks=pytest.mark.slow,
+        ),
     ],
-    ids=["lstm", "attention", "transformer"],
 )
 def test_a_wide_enough_beam_finds_the_most_probable_output(tmp_path, settings, min_len):
     # Four ids can be output (end, unknown, x, y) over three steps: a beam of 4 * 4 keeps every

@@ -372,6 +372,7 @@ def in_background(function, *args):
     return lambda: (thread.join(timeout=120), result["value"])[1]
 
 
+@pytest.mark.slow
 def test_serve_script_translates_and_ctrl_c_finishes_the_request_in_flight(trained_run, backend, tmp_path):
     with server_process("--run", str(trained_run), "--batch_wait_ms", "1500", cwd=tmp_path) as (process, url, log):
         status, answer = post(url, {"text": SENTENCES})
@@ -397,6 +398,7 @@ def test_serve_script_translates_and_ctrl_c_finishes_the_request_in_flight(train
     assert lines[-1] == "interrupted" and "Traceback" not in log.read_text()
 
 
+@pytest.mark.slow
 def test_serve_script_serves_an_export_until_sigterm(exported, tmp_path):
     arguments = ("--export", str(exported), "--quiet", "--n_best", "2")  # applied, it would need beam_width >= 2
     with server_process(*arguments, cwd=tmp_path) as (process, url, log):

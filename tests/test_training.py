@@ -48,6 +48,7 @@ class InterruptAt(keras.callbacks.Callback):
             raise KeyboardInterrupt
 
 
+@pytest.mark.slow
 def test_a_run_interrupted_in_its_first_epoch_says_so_and_resumes_from_the_start(tmp_path, caplog):
     config = tiny_config(tmp_path, epochs="1")
     with caplog.at_level(logging.WARNING, "sequencer"), pytest.raises(KeyboardInterrupt):
@@ -61,6 +62,7 @@ def test_a_run_interrupted_in_its_first_epoch_says_so_and_resumes_from_the_start
     assert [row["epoch"] for row in metrics_rows(resumed)] == ["1"] and load_run(resumed).model is not None
 
 
+@pytest.mark.slow
 def test_same_seed_same_weights(tmp_path):
     first = train(tiny_config(tmp_path / "a", epochs="1"))
     second = train(tiny_config(tmp_path / "b", epochs="1"))
@@ -87,6 +89,7 @@ TRANSFORMER = {
 TOKENS_AND_ACCUMULATION = {"batch_tokens": "400", "accumulate_steps": "3", "dropout": "0.2", "embedding_dim": "8"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "settings",
     [{}, TRANSFORMER, TOKENS_AND_ACCUMULATION, {"ema_decay": "0.9"}],
@@ -116,6 +119,7 @@ def test_resumed_run_ends_like_an_uninterrupted_one(tmp_path, settings):
     )
 
 
+@pytest.mark.slow
 def test_resuming_may_change_learning_rate_dropout_and_batch_size(tmp_path):
     config = tiny_config(tmp_path, epochs="1")
     run_dir = train(config)
@@ -148,6 +152,7 @@ class TrainedWeights(keras.callbacks.Callback):
         self.after_batch.append([keras.ops.convert_to_numpy(v) for v in self.model.trainable_variables])
 
 
+@pytest.mark.slow
 def test_ema_decay_validates_and_saves_the_moving_average_of_the_weights(tmp_path):
     trained = TrainedWeights()
     config = tiny_config(tmp_path, epochs="1", ema_decay="0.8")
@@ -165,6 +170,7 @@ def test_ema_decay_validates_and_saves_the_moving_average_of_the_weights(tmp_pat
     assert float(metrics_rows(run_dir)[0]["val_loss"]) == pytest.approx(validated, rel=1e-5)
 
 
+@pytest.mark.slow
 def test_a_finished_run_with_ema_decay_goes_on_as_if_it_had_not_stopped(tmp_path):
     whole = train(tiny_config(tmp_path / "whole", epochs="3", ema_decay="0.9"))
     config = tiny_config(tmp_path / "parts", epochs="2", ema_decay="0.9")
@@ -177,6 +183,7 @@ def test_a_finished_run_with_ema_decay_goes_on_as_if_it_had_not_stopped(tmp_path
     assert same_weights(load_run(whole).model, load_run(finished).model, 1e-6)
 
 
+@pytest.mark.slow
 def test_early_stopping_keeps_the_best_weights(tmp_path):
     # mode=max makes the first epoch's val_loss the best one, since val_loss falls as training goes on.
     config = tiny_config(tmp_path, epochs="5", mode="max", early_stopping_patience="2")
@@ -197,6 +204,7 @@ def test_early_stopping_keeps_the_best_weights(tmp_path):
     assert best.evaluate(data, verbose=0) == pytest.approx(float(rows[0]["val_loss"]), rel=1e-4)
 
 
+@pytest.mark.slow
 def test_learning_rate_falls_on_a_plateau_and_gradients_are_clipped(tmp_path):
     config = tiny_config(tmp_path, epochs="3", mode="max", lr_patience="1", lr_factor="0.5", clipnorm="1.0")
     run_dir = train(config)
@@ -205,6 +213,7 @@ def test_learning_rate_falls_on_a_plateau_and_gradients_are_clipped(tmp_path):
     assert model.optimizer.clipnorm == 1.0
 
 
+@pytest.mark.slow
 def test_a_builder_in_a_folder_of_the_builders_path_is_selectable_and_trains(tmp_path, monkeypatch):
     folder = tmp_path / "plugins"
     folder.mkdir()
@@ -310,6 +319,7 @@ def test_models_under_mixed_precision_keep_float32_outputs(tmp_path, model):
         keras.mixed_precision.set_global_policy("float32")
 
 
+@pytest.mark.slow
 def test_held_out_test_pairs_are_saved_and_scored(tmp_path):
     run_dir = train(tiny_config(tmp_path, epochs="1", test_split="0.1"))
     summary = json.loads((run_dir / "summary.json").read_text())
@@ -321,6 +331,7 @@ def test_held_out_test_pairs_are_saved_and_scored(tmp_path):
     assert "best epoch 1 of 1; model.keras holds it" in log and "held-out test pairs (" in log and "| chrF |" in log
 
 
+@pytest.mark.slow
 def test_validation_chrf_is_logged_and_can_pick_the_best_epoch(tmp_path):
     run_dir = train(tiny_config(tmp_path, epochs="3", eval_every="2", monitor="val_chrf"))
     chrf = [row["val_chrf"] for row in metrics_rows(run_dir)]
@@ -333,6 +344,7 @@ def test_validation_chrf_is_logged_and_can_pick_the_best_epoch(tmp_path):
     assert "monitor=val_chrf needs eval_every >= 1" in str(caught.value)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "level",
     ["word", "subword"],  # subwords with every model, not only the Transformer
@@ -350,6 +362,7 @@ def test_attention_model_on_words_and_subwords_trains_saves_and_translates_with_
     assert all("\uffed" not in text for alternatives in n_best for text in alternatives)  # detokenised
 
 
+@pytest.mark.slow
 def test_transformer_on_subwords_trains_saves_and_translates_with_beam_search(tmp_path):
     run_dir = train(tiny_config(tmp_path, test_split="0.1", **TRANSFORMER))
     run = load_run(run_dir)
@@ -362,6 +375,7 @@ def test_transformer_on_subwords_trains_saves_and_translates_with_beam_search(tm
     assert all(alternatives[0] for alternatives in n_best[:2])  # min_output_len: never empty
 
 
+@pytest.mark.slow
 def test_resuming_on_changed_data_is_refused(tmp_path):
     config = tiny_config(tmp_path, epochs="1")
     run_dir = train(config)
@@ -370,6 +384,7 @@ def test_resuming_on_changed_data_is_refused(tmp_path):
         Trainer(load_config(run_dir, {"epochs": "2"})).resume(run_dir, Preprocessor(fewer).load())
 
 
+@pytest.mark.slow
 def test_a_transformer_resumes_with_dropout_turned_off(tmp_path):
     # Keras makes a dropout layer's random generator only for a rate above 0: the checkpoint has
     # generators the resumed model lacks, and the run goes on without them.
@@ -390,6 +405,7 @@ def test_learned_positions_refuse_a_pair_longer_than_they_reach(tmp_path):
         train(config)
 
 
+@pytest.mark.slow
 def test_a_token_budget_below_every_pair_makes_batches_of_one_and_says_so(tmp_path, caplog):
     caplog.set_level(logging.WARNING)
     run_dir = train(tiny_config(tmp_path, epochs="1", batch_tokens="1"))
@@ -398,6 +414,7 @@ def test_a_token_budget_below_every_pair_makes_batches_of_one_and_says_so(tmp_pa
     assert (run_dir / "model.keras").is_file()
 
 
+@pytest.mark.slow
 def test_resuming_a_finished_run_says_so_and_changes_nothing(tmp_path, caplog):
     run_dir = train(tiny_config(tmp_path, epochs="1"))
     before = {path.name: path.read_bytes() for path in run_dir.iterdir() if path.is_file()}

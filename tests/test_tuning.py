@@ -22,6 +22,7 @@ TRANSFORMER = {"model": "transformer", "token_level": "subword", "subword_vocab"
 TRANSFORMER.update(num_heads="2", ffn_dim="32", optimizer="adam", warmup_steps="4")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("settings", [{"latent_dim": "16"}, TRANSFORMER], ids=["lstm", "transformer-subword"])
 def test_population_of_two_exploits_weights_and_settings_and_saves_the_best_as_a_run(tmp_path, monkeypatch, settings):
     monkeypatch.chdir(tmp_path)  # Ray's workers must find the package wherever the work starts
