@@ -173,3 +173,20 @@ def test_the_transformer_decoder_has_its_own_depth(tmp_path):
     # A run saved before decoder_layers existed has as many decoder layers as encoder layers.
     saved = {key: value for key, value in model.get_config().items() if key != "decoder_layers"}
     assert len(type(model).from_config(saved).decoder_layers) == 3
+
+
+def test_decoding_caches_are_written_with_core_tensorflow_ops():
+    """Pins builders/transformer.py's one use of a private Keras module (Keras 3.15's TensorFlow backend)."""
+    import tensorflow as tf
+
+    from sequencer.builders.transformer import core_slice_update
+
+    @tf.function(input_signature=[tf.TensorSpec([2, 3], tf.float32)])
+    def update(cache):
+        with core_slice_update():
+            return keras.ops.slice_update(cache, [0, 1], tf.ones((2, 1)))
+
+    graph = update.get_concrete_function().graph
+    ops = {operation.type for operation in graph.get_operations()}
+    assert "TensorStridedSliceUpdate" in ops and not [op for op in ops if op.startswith("Xla")]
+    assert update(tf.zeros((2, 3))).numpy().tolist() == [[0, 1, 0], [0, 1, 0]]

@@ -183,6 +183,11 @@ def core_slice_update():
     tensorflow/serving#2217). The core op has a kernel for every device and writes the same
     values. Keras is restored on leaving; the lock keeps threads that decode at once from
     restoring it in the wrong order.
+
+    This is the project's one use of a private Keras module, `keras.src.backend.tensorflow.core`
+    of Keras 3.15 (slice_update has used dynamic_update_slice since keras-team/keras-core#356);
+    tests/test_export.py's test that an export holds core TensorFlow ops only fails if a Keras
+    release moves it or the patch stops taking effect.
     """
     with _SLICE_UPDATE_LOCK:
         keras_slice_update = keras_tensorflow_core.slice_update
