@@ -153,7 +153,10 @@ class TranslationGraph(tf.Module):
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
     def translate(self, text):
         source_ids = self.source.encode(text)[:, : self.model.max_positions]  # (B, S)
-        ids, log_probs, lengths = self.search(source_ids, tf.constant(self.max_len), tf.constant(self.min_len))
+        no_prefix = tf.zeros([tf.shape(source_ids)[0], 1], tf.int32)  # a column of padding
+        ids, log_probs, lengths = self.search(
+            source_ids, tf.constant(self.max_len), tf.constant(self.min_len), no_prefix
+        )
         shape = tf.shape(ids)  # (B, n, T)
         # Without leading and trailing white space, as `translation.Translator` gives them.
         translations = tf.strings.strip(tf.reshape(self.target.decode(tf.reshape(ids, [-1, shape[2]])), shape[:2]))
