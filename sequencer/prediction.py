@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import sys
-import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -18,6 +17,7 @@ from sequencer.devices import configure_device
 from sequencer.evaluation import EVAL_FILE, ReferenceSet, record, score, scores_table
 from sequencer.files import atomic_path
 from sequencer.runs import Run, find_trained_run, load_run
+from sequencer.text import Progress
 from sequencer.translation import Hypothesis, Translator, warn_if_young, warn_of_unknown_tokens
 
 log = logging.getLogger(__name__)
@@ -25,31 +25,6 @@ log = logging.getLogger(__name__)
 # Lines read and translated at a time: large enough to fill many batches, small enough that a
 # file of any length is translated in bounded memory.
 CHUNK_LINES = 8192
-
-
-class Progress:
-    """Lines done and lines per second, redrawn in place on a terminal at most four times a second."""
-
-    def __init__(self, stream: TextIO):
-        self.stream = stream
-        self.started = self.shown = time.monotonic()
-        self.lines = 0
-
-    def advance(self, lines: int) -> None:
-        self.lines += lines
-        now = time.monotonic()
-        if now - self.shown >= 0.25:
-            self.shown = now
-            self._show(now)
-
-    def close(self) -> None:
-        self._show(time.monotonic())
-        self.stream.write("\n")
-
-    def _show(self, now: float) -> None:
-        rate = self.lines / max(now - self.started, 1e-9)
-        self.stream.write(f"\r{self.lines:,} lines, {rate:,.0f} lines/s")
-        self.stream.flush()
 
 
 class Predictor:
@@ -175,7 +150,7 @@ class Predictor:
     def _progress(self, source: Path):
         """The progress line while `source` is translated, and a warning if most of it came out
         empty, or cut at the length limit (a young model repeats itself until it is stopped)."""
-        self.progress = Progress(sys.stderr) if self.show_progress else None
+        self.progress = Progress(unit="lines", live=True, stream=sys.stderr) if self.show_progress else None
         self.sentences = self.empty_translations = self.at_length_limit = 0
         try:
             yield

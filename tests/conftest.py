@@ -17,6 +17,11 @@ DATA = Path(__file__).parent / "data"
 TINY_CONFIG = DATA / "tiny_config.txt"
 
 
+def run_folders(model_dir: Path) -> list[Path]:
+    """The run folders in `model_dir` (which also holds `prepared/`, the prepared corpora)."""
+    return sorted(path for path in model_dir.iterdir() if (path / "config.json").is_file())
+
+
 def tiny_config(tmp_path: Path, **flags: str):
     """The tiny test config, writing under `tmp_path` and ignoring the caller's environment."""
     outputs = {"model_dir": str(tmp_path / "models"), "predict_out": str(tmp_path / "predicted")}

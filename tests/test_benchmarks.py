@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = sorted(path.name for path in (ROOT / "benchmarks").glob("*.py"))
 # The first columns of the Markdown table(s) each benchmark prints on standard output.
 TABLES = {
+    "data_scale.py": ["| corpus | pairs |", "| training path | pairs/s (epoch 2) |"],
     "decode_speed.py": ["| decoder | sentences |"],
     "lstm_kernels.py": ["| kernel | ms per step"],
     "quality.py": ["| model | epochs (best) |"],

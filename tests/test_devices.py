@@ -14,7 +14,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import TINY_CONFIG, tiny_config
+from conftest import TINY_CONFIG, run_folders, tiny_config
 
 from sequencer.devices import check_accumulation, fit_under_multi_worker, make_strategy
 from sequencer.errors import ConfigError
@@ -116,12 +116,16 @@ def free_port():
 
 
 @pytest.mark.slow
-def test_two_workers_train_one_epoch_and_only_the_chief_writes_a_run(tmp_path):
+@pytest.mark.parametrize("shard_pairs", ["1000000", "100"], ids=["one-shard-shared", "shards-of-their-own"])
+def test_two_workers_train_one_epoch_and_only_the_chief_writes_a_run(tmp_path, shard_pairs):
+    """With one shard both workers read it and take their part of each batch; with a shard or
+    more for each, each worker streams shards of its own. The corpus is prepared by both, once."""
     workers = [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]
     processes = []
     for index in range(2):
         tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
         arguments = ["--config", str(TINY_CONFIG), "--model_dir", str(tmp_path / "models"), "--epochs", "1"]
+        arguments += ["--shard_pairs", shard_pairs]
         processes.append(
             python(
                 str(ROOT / "scripts" / "train.py"),
@@ -135,10 +139,11 @@ def test_two_workers_train_one_epoch_and_only_the_chief_writes_a_run(tmp_path):
     for process in processes:
         _, stderr = process.communicate(timeout=600)
         assert process.returncode == 0, stderr[-3000:]
-    runs = [path for path in (tmp_path / "models").iterdir() if path.is_dir()]
+    runs = run_folders(tmp_path / "models")
     assert len(runs) == 1 and (runs[0] / "model.keras").is_file()
     with open(runs[0] / "metrics.csv", newline="") as stream:
         assert len(list(csv.DictReader(stream))) == 1
+    assert len(list((tmp_path / "models" / "prepared").iterdir())) == 1  # the first to finish preparing won
 
 
 THREADS = textwrap.dedent(
