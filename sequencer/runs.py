@@ -127,7 +127,7 @@ def mark_latest(run_dir: Path) -> None:
 
 # The versions whose runs this one translates with but cannot resume, and the commit that can:
 # 0.1 saved other checkpoints; 0.2 drew its splits and batches otherwise (before the prepared corpora).
-_NOT_RESUMABLE = {"0.1.0": "c622279", "0.2.0": "daa7109"}
+_NOT_RESUMABLE = {"0.1.0": "c622279", "0.2.0": "cb6c22a"}
 
 
 def check_resumable(run_dir: Path) -> None:
