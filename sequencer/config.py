@@ -45,7 +45,8 @@ _SECTION_HEADER = re.compile(r"^\[[^\]]*\]$")
 class Key:
     """One configuration key. `kind` is int, float, bool, str, path, run, choice or list (comma-separated).
 
-    `choices` is a tuple, or a function returning one for choices found at run time (plug-ins).
+    `choices` is a tuple, or a function returning one for choices found at run time (plug-ins);
+    `aliases` maps other names of a choice to it (a key that was a bool keeps taking `true`).
     A str key may have a `pattern` (a regular expression the whole value must match), described
     to the user by `pattern_help`. A `run` is a run folder: a bare name means a folder in
     `model_dir` (see `run_folder`). `resumable` keys of the training sections may change when a
@@ -67,6 +68,7 @@ class Key:
     pattern_help: str = ""
     resumable: bool = False
     in_export: bool = False  # a Prediction key that scripts/export.py fixes in a SavedModel
+    aliases: dict[str, str] | None = None  # a choice's other names, case-insensitive (`true`: float16)
 
     def options(self) -> tuple[str, ...]:
         return self.choices() if callable(self.choices) else self.choices
@@ -105,6 +107,7 @@ class Key:
                 raise ValueError
             return text
         if self.kind == "choice":
+            text = (self.aliases or {}).get(text.lower(), text)
             if text not in self.options():
                 raise ValueError
             return text
@@ -576,10 +579,13 @@ KEYS: tuple[Key, ...] = (
     ),
     Key(
         "mixed_precision",
-        "bool",
-        False,
-        "compute in float16 with float32 weights (Keras mixed_float16): faster on recent GPUs; needs a GPU",
+        "choice",
+        "false",
+        "compute in float16 (Keras mixed_float16; needs a GPU; true is float16 too) or bfloat16 (mixed_bfloat16: "
+        "a recent GPU, or a CPU with avx512_bf16 or amx_bf16) with float32 weights; false computes in float32",
         "Training",
+        choices=("false", "float16", "bfloat16"),
+        aliases={"true": "float16", "false": "false"},  # a run's config.json from before holds a JSON boolean
     ),
     # Prediction
     Key(

@@ -230,7 +230,10 @@ def load_run(path: Path) -> Run:
     config, summary = load_config(path), load_summary(path)
     if not (path / MODEL_FILE).is_file():
         raise DataError(f"{path} has no {MODEL_FILE} yet: its training has not finished an epoch")
-    model = load_model(path / MODEL_FILE, config)
+    from sequencer.seq2seq import float32_policy  # Keras, only to load a model
+
+    with float32_policy():  # translations are decoded in float32, whatever precision the run trained in
+        model = load_model(path / MODEL_FILE, config)
     if not isinstance(model, builders.get(config.model)):
         model = _from_version_0_1(model, config, len(source_vocab), len(target_vocab), path)
     return Run(path, model, source_vocab, target_vocab, config, summary)

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from sequencer.cli import Parser
-from sequencer.config import DEFAULT_CONFIG_FILE, KEYS, load_config, render_config
+from sequencer.config import DEFAULT_CONFIG_FILE, KEYS, config_from_dict, load_config, render_config
 from sequencer.errors import ConfigError
 
 LEGACY_CONFIG = """\
@@ -229,3 +229,13 @@ def test_a_key_set_twice_names_both_lines(tmp_path):
     with pytest.raises(ConfigError) as caught:
         load_config(path, environ={})
     assert str(caught.value).endswith("config.txt:4: epochs is set again (first on line 1); set each key once")
+
+
+def test_mixed_precision_takes_true_for_float16_and_a_saved_run_s_boolean(tmp_path):
+    assert load_config(write(tmp_path, "mixed_precision=true\n"), environ={}).mixed_precision == "float16"
+    assert load_config(write(tmp_path, "mixed_precision=bfloat16\n"), environ={}).mixed_precision == "bfloat16"
+    # A run's config.json written when the key was a bool holds JSON's false or true.
+    assert config_from_dict({"mixed_precision": False}, "config.json").mixed_precision == "false"
+    assert config_from_dict({"mixed_precision": True}, "config.json").mixed_precision == "float16"
+    with pytest.raises(ConfigError, match="'half' is not allowed; expected one of false, float16, bfloat16"):
+        load_config(write(tmp_path, "mixed_precision=half\n"), environ={})

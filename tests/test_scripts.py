@@ -97,7 +97,7 @@ def test_train_then_predict_files_and_stdin(tmp_path):
             ["--train_dir", "train", "--val_split", "0", "--monitor", "loss", "--mixed_precision", "true"],
             {},
             "",
-            "mixed_precision=true needs a GPU",
+            "mixed_precision=float16 needs a GPU",
             marks=pytest.mark.slow,
         ),
         pytest.param(
