@@ -180,7 +180,7 @@ def test_help_lists_the_keys_a_script_uses_and_ignored_flags_are_warnings(tmp_pa
     assert shown.stderr == "warning: --n_best is not a setting train.py uses; it is ignored\n"
     # A mistyped flag before a value: the flag is the error, not the value predict.py's "-" would take.
     # The flag meant is one --help lists, one the typed text begins, if there is such a one.
-    for typed, meant in (["--epcohs", "2"], "--epochs"), (["--beam", "4"], "--beam_width"), (["--h"], "--help"):
+    for typed, meant in (["--latnet_dim", "2"], "--latent_dim"), (["--beam", "4"], "--beam_width"), (["--h"], "--help"):
         mistyped = script("predict.py", *typed, cwd=tmp_path)
         assert mistyped.returncode == 2
         assert mistyped.stderr == f"error: unknown flag {typed[0]} (did you mean {meant}?); see predict.py --help\n"
