@@ -673,6 +673,14 @@ KEYS: tuple[Key, ...] = (
     Key("max_request_sentences", "int", 64, "sentences one request may hold", "Serving", low=1),
     Key("max_sentence_chars", "int", 1000, "characters one sentence of a request may hold", "Serving", low=1),
     Key("max_beam_width", "int", 8, "the widest beam a request may ask for", "Serving", low=1),
+    Key(
+        "max_request_tokens",
+        "int",
+        30000,
+        "the most decoding one request may cost: its sentences' source tokens times its beam width; 0: no bound",
+        "Serving",
+        low=0,
+    ),
     # Tuning
     Key("population_size", "int", 4, "members trained side by side by scripts/tune.py", "Tuning", low=2),
     Key("ready_after", "int", 2, "epochs between two exploit-and-explore steps of the population", "Tuning", low=1),

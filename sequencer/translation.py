@@ -117,6 +117,10 @@ class BatchTranslator:
             progress(len(sentences) - len(by_length))  # the empty ones
         return Translations(results, unknown, at_limit)
 
+    def source_tokens(self, sentences: Sequence[str]) -> int:
+        """How many source tokens `sentences` hold, as the model reads them: what a request costs (serving)."""
+        return sum(self._read(sentence)[1] for sentence in sentences)
+
     def evaluate(self, pairs: list[tuple[str, str]]) -> tuple[dict, Translations]:
         """BLEU, chrF and exact matches of the translations of `pairs`' sources, every target a
         reference, with how they were decoded; and the translations."""

@@ -273,6 +273,21 @@ def test_a_ctranslate2_export_is_served_with_any_beam_width_up_to_the_limit(ctra
         assert wider.json()["error"] == "beam_width must be an integer from 1 to 4 (max_beam_width), not 5"
 
 
+def test_a_request_costing_more_than_max_request_tokens_is_a_413(backend, config):
+    assert backend.source_tokens(["Hello!", "Hi."]) == 9  # characters, as the run's model reads them
+    with serving(Recorder(seconds=0), config.replace(max_request_tokens=20)) as client:
+        assert client.post("/translate", json={"text": ["abcde", "fghij", ""], "beam_width": 2}).status_code == 200
+        costly = client.post("/translate", json={"text": ["abcde", "fghij", "k"], "beam_width": 2})
+        assert costly.status_code == 413
+        assert costly.json()["error"] == (
+            "text holds 11 source tokens, which at beam width 2 cost 22; a request may cost at most 20 "
+            "(max_request_tokens: source tokens x beam width)"
+        )
+        assert client.post("/translate", json={"text": ["abcde", "fghij", "k"]}).status_code == 200  # greedy: 11
+    with serving(Recorder(seconds=0), config.replace(max_request_tokens=0)) as client:  # no bound
+        assert client.post("/translate", json={"text": ["a" * 1000] * 3, "beam_width": 2}).status_code == 200
+
+
 class Recorder:
     """A stub backend that records the sentences of each decoding call, and takes a while for each."""
 
@@ -285,6 +300,9 @@ class Recorder:
 
     def allowed(self, field, beam_width):
         return range(1, 3), "1 or 2"
+
+    def source_tokens(self, sentences):
+        return sum(len(sentence) for sentence in sentences)
 
     def translate(self, sentences, beam_width, n_best):
         self.calls.append((list(sentences), beam_width))

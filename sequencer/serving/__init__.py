@@ -9,7 +9,8 @@ uvicorn. One module per job:
   beam width up to `max_beam_width`; a SavedModel export, its own beam width and n-best only).
 - `requests`: every request is bounded: its body is read up to what `max_request_sentences`
   sentences of `max_sentence_chars` characters can need, for at most `BODY_SECONDS`, and
-  checked field by field before anything is decoded. A bad request gets a 4xx and
+  checked field by field before anything is decoded, its cost (source tokens x beam width)
+  within `max_request_tokens`. A bad request gets a 4xx and
   `{"error": "..."}` (a `ServingError`), one sentence naming the JSON field.
 - `batching`: requests are decoded on one worker thread, off the event loop; with
   `dynamic_batching`, the sentences of concurrent requests together (`Batcher`), so that

@@ -1,7 +1,8 @@
 """What the server translates with: any translator (a run's model, or an export of `scripts/export.py`), made thin.
 
-A backend translates a list of sentences with a beam width and an n-best count, and says which
-values of them a request may ask for. `TranslatorBackend` wraps a translator of `translation`: a
+A backend translates a list of sentences with a beam width and an n-best count, says which
+values of them a request may ask for, and how many source tokens a request holds (its cost,
+which `max_request_tokens` bounds). `TranslatorBackend` wraps a translator of `translation`: a
 run's or a CTranslate2 export's decodes with any beam width up to `max_beam_width`; a SavedModel
 export's only with the beam width and n-best fixed in it when it was made.
 
@@ -34,6 +35,10 @@ class Backend(Protocol):
 
     def allowed(self, field: str, beam_width: int) -> tuple[range, str]:
         """The values `field` (beam_width, or n_best with that beam width) may take, and how to say so."""
+        ...
+
+    def source_tokens(self, sentences: list[str]) -> int:
+        """How many source tokens the model reads in `sentences`."""
         ...
 
     def translate(self, sentences: list[str], beam_width: int, n_best: int) -> list[list[Hypothesis]]:
@@ -80,6 +85,9 @@ class TranslatorBackend:
         if field == "beam_width":
             return range(1, self.max_beam_width + 1), f"an integer from 1 to {self.max_beam_width} (max_beam_width)"
         return range(1, beam_width + 1), f"an integer from 1 to the beam width, {beam_width}"
+
+    def source_tokens(self, sentences: list[str]) -> int:
+        return self.translator.source_tokens(sentences)
 
     def translate(self, sentences: list[str], beam_width: int, n_best: int) -> list[list[Hypothesis]]:
         return self.translator.translate(sentences, beam_width, n_best).hypotheses
