@@ -582,7 +582,8 @@ KEYS: tuple[Key, ...] = (
         "choice",
         "false",
         "compute in float16 (Keras mixed_float16; needs a GPU; true is float16 too) or bfloat16 (mixed_bfloat16: "
-        "a recent GPU, or a CPU with avx512_bf16 or amx_bf16) with float32 weights; false computes in float32",
+        "a GPU of compute capability 8.0+, or a CPU, native with avx512_bf16 or amx_bf16) with float32 weights; "
+        "false: float32",
         "Training",
         choices=("false", "float16", "bfloat16"),
         aliases={"true": "float16", "false": "false"},  # a run's config.json from before holds a JSON boolean
