@@ -1,11 +1,13 @@
+import json
 import logging
 from pathlib import Path
 
 import pytest
 
 from sequencer.cli import Parser
-from sequencer.config import DEFAULT_CONFIG_FILE, KEYS, config_from_dict, load_config, render_config
+from sequencer.config import DEFAULT_CONFIG_FILE, KEYS, load_config, render_config
 from sequencer.errors import ConfigError
+from sequencer.runs import load_config as load_run_config
 
 LEGACY_CONFIG = """\
 [Files]
@@ -235,7 +237,8 @@ def test_mixed_precision_takes_true_for_float16_and_a_saved_run_s_boolean(tmp_pa
     assert load_config(write(tmp_path, "mixed_precision=true\n"), environ={}).mixed_precision == "float16"
     assert load_config(write(tmp_path, "mixed_precision=bfloat16\n"), environ={}).mixed_precision == "bfloat16"
     # A run's config.json written when the key was a bool holds JSON's false or true.
-    assert config_from_dict({"mixed_precision": False}, "config.json").mixed_precision == "false"
-    assert config_from_dict({"mixed_precision": True}, "config.json").mixed_precision == "float16"
+    for saved, read in ((False, "false"), (True, "float16")):
+        (tmp_path / "config.json").write_text(json.dumps({"mixed_precision": saved}))
+        assert load_run_config(tmp_path).mixed_precision == read
     with pytest.raises(ConfigError, match="'half' is not allowed; expected one of false, float16, bfloat16"):
         load_config(write(tmp_path, "mixed_precision=half\n"), environ={})

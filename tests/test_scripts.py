@@ -259,7 +259,7 @@ def test_unwritable_output_and_empty_input(tmp_path):
     exported = script("export.py", *TRAIN, "exports/en-fr", cwd=tmp_path)
     assert exported.returncode == 0, exported.stderr
     assert exported.stdout == ""  # status on standard error, as every script has it
-    assert exported.stderr.splitlines()[-1] == f"exported {run_name} to {tmp_path / 'exports' / 'en-fr'}"
+    assert exported.stderr.splitlines()[-1] == f"exported {run_name} to {tmp_path / 'exports' / 'en-fr'} (savedmodel)"
     assert (tmp_path / "exports" / "en-fr" / "saved_model.pb").is_file()
     again = script("export.py", *TRAIN, "exports/en-fr", cwd=tmp_path)
     assert again.returncode == 2 and again.stderr == (
