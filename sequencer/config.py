@@ -45,7 +45,8 @@ _SECTION_HEADER = re.compile(r"^\[[^\]]*\]$")
 class Key:
     """One configuration key. `kind` is int, float, bool, str, path, run, corpora, choice or list (comma-separated).
 
-    `choices` is a tuple, or a function returning one for choices found at run time (plug-ins).
+    `choices` is a tuple, or a function returning one for choices found at run time (plug-ins);
+    `aliases` maps other names of a choice to it (a key that was a bool keeps taking `true`).
     A str key may have a `pattern` (a regular expression the whole value must match), described
     to the user by `pattern_help`. A `run` is a run folder: a bare name means a folder in
     `model_dir` (see `run_folder`). `corpora` are comma-separated paths of folders or files,
@@ -68,6 +69,7 @@ class Key:
     pattern_help: str = ""
     resumable: bool = False
     in_export: bool = False  # a Prediction key that scripts/export.py fixes in a SavedModel
+    aliases: dict[str, str] | None = None  # a choice's other names, case-insensitive (`true`: float16)
 
     def options(self) -> tuple[str, ...]:
         return self.choices() if callable(self.choices) else self.choices
@@ -113,6 +115,7 @@ class Key:
                 raise ValueError
             return text
         if self.kind == "choice":
+            text = (self.aliases or {}).get(text.lower(), text)
             if text not in self.options():
                 raise ValueError
             return text
@@ -706,10 +709,14 @@ KEYS: tuple[Key, ...] = (
     ),
     Key(
         "mixed_precision",
-        "bool",
-        False,
-        "compute in float16 with float32 weights (Keras mixed_float16): faster on recent GPUs; needs a GPU",
+        "choice",
+        "false",
+        "compute in float16 (Keras mixed_float16; needs a GPU; true is float16 too) or bfloat16 (mixed_bfloat16: "
+        "a GPU of compute capability 8.0+, or a CPU, native with avx512_bf16 or amx_bf16) with float32 weights; "
+        "false: float32",
         "Training",
+        choices=("false", "float16", "bfloat16"),
+        aliases={"true": "float16", "false": "false"},  # a run's config.json from before holds a JSON boolean
     ),
     # Prediction
     Key(
@@ -797,6 +804,14 @@ KEYS: tuple[Key, ...] = (
     Key("max_request_sentences", "int", 64, "sentences one request may hold", "Serving", low=1),
     Key("max_sentence_chars", "int", 1000, "characters one sentence of a request may hold", "Serving", low=1),
     Key("max_beam_width", "int", 8, "the widest beam a request may ask for", "Serving", low=1),
+    Key(
+        "max_request_tokens",
+        "int",
+        30000,
+        "the most decoding one request may cost: its sentences' source tokens times its beam width; 0: no bound",
+        "Serving",
+        low=0,
+    ),
     # Tuning
     Key("population_size", "int", 4, "members trained side by side by scripts/tune.py", "Tuning", low=2),
     Key("ready_after", "int", 2, "epochs between two exploit-and-explore steps of the population", "Tuning", low=1),

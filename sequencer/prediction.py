@@ -15,10 +15,11 @@ from sequencer.config import Config
 from sequencer.data import decode_line, read_lines, translation_inputs
 from sequencer.devices import configure_device
 from sequencer.evaluation import EVAL_FILE, ReferenceSet, record, score, scores_table
+from sequencer.exports import open_export
 from sequencer.files import atomic_path
 from sequencer.runs import Run, find_trained_run, load_run
 from sequencer.text import Progress
-from sequencer.translation import Hypothesis, Translator, warn_if_young, warn_of_unknown_tokens
+from sequencer.translation import BatchTranslator, Hypothesis, Translator, warn_if_young, warn_of_unknown_tokens
 
 log = logging.getLogger(__name__)
 
@@ -28,16 +29,19 @@ CHUNK_LINES = 8192
 
 
 class Predictor:
-    """Translates sentences, files, folders and streams with one run folder, through a `Translator`.
+    """Translates sentences, files, folders and streams with one run folder or export, through a translator.
 
     This is the front end for people: it reads and writes files atomically, shows progress, and
     warns once per file or stream of what the translator reports (tokens never seen in training,
     translations mostly empty or cut at the length limit), keeping the counts it needs for that.
+    `Predictor(run, config)` translates with a run's model (a `Translator` with `config`'s
+    Prediction keys, by default the run's); `Predictor(translator)` with any translator, such as
+    an export's (`from_export`).
     """
 
-    def __init__(self, run: Run, config: Config | None = None):
-        self.translator = Translator(run, config)
-        self.run = run
+    def __init__(self, source: Run | BatchTranslator, config: Config | None = None):
+        self.translator = source if isinstance(source, BatchTranslator) else Translator(source, config)
+        self.run = getattr(self.translator, "run", None)  # None for an export
         self.unknown_tokens: Counter[str] = Counter()
         # Since the file or stream began: non-empty sentences translated, and those translated as
         # blank or cut at the length limit.
@@ -53,6 +57,13 @@ class Predictor:
         log.info("translating with %s", run.path)
         warn_if_young(run)
         return cls(run, config)
+
+    @classmethod
+    def from_export(cls, folder: Path, config: Config) -> Predictor:
+        """The predictor for an export folder of either format (`exports.open_export`)."""
+        translator = open_export(folder, config)
+        log.info("translating with the export %s", folder)
+        return cls(translator)
 
     def translate(self, sentences: list[str]) -> list[str]:
         """One translation per sentence, in order; an empty sentence gives an empty translation."""
@@ -99,9 +110,11 @@ class Predictor:
             log.info("wrote %s", written[-1])
             if scores:
                 scored[str(path)] = scores
-                record(self.run.path, str(path), scores)
+                if self.translator.run_dir:  # an export has no run folder to record them in
+                    record(self.translator.run_dir, str(path), scores)
         if scored:
-            log.info("scores (also in %s):\n%s", self.run.path / EVAL_FILE, scores_table(scored))
+            where = f" (also in {self.translator.run_dir / EVAL_FILE})" if self.translator.run_dir else ""
+            log.info("scores%s:\n%s", where, scores_table(scored))
         self.warn_unknown_tokens()
         return written
 
@@ -173,5 +186,5 @@ class Predictor:
 
     def warn_unknown_tokens(self) -> None:
         """One warning for all the tokens translated as unknown since the last call."""
-        warn_of_unknown_tokens(self.unknown_tokens, self.run.source_vocab.unit)
+        warn_of_unknown_tokens(self.unknown_tokens, self.translator.source_unit)
         self.unknown_tokens.clear()

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 
 from sequencer import builders
 from sequencer.checkpoints import MODEL_FILE, load_model
-from sequencer.config import KEYS_BY_NAME, KEYS_IN_EXPORT, Config, CorpusSource, config_from_dict, where_to_set
+from sequencer.config import Config, CorpusSource, config_from_dict, where_to_set
 from sequencer.errors import ConfigError, DataError
 from sequencer.files import atomic_path, read_json, unwritable_reason, write_atomically, write_json
 from sequencer.text import first_line
@@ -54,15 +54,6 @@ LOG_FILE = "train.log"
 PLOT_FILE = "curves.png"
 TENSORBOARD_DIR = "tensorboard"
 TEST_FILE = "test.txt"
-EXPORT_FILE = "export.json"  # in an export's folder (scripts/export.py): how it decodes, and from which run
-# What export.json holds, with its type: the run, the Prediction keys fixed in the SavedModel, and
-# whether loading it needs tensorflow-text's ops.
-EXPORT_KEYS = {
-    "run": str,
-    **{name: float if KEYS_BY_NAME[name].kind == "float" else int for name in KEYS_IN_EXPORT},
-    "needs_tensorflow_text": bool,
-}
-SAVED_MODEL_FILE = "saved_model.pb"
 LATEST_FILE = "latest"
 
 
@@ -226,7 +217,10 @@ def load_run(path: Path) -> Run:
     config, summary = load_config(path), load_summary(path)
     if not (path / MODEL_FILE).is_file():
         raise DataError(f"{path} has no {MODEL_FILE} yet: its training has not finished an epoch")
-    model = load_model(path / MODEL_FILE, config)
+    from sequencer.seq2seq import float32_policy  # Keras, only to load a model
+
+    with float32_policy():  # translations are decoded in float32, whatever precision the run trained in
+        model = load_model(path / MODEL_FILE, config)
     if not isinstance(model, builders.get(config.model)):
         model = _from_version_0_1(model, config, len(source_vocab), len(target_vocab), path)
     return Run(path, model, source_vocab, target_vocab, config, summary)
@@ -251,40 +245,6 @@ def _from_version_0_1(saved: keras.Model, config: Config, source_size: int, targ
     if copied != len(model.weights):
         raise DataError(f"{run_dir}: not a model of sequencer 0.1 ({copied} of {len(model.weights)} weights found)")
     return model
-
-
-def read_export(folder: Path) -> dict:
-    """The `export.json` of an export folder, checked: DataError naming the folder if it is not an export."""
-    if not folder.is_dir():
-        problem = "is a file, not a folder" if folder.exists() else "does not exist"
-        raise DataError(f"the export folder {folder} {problem}")
-    if not (folder / EXPORT_FILE).is_file():
-        raise DataError(f"{folder} is not an export of scripts/export.py: it has no {EXPORT_FILE}")
-    description = read_json(folder / EXPORT_FILE)
-    for key, kind in EXPORT_KEYS.items():
-        value = description.get(key)
-        if not (type(value) is kind or (kind is float and type(value) is int)):
-            raise DataError(f"{folder / EXPORT_FILE}: {key} is missing or not {kind.__name__}")
-    if not (folder / SAVED_MODEL_FILE).is_file():
-        raise DataError(f"{folder} is not an export of scripts/export.py: it has no {SAVED_MODEL_FILE}")
-    return description
-
-
-def check_export_folder(out_dir: Path, force: bool) -> None:
-    """ConfigError unless an export can be written to `out_dir`: a new folder (its missing parents
-    are made) or an empty one, under a folder this process may write in, or with `force` an earlier
-    export, which is replaced. Nothing else is ever replaced, however many of an export's files it holds."""
-    empty_folder = out_dir.is_dir() and not out_dir.is_symlink() and not any(out_dir.iterdir())
-    if (out_dir.exists() or out_dir.is_symlink()) and not empty_folder:
-        if not force:
-            raise ConfigError(f"{out_dir} exists already; choose another folder or pass --force to replace it")
-        try:
-            read_export(out_dir)
-        except DataError as error:
-            raise ConfigError(f"{error}; --force replaces an export only, so {out_dir} stays as it is") from None
-    reason = unwritable_reason(out_dir.parent)
-    if reason:
-        raise ConfigError(f"cannot make the export folder {out_dir}: {reason}")
 
 
 @contextmanager

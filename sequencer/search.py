@@ -20,18 +20,11 @@ import numpy as np
 import tensorflow as tf
 
 from sequencer.seq2seq import Seq2Seq
+from sequencer.translation import length_penalty
 from sequencer.vocabulary import END_ID, PAD_ID, START_ID
 
 # (source ids (batch, time), max_len, min_len)
 _SIGNATURE = [tf.TensorSpec([None, None], tf.int32), tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.int32)]
-
-
-def length_penalty(lengths, alpha: float):
-    """GNMT's length normalisation of float `lengths` (NumPy or TensorFlow): ((5 + length) / 6) ** alpha.
-
-    A hypothesis' length counts its end marker.
-    """
-    return ((5.0 + lengths) / 6.0) ** alpha
 
 
 @dataclass(frozen=True)

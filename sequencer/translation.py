@@ -1,10 +1,12 @@
-"""Translation: sentences in, hypotheses out, with a run's model, vocabularies and search.
+"""Translation: sentences in, hypotheses out, with a run's model, vocabularies and search, or an export.
 
-`Translator` is pure: it reads no files, writes none and keeps no counters; what a caller may
+A translator is pure: it reads no files, writes none and keeps no counters; what a caller may
 want to report (tokens never seen in training, translations cut at the length limit) comes back
-with the hypotheses. `prediction.Predictor` is the file and folder front end on top of it; the
-server and evaluate.py use it directly. The module imports TensorFlow only to decode, so that
-the server's modules can share its types before TensorFlow starts.
+with the hypotheses. `BatchTranslator` is what every translator shares; `Translator` translates
+with a run folder, and the exports have theirs (`exports.open_export`). `prediction.Predictor` is
+the file and folder front end on top of any of them; the server and evaluate.py use them
+directly. The module imports TensorFlow only to decode, so that the server's modules can share
+its types before TensorFlow starts, and a CTranslate2 export translates without it.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ import math
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -22,7 +25,7 @@ from sequencer.config import Config
 from sequencer.data import pad_ids
 from sequencer.evaluation import ReferenceSet, score
 from sequencer.runs import Run
-from sequencer.vocabulary import END_ID, UNK_ID
+from sequencer.vocabulary import END_ID, UNK_ID, Vocabulary
 
 if TYPE_CHECKING:
     from sequencer.search import BeamSearchDecoder, GreedyDecoder, Hypotheses
@@ -33,6 +36,15 @@ Hypothesis = tuple[str, float]  # a translation and its score, the log-probabili
 # What a translation loses at both ends: ASCII white space, as tf.strings.strip does it in an
 # export; other spaces (French's narrow no-break space before "!") are text.
 EDGE_SPACE = " \t\n\r\f\v"
+
+
+def length_penalty(lengths, alpha: float):
+    """GNMT's length normalisation of float `lengths` (a number, NumPy or TensorFlow): ((5 + length) / 6) ** alpha.
+
+    A hypothesis' length counts its end marker. Here rather than in `search`, so that a
+    translator without TensorFlow (CTranslate2's) ranks by the same formula.
+    """
+    return ((5.0 + lengths) / 6.0) ** alpha
 
 
 @dataclass(frozen=True)
@@ -54,24 +66,29 @@ def keep_finite(hypotheses: Sequence[Hypothesis]) -> list[Hypothesis]:
     return [*hypotheses[:1], *(pair for pair in hypotheses[1:] if math.isfinite(pair[1]))]
 
 
-class Translator:
-    """Translates with the model and vocabularies of one run folder.
+class BatchTranslator:
+    """What every translator shares: sentences in, `Translations` out, decoded in batches.
 
-    The Prediction keys of `config` (beam_width, n_best, decode_batch_size, the output length
-    bounds...) say how; by default, those saved with the run. `device` and `threads` must apply
-    before the run's model loads (`devices.configure_device`).
+    Sentences are read into source tokens (`_read`), sorted by length into batches of
+    `decode_batch_size` so that a batch pads little, and decoded batch by batch (`_decode`); an
+    empty sentence is not decoded and gives one empty translation of score 0. A translation
+    loses its leading and trailing spaces (`EDGE_SPACE`: a character model pads its output with
+    spaces as readily as with anything). Subclasses: `Translator` (a run folder's model),
+    `savedmodel.SavedModelTranslator` and `ctranslate.CTranslate2Translator` (exports), so that
+    `Predictor`, evaluate.py and the server translate with any of them alike.
     """
 
-    def __init__(self, run: Run, config: Config | None = None):
-        config = config or run.config
-        self.run = run
-        self.decode_batch_size = config.decode_batch_size
-        longest_target = int(run.summary.get("max_target_len", 0))
-        self.max_output_len, self.min_output_len = run.model.decoding_lengths(config, longest_target)
-        self.beam_width = config.beam_width
-        self.n_best = config.n_best
-        self.length_penalty = config.length_penalty
-        self._decoders: dict[int, GreedyDecoder | BeamSearchDecoder] = {}  # by beam width, made when first used
+    name: str  # the run translated with, as the server and the logs name it
+    source_vocab: Vocabulary
+    max_source_len: int | None = None  # source tokens read, the rest dropped (learned positions); None: all
+    run_dir: Path | None = None  # the run folder, where evaluations are recorded; None for an export
+    fixed_search = False  # whether only its own beam_width and n_best are possible (a SavedModel's)
+    beam_width: int
+    n_best: int
+    length_penalty: float
+    max_output_len: int
+    min_output_len: int
+    decode_batch_size: int
 
     def translate(
         self,
@@ -81,37 +98,28 @@ class Translator:
         progress: Callable[[int], None] | None = None,
     ) -> Translations:
         """The `n_best` best translations of each sentence, best first (`beam_width` and `n_best`
-        default to the config's); `progress`, if given, is told how many sentences each batch did.
-
-        A translation loses its leading and trailing spaces (`EDGE_SPACE`: a character model pads
-        its output with spaces as readily as with anything). Sentences are sorted by length into
-        batches so that a batch pads little. An empty sentence gives one empty translation of score 0.
-        """
+        default to the translator's); `progress`, if given, is told how many sentences each batch did."""
         beam_width, n_best = beam_width or self.beam_width, n_best or self.n_best
-        vocab, limit = self.run.source_vocab, self.run.model.max_positions  # learned positions: no more tokens
-        encoded = [vocab.encode(sentence)[:limit] for sentence in sentences]
-        unknown: Counter[str] = Counter()
-        for sentence, ids in zip(sentences, encoded):
-            if (ids == UNK_ID).any():
-                unknown.update(token for token, i in zip(vocab.tokenize(sentence), ids) if i == UNK_ID)
+        read = [self._read(sentence) for sentence in sentences]
+        unknown: Counter[str] = Counter(token for _, _, tokens in read for token in tokens)
         results: list[list[Hypothesis]] = [[("", 0.0)] for _ in sentences]
         at_limit = 0
-        by_length = sorted((i for i, ids in enumerate(encoded) if len(ids)), key=lambda i: len(encoded[i]))
+        by_length = sorted((i for i, (_, length, _) in enumerate(read) if length), key=lambda i: read[i][1])
         for start in range(0, len(by_length), self.decode_batch_size):
             batch = by_length[start : start + self.decode_batch_size]
-            found = self._decode(pad_ids([encoded[i] for i in batch]), beam_width, n_best)
-            at_limit += int(np.count_nonzero(~(found.ids[:, 0] == END_ID).any(axis=-1)))
-            for i, ids, scores in zip(batch, found.ids, found.scores(self.length_penalty)):
-                decoded = [
-                    (self.run.target_vocab.decode(row).strip(EDGE_SPACE), float(value))
-                    for row, value in zip(ids, scores)
-                ]
-                results[i] = keep_finite(decoded)
+            found, cut = self._decode([read[i][0] for i in batch], beam_width, n_best)
+            at_limit += cut
+            for i, hypotheses in zip(batch, found):
+                results[i] = keep_finite([(text.strip(EDGE_SPACE), score) for text, score in hypotheses])
             if progress:
                 progress(len(batch))
         if progress:
             progress(len(sentences) - len(by_length))  # the empty ones
         return Translations(results, unknown, at_limit)
+
+    def source_tokens(self, sentences: Sequence[str]) -> int:
+        """How many source tokens `sentences` hold, as the model reads them: what a request costs (serving)."""
+        return sum(self._read(sentence)[1] for sentence in sentences)
 
     def evaluate(self, pairs: list[tuple[str, str]]) -> tuple[dict, Translations]:
         """BLEU, chrF and exact matches of the translations of `pairs`' sources, every target a
@@ -130,7 +138,56 @@ class Translator:
             "min_output_len": self.min_output_len,
         }
 
-    def _decode(self, source_ids: np.ndarray, beam_width: int, n_best: int) -> Hypotheses:
+    @property
+    def source_unit(self) -> str:
+        """What a source token is, for warnings: "character", "word" or "subword"."""
+        return self.source_vocab.unit
+
+    def _read(self, sentence: str) -> tuple[Any, int, list[str]]:
+        """What `_decode` takes for one sentence (here its source ids), its length in source tokens
+        (0: empty), and its tokens never seen in training (read as the unknown id)."""
+        ids = self.source_vocab.encode(sentence)[: self.max_source_len]
+        return ids, len(ids), unknown_tokens(self.source_vocab, sentence, ids)
+
+    def _decode(self, sources: list[Any], beam_width: int, n_best: int) -> tuple[list[list[Hypothesis]], int]:
+        """The `n_best` best (translation, score) of each of `sources` (what `_read` gave, none
+        empty), and how many of them had their best translation cut at `max_output_len`."""
+        raise NotImplementedError
+
+
+class Translator(BatchTranslator):
+    """Translates with the model and vocabularies of one run folder.
+
+    The Prediction keys of `config` (beam_width, n_best, decode_batch_size, the output length
+    bounds...) say how; by default, those saved with the run. `device` and `threads` must apply
+    before the run's model loads (`devices.configure_device`).
+    """
+
+    def __init__(self, run: Run, config: Config | None = None):
+        config = config or run.config
+        self.run = run
+        self.name, self.run_dir = run.path.name, run.path
+        self.source_vocab, self.max_source_len = run.source_vocab, run.model.max_positions
+        self.decode_batch_size = config.decode_batch_size
+        longest_target = int(run.summary.get("max_target_len", 0))
+        self.max_output_len, self.min_output_len = run.model.decoding_lengths(config, longest_target)
+        self.beam_width = config.beam_width
+        self.n_best = config.n_best
+        self.length_penalty = config.length_penalty
+        self._decoders: dict[int, GreedyDecoder | BeamSearchDecoder] = {}  # by beam width, made when first used
+
+    def _decode(self, sources: list[np.ndarray], beam_width: int, n_best: int) -> tuple[list[list[Hypothesis]], int]:
+        found = self._search(pad_ids(sources), beam_width, n_best)
+        at_limit = int(np.count_nonzero(~(found.ids[:, 0] == END_ID).any(axis=-1)))
+        decode = self.run.target_vocab.decode
+        hypotheses = [
+            [(decode(row), float(value)) for row, value in zip(ids, scores)]
+            for ids, scores in zip(found.ids, found.scores(self.length_penalty))
+        ]
+        return hypotheses, at_limit
+
+    def _search(self, source_ids: np.ndarray, beam_width: int, n_best: int) -> Hypotheses:
+        """The search's hypotheses for padded source ids (B, S): one decoder per beam width, made when first used."""
         from sequencer.search import BeamSearchDecoder, GreedyDecoder  # TensorFlow, once there is a model
 
         if beam_width not in self._decoders:
@@ -138,10 +195,15 @@ class Translator:
             self._decoders[beam_width] = (
                 GreedyDecoder(model) if beam_width == 1 else BeamSearchDecoder(model, beam_width, self.length_penalty)
             )
-        decoder = self._decoders[beam_width]
-        if beam_width == 1:
-            return decoder(source_ids, self.max_output_len, self.min_output_len)
-        return decoder(source_ids, self.max_output_len, self.min_output_len, n_best)
+        decoder, lengths = self._decoders[beam_width], (self.max_output_len, self.min_output_len)
+        return decoder(source_ids, *lengths) if beam_width == 1 else decoder(source_ids, *lengths, n_best)
+
+
+def unknown_tokens(vocab: Vocabulary, sentence: str, ids: np.ndarray) -> list[str]:
+    """The tokens of `sentence` that `vocab` read as the unknown id (`ids`: its encoding)."""
+    if not (ids == UNK_ID).any():
+        return []
+    return [token for token, i in zip(vocab.tokenize(sentence), ids) if i == UNK_ID]
 
 
 def warn_of_unknown_tokens(unknown: Counter[str], unit: str) -> None:

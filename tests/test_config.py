@@ -1,3 +1,4 @@
+import json
 import logging
 from pathlib import Path
 
@@ -6,6 +7,7 @@ import pytest
 from sequencer.cli import Parser
 from sequencer.config import DEFAULT_CONFIG_FILE, KEYS, CorpusSource, load_config, render_config
 from sequencer.errors import ConfigError
+from sequencer.runs import load_config as load_run_config
 
 LEGACY_CONFIG = """\
 [Files]
@@ -230,3 +232,14 @@ def test_a_key_set_twice_names_both_lines(tmp_path):
     with pytest.raises(ConfigError) as caught:
         load_config(path, environ={})
     assert str(caught.value).endswith("config.txt:4: epochs is set again (first on line 1); set each key once")
+
+
+def test_mixed_precision_takes_true_for_float16_and_a_saved_run_s_boolean(tmp_path):
+    assert load_config(write(tmp_path, "mixed_precision=true\n"), environ={}).mixed_precision == "float16"
+    assert load_config(write(tmp_path, "mixed_precision=bfloat16\n"), environ={}).mixed_precision == "bfloat16"
+    # A run's config.json written when the key was a bool holds JSON's false or true.
+    for saved, read in ((False, "false"), (True, "float16")):
+        (tmp_path / "config.json").write_text(json.dumps({"mixed_precision": saved}))
+        assert load_run_config(tmp_path).mixed_precision == read
+    with pytest.raises(ConfigError, match="'half' is not allowed; expected one of false, float16, bfloat16"):
+        load_config(write(tmp_path, "mixed_precision=half\n"), environ={})

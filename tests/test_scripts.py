@@ -97,7 +97,7 @@ def test_train_then_predict_files_and_stdin(tmp_path):
             ["--train_dir", "train", "--val_split", "0", "--monitor", "loss", "--mixed_precision", "true"],
             {},
             "",
-            "mixed_precision=true needs a GPU",
+            "mixed_precision=float16 needs a GPU",
             marks=pytest.mark.slow,
         ),
         pytest.param(
@@ -185,7 +185,7 @@ def test_help_lists_the_keys_a_script_uses_and_ignored_flags_are_warnings(tmp_pa
     assert shown.stderr == "warning: --n_best is not a setting train.py uses; it is ignored\n"
     # A mistyped flag before a value: the flag is the error, not the value predict.py's "-" would take.
     # The flag meant is one --help lists, one the typed text begins, if there is such a one.
-    for typed, meant in (["--epcohs", "2"], "--epochs"), (["--beam", "4"], "--beam_width"), (["--h"], "--help"):
+    for typed, meant in (["--latnet_dim", "2"], "--latent_dim"), (["--beam", "4"], "--beam_width"), (["--h"], "--help"):
         mistyped = script("predict.py", *typed, cwd=tmp_path)
         assert mistyped.returncode == 2
         assert mistyped.stderr == f"error: unknown flag {typed[0]} (did you mean {meant}?); see predict.py --help\n"
@@ -264,7 +264,7 @@ def test_unwritable_output_and_empty_input(tmp_path):
     exported = script("export.py", *TRAIN, "exports/en-fr", cwd=tmp_path)
     assert exported.returncode == 0, exported.stderr
     assert exported.stdout == ""  # status on standard error, as every script has it
-    assert exported.stderr.splitlines()[-1] == f"exported {run_name} to {tmp_path / 'exports' / 'en-fr'}"
+    assert exported.stderr.splitlines()[-1] == f"exported {run_name} to {tmp_path / 'exports' / 'en-fr'} (savedmodel)"
     assert (tmp_path / "exports" / "en-fr" / "saved_model.pb").is_file()
     again = script("export.py", *TRAIN, "exports/en-fr", cwd=tmp_path)
     assert again.returncode == 2 and again.stderr == (

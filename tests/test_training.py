@@ -304,25 +304,59 @@ def test_mixed_precision_needs_a_gpu_and_writes_nothing(tmp_path):
     config = tiny_config(tmp_path, mixed_precision="true")
     with pytest.raises(ConfigError) as caught:
         train(config)
-    assert "mixed_precision=true needs a GPU" in str(caught.value)
+    assert "mixed_precision=float16 needs a GPU" in str(caught.value)
     assert not config.model_dir.exists()
 
 
 @pytest.mark.parametrize("model", ["lstm", "transformer"])
-def test_models_under_mixed_precision_keep_float32_outputs(tmp_path, model):
-    # What a GPU run builds: float16 computation, float32 weights and probabilities.
-    keras.mixed_precision.set_global_policy("mixed_float16")
+@pytest.mark.parametrize("half", ["float16", "bfloat16"])
+def test_models_under_mixed_precision_keep_float32_outputs(tmp_path, model, half):
+    # What a GPU run builds (float16), or a bfloat16 one: 16-bit computation, float32 weights and probabilities.
+    keras.mixed_precision.set_global_policy(f"mixed_{half}")
     try:
         config = tiny_config(tmp_path, model=model, latent_dim="8", model_dim="8", num_heads="2")
         seq2seq = builders.get(model).create(config, 7, 9)
         seq2seq.build()
         computing = [layer for layer in seq2seq.layers if layer.name in ("decoder_lstm", "decoder_layer_0")]
-        assert computing[0].compute_dtype == "float16" and computing[0].variable_dtype == "float32"
+        assert computing[0].compute_dtype == half and computing[0].variable_dtype == "float32"
         probabilities, _ = seq2seq.step(np.array([1, 2]), seq2seq.encode(np.array([[4, 5], [6, 0]]), 3), 0)
         assert probabilities.dtype == "float32" and probabilities.shape == (2, 9)
         assert seq2seq([np.array([[4, 5]]), np.array([[1, 4]])]).dtype == "float32"
     finally:
         keras.mixed_precision.set_global_policy("float32")
+
+
+@pytest.mark.slow
+def test_a_bfloat16_transformer_resumes_exactly(tmp_path):
+    """The resume test's case of a Transformer trained in bfloat16 (mixed_bfloat16): its float32
+    weights, optimizer state and dropout seeds resume as a float32 run's do."""
+    test_resumed_run_ends_like_an_uninterrupted_one(tmp_path, {**TRANSFORMER, "mixed_precision": "bfloat16"})
+
+
+def test_a_run_trained_in_bfloat16_translates_in_float32(trained_run, tmp_path):
+    """A model saved under mixed_bfloat16 records that policy; loaded to translate, in any process
+    (even one that trained in bfloat16), it computes in float32, with the same float32 weights."""
+    import shutil
+    import zipfile
+
+    from sequencer.checkpoints import MODEL_FILE, load_model
+
+    run_dir = tmp_path / trained_run.name
+    shutil.copytree(trained_run, run_dir)
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")  # as setup leaves a bfloat16 training process
+    try:
+        trained = load_model(trained_run / MODEL_FILE, load_config(trained_run))  # for training: bfloat16
+        assert trained.get_layer("decoder_lstm").compute_dtype == "bfloat16"
+        trained.save(run_dir / MODEL_FILE)
+        with zipfile.ZipFile(run_dir / MODEL_FILE) as saved:
+            assert '"mixed_bfloat16"' in saved.read("config.json").decode()
+        model = load_run(run_dir).model
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert {layer.compute_dtype for layer in model._flatten_layers()} == {"float32"}
+    assert {variable.dtype for variable in model.weights} == {"float32"}
+    sentences = ["Hello!", "I am cold."]
+    assert Predictor(load_run(run_dir)).translate(sentences) == Predictor(load_run(trained_run)).translate(sentences)
 
 
 @pytest.mark.slow
