@@ -105,6 +105,21 @@ class TimeBudget(keras.callbacks.Callback):
         self.elapsed = time.monotonic() - self.started
 
 
+def shared_flags(workspace: Path, num_samples: str, train_flags: dict[str, str]) -> dict[str, str]:
+    """The flags every contender trains with (benchmarks/ctranslate_speed.py trains its Transformer so too):
+    the same test and validation splits, the time budget alone ending training."""
+    return {
+        "model_dir": str(workspace),
+        "num_samples": num_samples,
+        "test_split": "0.05",
+        "val_split": "0.05",
+        "epochs": "1000",  # the time budget ends training
+        "early_stopping_patience": "0",
+        "beam_width": "1",  # the test split is scored greedily
+        **train_flags,
+    }
+
+
 def train(name: str, config_file: Path, flags: dict[str, str], shared: dict[str, str], seconds: float) -> dict:
     config = load_config(config_file, {**flags, **shared, "run_name": name.split()[0]}, environ={})
     budget = TimeBudget(seconds)
@@ -181,16 +196,7 @@ def main() -> None:
         return
 
     workspace = Path(tempfile.mkdtemp(prefix="sequencer-bench-quality-"))
-    shared = {
-        "model_dir": str(workspace),
-        "num_samples": args.num_samples,
-        "test_split": "0.05",
-        "val_split": "0.05",
-        "epochs": "1000",  # the time budget ends training
-        "early_stopping_patience": "0",
-        "beam_width": "1",  # the test split is scored greedily
-        **args.train_flags,
-    }
+    shared = shared_flags(workspace, args.num_samples, args.train_flags)
     results = [train(name, *setting, shared, 60 * args.minutes) for name, setting in contenders.items()]
     report(args, workspace, results)
 

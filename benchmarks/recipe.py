@@ -60,7 +60,7 @@ from sequencer.averaging import average_weights, averaging_sources, saved_weight
 from sequencer.checkpoints import MODEL_FILE, load_model  # noqa: E402
 from sequencer.errors import SequencerError  # noqa: E402
 from sequencer.evaluation import EVAL_FILE  # noqa: E402
-from sequencer.runs import METRICS_FILE, SUMMARY_FILE, TEST_FILE, load_run, load_vocabularies  # noqa: E402
+from sequencer.runs import METRICS_FILE, SUMMARY_FILE, TEST_FILE, load_run  # noqa: E402
 from sequencer.text import markdown_table  # noqa: E402
 from sequencer.translation import Translator  # noqa: E402
 
@@ -108,7 +108,7 @@ def train(key: str, flags: dict[str, str], seconds: float, corpus) -> tuple[Path
     summary = json.loads((run_dir / SUMMARY_FILE).read_text())
     with open(run_dir / METRICS_FILE, newline="") as stream:
         epochs = list(csv.DictReader(stream))
-    lengths = np.stack([corpus.train_source.lengths, corpus.train_target.lengths], axis=1)
+    lengths = corpus.train_lengths()
     plan = batchers.get(config.batcher)().batches(
         lengths, config.batch_size, np.random.default_rng([config.seed, 0]), batch_tokens=config.batch_tokens
     )
@@ -193,7 +193,7 @@ def main() -> None:
         except SequencerError as error:  # not a run folder: one line, no traceback
             print(f"--averages-of: {error}", file=sys.stderr)
             sys.exit(2)
-        corpus = Preprocessor(run.config).load(load_vocabularies(args.averages_of))
+        corpus = Preprocessor(run.config).load()
         print(averages_table(args.averages_of, corpus))
         return
 
@@ -202,7 +202,7 @@ def main() -> None:
     shared.update(args.train_flags)
     base = load_config(CONFIG_FILE, shared, environ={})
     corpus = Preprocessor(base).load()
-    lengths = np.stack([corpus.train_source.lengths, corpus.train_target.lengths], axis=1)
+    lengths = corpus.train_lengths()
     tokens = str(tokens_for(lengths, base.batch_size))
     warmup = str(max(1, base.warmup_steps // args.accumulate))  # as many batches of warm-up as (a) and (b)
     accumulated = {"batch_tokens": tokens, "accumulate_steps": str(args.accumulate), "warmup_steps": warmup}

@@ -63,8 +63,9 @@ def config_for(workspace: Path, num_samples: int, epochs: int = 1, latent_dim: i
 
 def one_hot_arrays(corpus):
     """The original example's arrays, train pairs first and validation pairs last, over the project's ids."""
-    sources = list(corpus.train_source) + list(corpus.val_source)
-    decoder_input, decoder_target = teacher_forcing(corpus.train_target)
+    train_source, train_target = corpus.train_sequences()
+    sources = list(train_source) + list(corpus.val_source)
+    decoder_input, decoder_target = teacher_forcing(train_target)
     val_input, val_target = teacher_forcing(corpus.val_target)
     inputs, targets = list(decoder_input) + list(val_input), list(decoder_target) + list(val_target)
     source_width, target_width = len(corpus.source_vocab), len(corpus.target_vocab)
@@ -87,11 +88,9 @@ def prepare(kind: str, num_samples: int) -> None:
     if kind == "reference":
         arrays = one_hot_arrays(corpus)
     else:
-        arrays = [teacher_forcing(corpus.train_target), teacher_forcing(corpus.val_target)]
+        arrays = [teacher_forcing(corpus.train_sequences()[1]), teacher_forcing(corpus.val_target)]
     peak = memory_status("VmHWM")
-    print(
-        json.dumps({"megabytes": (peak - baseline) / 1024, "pairs": len(corpus.train_source) + len(corpus.val_source)})
-    )
+    print(json.dumps({"megabytes": (peak - baseline) / 1024, "pairs": corpus.train_pairs + len(corpus.val_source)}))
     del arrays
 
 

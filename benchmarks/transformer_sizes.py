@@ -144,7 +144,7 @@ def main() -> None:
         corpus = corpora[config.subword_vocab]
         clock = BatchClock(args.warmup, args.batches)
         Trainer(config, [clock], progress="none").train(corpus)
-        batches_per_epoch = -(-len(corpus.train_source) // config.batch_size)
+        batches_per_epoch = -(-corpus.train_pairs // config.batch_size)
         epochs = 30 * 60 / (clock.seconds * batches_per_epoch)
         greedy_ms = greedy_ms_per_step(clock.model, len(corpus.source_vocab))
         rows.append(
@@ -166,7 +166,7 @@ def main() -> None:
 
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}")
     first = next(iter(corpora.values()))
-    print(f"{len(first.train_source)} training pairs, batches of {config.batch_size} pairs (bucketed)")
+    print(f"{first.train_pairs} training pairs, batches of {config.batch_size} pairs (bucketed)")
     print(f"greedy decoding: batches of {DECODE_BATCH} sources of {DECODE_TOKENS} tokens, {DECODE_TOKENS} tokens out")
     header = [
         *("candidate", "layers", "width", "ffn", "vocab", "parameters"),

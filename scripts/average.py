@@ -27,7 +27,7 @@ def average(config, args):
     problem = averaging.too_few_to_average(run_dir, config)
     if problem:
         raise ConfigError(problem)
-    corpus = Preprocessor(config).load(runs.load_vocabularies(run_dir))  # for its validation pairs
+    corpus = Preprocessor(config).load()  # for its validation pairs
     import_tensorflow()
     from sequencer import devices
 

@@ -30,16 +30,17 @@ def train(config, args):
                 print(f"  {name:12} {description}")
         return
     # Everything that can be checked without TensorFlow is checked before it starts.
-    run_dir = vocabularies = None
+    run_dir = None
     if args.resume is not None:  # config is the run's already (TrainParser.resolve)
         run_dir = args.resume_dir
         check_resume(runs.load_config(run_dir), config, run_dir)
-        vocabularies = runs.load_vocabularies(run_dir)
     else:
         runs.check_new_run(config)
     check_cluster(config.distribution)
     check_accumulation(config.accumulate_steps, config.distribution)
-    corpus = Preprocessor(config).load(vocabularies)
+    corpus = Preprocessor(config).load()  # prepared once, found again by later runs and on resuming
+    if run_dir is not None:
+        runs.check_corpus(run_dir, corpus, config.train_dir)
     import_tensorflow()
     warn_of_unread_model_flags(config, args)
     from sequencer.training import Trainer

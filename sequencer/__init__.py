@@ -4,11 +4,11 @@
 `Predictor` translates with a saved run. TensorFlow is imported on first use of the latter two.
 """
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 from sequencer.config import Config, load_config
-from sequencer.data import Preprocessor
 from sequencer.errors import ConfigError, DataError, SequencerError
+from sequencer.preparation import Preprocessor
 
 __all__ = [
     "Config",

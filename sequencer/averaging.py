@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     import keras
     import tensorflow as tf
 
-    from sequencer.data import Corpus
+    from sequencer.corpus import Corpus
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,8 @@ from matplotlib.ticker import MaxNLocator
 from sequencer.averaging import BEST_EPOCH_FILE
 from sequencer.checkpoints import MODEL_FILE, TrainingState, save_checkpoint, save_model
 from sequencer.config import Config
-from sequencer.data import Corpus, pad_ids
+from sequencer.corpus import Corpus
+from sequencer.data import pad_ids
 from sequencer.evaluation import ReferenceSet, score
 from sequencer.files import atomic_path, read_json, write_json
 from sequencer.runs import SUMMARY_FILE
@@ -38,21 +39,29 @@ log = logging.getLogger(__name__)
 
 
 class EpochStats(keras.callbacks.Callback):
-    """Adds `learning_rate`, `epoch_seconds` and `samples_per_second` to each epoch's logs."""
+    """Adds `learning_rate`, `epoch_seconds` and `samples_per_second` to each epoch's logs.
 
-    def __init__(self, train_pairs: int):
+    Samples are training pairs: the epoch's batches times `pairs_per_batch`, the average of a pass.
+    """
+
+    def __init__(self, pairs_per_batch: float):
         super().__init__()
-        self.train_pairs = train_pairs
+        self.pairs_per_batch = pairs_per_batch
         self._started = 0.0
+        self._batches = 0
 
     def on_epoch_begin(self, epoch, logs=None):
         self._started = time.monotonic()
+        self._batches = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._batches += 1
 
     def on_epoch_end(self, epoch, logs=None):
         seconds = time.monotonic() - self._started
         logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         logs["epoch_seconds"] = seconds
-        logs["samples_per_second"] = self.train_pairs / seconds
+        logs["samples_per_second"] = self._batches * self.pairs_per_batch / seconds
 
 
 class EpochLine(keras.callbacks.Callback):
@@ -106,7 +115,10 @@ class ValidationChrF(keras.callbacks.Callback):
 
 
 class RunState(keras.callbacks.Callback):
-    """Best model, last checkpoint, early stopping and learning-rate reduction on a plateau of `monitor`."""
+    """Best model, last checkpoint, early stopping and learning-rate reduction on a plateau of
+    `monitor`; the batches trained (where a resumed run takes up the stream), and the stop within
+    an epoch at `train_steps` updates or `max_minutes` of training, counted over every resumption.
+    Keras ends such an epoch early, validates it and calls `on_epoch_end`, which saves it."""
 
     def __init__(self, run_dir: Path, config: Config, state: TrainingState, data_summary: dict, keep: int = 1):
         super().__init__()
@@ -120,6 +132,25 @@ class RunState(keras.callbacks.Callback):
         # A resumed run's record of its last averaging holds until a better epoch replaces model.keras.
         summary = run_dir / SUMMARY_FILE
         self.averaging = read_json(summary).get("averaging") if summary.is_file() else None
+        self._epoch_started = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_started = time.monotonic()
+
+    def on_train_batch_end(self, batch, logs=None):
+        config, state = self.config, self.state
+        state.batches += 1
+        if state.batches % config.accumulate_steps:  # stop only after an update
+            return
+        reached = ""
+        if config.train_steps and state.batches // config.accumulate_steps >= config.train_steps:
+            reached = f"train_steps={config.train_steps}"
+        seconds = state.seconds + time.monotonic() - self._epoch_started
+        if config.max_minutes and seconds >= config.max_minutes * 60:
+            reached = f"max_minutes={config.max_minutes:g}"
+        if reached and not self.model.stop_training:
+            self.model.stop_training = True
+            log.info("%s reached in epoch %d: stopping at its end, now", reached, state.epochs_completed + 1)
 
     def on_epoch_end(self, epoch, logs=None):
         config, state = self.config, self.state
@@ -172,6 +203,7 @@ class RunState(keras.callbacks.Callback):
                 "interrupted": interrupted,
                 "seconds": round(state.seconds, 3),
                 "updates": state.updates,
+                "batches": state.batches,
                 **({"averaging": self.averaging} if self.averaging else {}),
             },
         )

@@ -52,12 +52,24 @@ class TrainingState:
     stopped_early: bool = False
     seconds: float = 0.0  # training time, summed over epochs
     updates: int = 0  # optimizer updates, one per accumulate_steps batches
+    batches: int = 0  # batches trained: where in the stream of batches the run stands (dataset.BatchStream)
     resumed_after: list[int] = field(default_factory=list)  # epochs after which the run was resumed
     seed_states: list[list[int]] = field(default_factory=list)  # of the dropout layers' random generators
 
-    def finished(self, epochs: int) -> bool:
-        """Whether a run of `epochs` epochs in this state has nothing left to train."""
-        return self.epochs_completed >= epochs or self.stopped_early
+    def finished(self, config: Config) -> tuple[str, str] | None:
+        """What ended a run of `config` in this state, if it has nothing left to train (early
+        stopping, or the limit it reached) and what would let it go on; else None."""
+        if self.stopped_early:
+            return f"stopped early after epoch {self.epochs_completed}", ""
+        if config.train_steps and self.updates >= config.train_steps:
+            return f"train_steps={config.train_steps}", f"--train_steps above {self.updates} trains it further"
+        if not config.train_steps and self.epochs_completed >= config.epochs:
+            done = self.epochs_completed
+            return f"epoch {done}", f"--epochs above {done} trains it further"
+        if config.max_minutes and self.seconds >= config.max_minutes * 60:
+            used = self.seconds / 60
+            return f"max_minutes={config.max_minutes:g}", f"--max_minutes above {used:.3g} trains it further"
+        return None
 
     def to_json(self) -> dict:
         return asdict(self)

@@ -19,13 +19,14 @@ import sys
 import tempfile
 from collections.abc import Callable, Collection
 from contextlib import contextmanager
+from pathlib import Path
 
 # Before TensorFlow is imported anywhere: most of its C++ start-up chatter (CUDA probing on a CPU
 # machine) follows this variable; `import_tensorflow` catches the lines that do not.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from sequencer.config import KEYS, KEYS_BY_NAME, Config, load_config, render_config
-from sequencer.errors import SequencerError
+from sequencer.errors import ConfigError, DataError, SequencerError
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -144,6 +145,49 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str):
         print(f"error: {message}; see {self.prog} --help", file=sys.stderr)
         sys.exit(EXIT_BAD_INPUT)
+
+
+class TranslatingParser(Parser):
+    """The parser of the scripts that translate with a run or, with `--export DIR`, an export of
+    scripts/export.py (predict.py, evaluate.py, serve.py). A flag of a key that the export's format
+    fixes (a SavedModel's decoding settings) is ignored, with a warning."""
+
+    def __init__(self, description: str, uses: Collection[str]):
+        super().__init__(description, uses)
+        self.add_argument(
+            "--export",
+            type=Path,
+            metavar="DIR",
+            help="translate with an export of scripts/export.py instead of a run: a SavedModel (its own decoding "
+            "settings only) or a CTranslate2 model",
+        )
+
+    def ignored_flags(self, args: argparse.Namespace) -> dict[str, str]:
+        ignored = super().ignored_flags(args)
+        if args.export:
+            from sequencer.exports import FIXED_KEYS, read_export
+
+            try:
+                fixed, why = FIXED_KEYS[read_export(args.export.absolute())["format"]]
+            except DataError:  # not an export: the script says so, after what it checks first
+                return ignored
+            for name in command_line_flags(args):
+                if name in fixed and name not in ignored:
+                    ignored[name] = f"--{name} does not apply to {why}; it is ignored"
+        return ignored
+
+
+def chosen_export(args: argparse.Namespace) -> tuple[Path, dict] | None:
+    """The folder `--export` names and its export.json, checked (DataError if it is no export); None
+    without `--export`. ConfigError if `--run` names a model too."""
+    if not args.export:
+        return None
+    from sequencer.exports import read_export
+
+    if "run" in command_line_flags(args):
+        raise ConfigError("--run and --export each name a model to translate with; give one of them")
+    folder = args.export.absolute()
+    return folder, read_export(folder)
 
 
 def run_script(parser: Parser, job: Callable[[Config, argparse.Namespace], None]) -> None:

@@ -43,12 +43,14 @@ _SECTION_HEADER = re.compile(r"^\[[^\]]*\]$")
 
 @dataclass(frozen=True)
 class Key:
-    """One configuration key. `kind` is int, float, bool, str, path, run, choice or list (comma-separated).
+    """One configuration key. `kind` is int, float, bool, str, path, run, corpora, choice or list (comma-separated).
 
-    `choices` is a tuple, or a function returning one for choices found at run time (plug-ins).
+    `choices` is a tuple, or a function returning one for choices found at run time (plug-ins);
+    `aliases` maps other names of a choice to it (a key that was a bool keeps taking `true`).
     A str key may have a `pattern` (a regular expression the whole value must match), described
     to the user by `pattern_help`. A `run` is a run folder: a bare name means a folder in
-    `model_dir` (see `run_folder`). `resumable` keys of the training sections may change when a
+    `model_dir` (see `run_folder`). `corpora` are comma-separated paths of folders or files,
+    each with an optional `:WEIGHT` (see `CorpusSource`). `resumable` keys of the training sections may change when a
     run is resumed; the others must stay as the run was started (see `check_resume`). The
     Prediction keys `in_export` are fixed in a SavedModel when it is exported.
     """
@@ -67,6 +69,7 @@ class Key:
     pattern_help: str = ""
     resumable: bool = False
     in_export: bool = False  # a Prediction key that scripts/export.py fixes in a SavedModel
+    aliases: dict[str, str] | None = None  # a choice's other names, case-insensitive (`true`: float16)
 
     def options(self) -> tuple[str, ...]:
         return self.choices() if callable(self.choices) else self.choices
@@ -81,6 +84,8 @@ class Key:
             return "a path"
         if self.kind == "run":
             return "a run folder: its name in model_dir, or a path"
+        if self.kind == "corpora":
+            return "comma-separated folders or files, each optionally followed by :WEIGHT (a number > 0)"
         if self.kind == "bool":
             return "true or false"
         if self.kind == "str":
@@ -100,11 +105,17 @@ class Key:
             if not text and self.default:  # only a path that is empty by default may be left empty
                 raise ValueError
             return text
+        if self.kind == "corpora":
+            entries = [_corpus_entry(item.strip()) for item in text.split(",") if item.strip()]
+            if not entries:
+                raise ValueError
+            return entries
         if self.kind == "str":
             if self.pattern and not re.fullmatch(self.pattern, text):
                 raise ValueError
             return text
         if self.kind == "choice":
+            text = (self.aliases or {}).get(text.lower(), text)
             if text not in self.options():
                 raise ValueError
             return text
@@ -130,9 +141,41 @@ class Key:
         """The text of a value as it is written in `config.txt`."""
         if self.kind == "list":
             return ",".join(value)
+        if self.kind == "corpora":  # the default is the text of one path
+            return value if isinstance(value, str) else ",".join(str(entry) for entry in value)
         if self.kind == "bool":
             return "true" if value else "false"
         return str(value)
+
+
+@dataclass(frozen=True)
+class CorpusSource:
+    """One entry of `train_dir`: a folder (its *.txt and *.txt.gz files) or a file of pairs, and
+    the weight its pairs are sampled with when several corpora train together (None: not given)."""
+
+    path: Path
+    weight: float | None = None
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.weight:g}" if self.weight is not None else str(self.path)
+
+
+def _corpus_entry(text: str) -> tuple[str, float | None]:
+    """(path text, weight) of `PATH[:WEIGHT]`; ValueError for an empty path or a weight not above 0.
+
+    A colon followed by anything but a number is part of the path."""
+    path, colon, weight = text.rpartition(":")
+    try:
+        number = float(weight) if colon else None
+    except ValueError:
+        number = None
+    if number is None:
+        path, number = text, None
+    elif not (math.isfinite(number) and number > 0):
+        raise ValueError
+    if not path:
+        raise ValueError
+    return path, number
 
 
 _BOOLEANS = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False, "off": False, "0": False}
@@ -166,9 +209,11 @@ KEYS: tuple[Key, ...] = (
     # Files
     Key(
         "train_dir",
-        "path",
+        "corpora",
         "./training_files",
-        "folder of training files: *.txt, one source<TAB>target pair per line",
+        "training pairs, one source<TAB>target per line: folders (their *.txt and *.txt.gz files) or files, "
+        "comma-separated; with a :WEIGHT after any of them each is a corpus sampled in proportion to its weight "
+        "(1 where none is given), else all are one corpus",
         "Files",
     ),
     Key(
@@ -176,6 +221,14 @@ KEYS: tuple[Key, ...] = (
         "path",
         "./models",
         "folder that receives one folder per training run, and the file `latest` naming the newest",
+        "Files",
+    ),
+    Key(
+        "prepared_dir",
+        "path",
+        "",
+        "folder of prepared corpora (scripts/prepare.py): the training pairs as ids in shards, one folder per "
+        "corpus and settings, found again by their fingerprint; empty means a folder prepared in model_dir",
         "Files",
     ),
     Key("predict_in", "path", "./predict_input", "folder of *.txt files to translate, one sentence per line", "Files"),
@@ -270,6 +323,49 @@ KEYS: tuple[Key, ...] = (
         True,
         "subword: one SentencePiece model for both sides, so that model=transformer shares one embedding table",
         "Data",
+    ),
+    Key(
+        "subword_sample",
+        "int",
+        1000000,
+        "subword: the sentences SentencePiece trains on, drawn at random from all of them (its "
+        "input_sentence_size); 0 trains on every sentence",
+        "Data",
+        low=0,
+    ),
+    Key(
+        "max_len",
+        "int",
+        0,
+        "leave out pairs with a side longer than this many tokens; 0 keeps every length",
+        "Data",
+        low=0,
+    ),
+    Key(
+        "max_len_ratio",
+        "float",
+        0.0,
+        "leave out pairs whose longer side has more than this many times the tokens of the shorter (a "
+        "misaligned pair); 0 keeps every ratio",
+        "Data",
+        low=0,
+    ),
+    Key(
+        "dedup",
+        "bool",
+        False,
+        "leave out pairs that repeat an earlier pair exactly",
+        "Data",
+    ),
+    Key(
+        "shard_pairs",
+        "int",
+        1000000,
+        "pairs of a corpus per shard of the prepared corpus (about: pairs are dealt out at random); training reads "
+        "one shard at a time, and under distribution=multi_worker each worker reads shards of its own when every "
+        "corpus has as many as there are workers",
+        "Data",
+        low=1,
     ),
     Key(
         "on_bad_line",
@@ -497,7 +593,44 @@ KEYS: tuple[Key, ...] = (
         "Training",
         choices=_batchers,
     ),
-    Key("epochs", "int", 100, "passes over the training pairs", "Training", low=1, resumable=True),
+    Key(
+        "epochs",
+        "int",
+        100,
+        "epochs to train: passes over the training pairs, or of steps_per_epoch updates",
+        "Training",
+        low=1,
+        resumable=True,
+    ),
+    Key(
+        "steps_per_epoch",
+        "int",
+        0,
+        "optimizer updates an epoch lasts, whatever the corpus size: validation, checkpoints, early stopping and "
+        "the metrics row come at its end; 0 makes an epoch one pass over the training pairs",
+        "Training",
+        low=0,
+        resumable=True,
+    ),
+    Key(
+        "train_steps",
+        "int",
+        0,
+        "stop after this many optimizer updates in all, at the end of an epoch or within one (instead of after "
+        "epochs); 0: epochs decides",
+        "Training",
+        low=0,
+        resumable=True,
+    ),
+    Key(
+        "max_minutes",
+        "float",
+        0.0,
+        "stop training after this many minutes of it, counted over every resumption, with a checkpoint; 0: no limit",
+        "Training",
+        low=0,
+        resumable=True,
+    ),
     Key(
         "monitor",
         "choice",
@@ -591,10 +724,14 @@ KEYS: tuple[Key, ...] = (
     ),
     Key(
         "mixed_precision",
-        "bool",
-        False,
-        "compute in float16 with float32 weights (Keras mixed_float16): faster on recent GPUs; needs a GPU",
+        "choice",
+        "false",
+        "compute in float16 (Keras mixed_float16; needs a GPU; true is float16 too) or bfloat16 (mixed_bfloat16: "
+        "a GPU of compute capability 8.0+, or a CPU, native with avx512_bf16 or amx_bf16) with float32 weights; "
+        "false: float32",
         "Training",
+        choices=("false", "float16", "bfloat16"),
+        aliases={"true": "float16", "false": "false"},  # a run's config.json from before holds a JSON boolean
     ),
     # Prediction
     Key(
@@ -718,6 +855,14 @@ KEYS: tuple[Key, ...] = (
     Key("max_request_sentences", "int", 64, "sentences one request may hold", "Serving", low=1),
     Key("max_sentence_chars", "int", 1000, "characters one sentence of a request may hold", "Serving", low=1),
     Key("max_beam_width", "int", 8, "the widest beam a request may ask for", "Serving", low=1),
+    Key(
+        "max_request_tokens",
+        "int",
+        30000,
+        "the most decoding one request may cost: its sentences' source tokens times its beam width; 0: no bound",
+        "Serving",
+        low=0,
+    ),
     # Tuning
     Key("population_size", "int", 4, "members trained side by side by scripts/tune.py", "Tuning", low=2),
     Key("ready_after", "int", 2, "epochs between two exploit-and-explore steps of the population", "Tuning", low=1),
@@ -811,6 +956,16 @@ class Config:
         return "val_loss", "min"
 
     @property
+    def prepared_folder(self) -> Path:
+        """Where prepared corpora are: `prepared_dir`, or `model_dir/prepared`."""
+        return self.prepared_dir or self.model_dir / "prepared"
+
+    @property
+    def weighted(self) -> bool:
+        """Whether `train_dir` names corpora with weights (each its own corpus) rather than one corpus."""
+        return any(source.weight is not None for source in self.train_dir)
+
+    @property
     def constant_learning_rate(self) -> bool:
         """Whether the learning rate is one number (which lr_patience may lower) rather than a schedule."""
         return self.lr_schedule == "constant" and not self.warmup_steps
@@ -823,7 +978,10 @@ class Config:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready values (paths as strings), in declaration order."""
-        return {name: (str(value) if isinstance(value, Path) else value) for name, value in self._values.items()}
+        return {
+            key.name: str(value) if isinstance(value, Path) else key.format(value) if key.kind == "corpora" else value
+            for key, value in ((KEYS_BY_NAME[name], value) for name, value in self._values.items())
+        }
 
 
 @dataclass(frozen=True)
@@ -917,6 +1075,9 @@ def _resolve(settings: dict[str, _Setting], base_dir: Path, config_file: Path | 
             base = setting.base_dir
         if key.kind == "path" and value != "":
             value = (base / Path(value).expanduser()).resolve()
+        if key.kind == "corpora":
+            entries = [_corpus_entry(value)] if isinstance(value, str) else value  # a default is one path
+            value = tuple(CorpusSource((base / Path(path).expanduser()).resolve(), weight) for path, weight in entries)
         if key.kind == "run" and value != "":
             value = run_folder(value, values["model_dir"], base)
         values[key.name] = value
@@ -1017,6 +1178,11 @@ def _check_together(values: dict[str, Any]) -> None:
         raise ConfigError(
             f"average_every={values['average_every']} needs average_last=2 or more (the snapshots to average); "
             "or set average_every=0 to take none"
+        )
+    if 0 < values["max_len_ratio"] < 1:
+        raise ConfigError(
+            f"max_len_ratio={values['max_len_ratio']} would leave out every pair (a ratio is at least 1); "
+            "0 keeps every ratio"
         )
     if values["max_output_len"] and values["min_output_len"] > values["max_output_len"]:
         raise ConfigError(

@@ -1,28 +1,29 @@
-"""Training data: reading pair files, building vocabularies, encoding to integer ids, splitting.
+"""Text files of pairs and sentences: reading them line by line (plain or gzip), checking them, and
+the integer ids they become.
 
 Sentences are kept as integer ids in one flat array per side (`Sequences`), never as one-hot
-arrays: memory grows with the number of tokens, not with tokens x vocabulary size.
+arrays: memory grows with the number of tokens, not with tokens x vocabulary size. Preparing a
+corpus for training (vocabularies, splits, shards) is `preparation`'s; reading it, `corpus`'s.
 """
 
 from __future__ import annotations
 
-import hashlib
+import gzip
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
-from sequencer.config import Config, where_to_set
+from sequencer.config import CorpusSource, where_to_set
 from sequencer.errors import ConfigError, DataError
 from sequencer.files import unwritable_reason
-from sequencer.vocabulary import END_ID, PAD_ID, START_ID, SubwordVocabulary, Vocabulary
+from sequencer.vocabulary import END_ID, PAD_ID, START_ID, Vocabulary
 
 log = logging.getLogger(__name__)
-
-# The SentencePiece model files of subword vocabularies, in the run folder.
-JOINT_MODEL, SOURCE_MODEL, TARGET_MODEL = "subwords.model", "source-subwords.model", "target-subwords.model"
 
 
 @dataclass(frozen=True)
@@ -36,8 +37,9 @@ class Sequences:
     def encode(cls, texts: list[str], vocabulary: Vocabulary) -> Sequences:
         return cls(*vocabulary.encode_all(texts))
 
-    @property
+    @cached_property
     def offsets(self) -> np.ndarray:
+        """Where each sequence starts in `values`, and where the last ends: (len(self) + 1,)."""
         return np.concatenate([[0], np.cumsum(self.lengths)])
 
     def __len__(self) -> int:
@@ -48,57 +50,11 @@ class Sequences:
 
     def select(self, indices: np.ndarray) -> Sequences:
         """The sequences at `indices`, in that order."""
-        offsets = self.offsets
         lengths = self.lengths[indices]
-        if len(indices) == 0:
-            return Sequences(self.values[:0], lengths)
-        values = np.concatenate([self.values[offsets[i] : offsets[i + 1]] for i in indices])
-        return Sequences(values, lengths)
-
-
-@dataclass(frozen=True)
-class Corpus:
-    """Encoded training and validation pairs with the vocabularies that encode them, and the test pairs as text."""
-
-    source_vocab: Vocabulary
-    target_vocab: Vocabulary
-    train_source: Sequences
-    train_target: Sequences
-    val_source: Sequences
-    val_target: Sequences
-    test_pairs: list[tuple[str, str]] = field(default_factory=list)
-    fingerprint: str = ""  # of the pairs read, before splitting: a resumed run checks it trains on the same data
-
-    @property
-    def max_source_len(self) -> int:
-        return int(max(self.train_source.lengths.max(initial=0), self.val_source.lengths.max(initial=0)))
-
-    @property
-    def max_target_len(self) -> int:
-        return int(max(self.train_target.lengths.max(initial=0), self.val_target.lengths.max(initial=0)))
-
-    def summary(self) -> dict:
-        """What summary.json records of the data a run trains on (`fingerprint` checked on resuming)."""
-        from sequencer import __version__
-
-        return {
-            "sequencer_version": __version__,
-            "train_pairs": len(self.train_source),
-            "val_pairs": len(self.val_source),
-            "test_pairs": len(self.test_pairs),
-            "max_source_len": self.max_source_len,
-            "max_target_len": self.max_target_len,
-            "data_fingerprint": self.fingerprint,
-        }
-
-    def description(self) -> str:
-        """`240 training, 60 validation and 0 test pairs; source: 50 distinct characters, longest 23; ...`"""
-        source, target = self.source_vocab, self.target_vocab
-        return (
-            f"{len(self.train_source)} training, {len(self.val_source)} validation and {len(self.test_pairs)} "
-            f"test pairs; source: {len(source.tokens)} distinct {source.unit}s, longest {self.max_source_len}; "
-            f"target: {len(target.tokens)} distinct {target.unit}s, longest {self.max_target_len}"
-        )
+        # The position in `values` of every id of the selection: each sequence's start, then 0, 1, 2...
+        firsts = np.cumsum(lengths) - lengths  # where each selected sequence starts in the result
+        positions = np.repeat(self.offsets[:-1][indices] - firsts, lengths) + np.arange(int(lengths.sum()))
+        return Sequences(self.values[positions], lengths)
 
 
 def pad_ids(sequences: list[np.ndarray]) -> np.ndarray:
@@ -117,12 +73,17 @@ def teacher_forcing(target: Sequences) -> tuple[Sequences, Sequences]:
     return Sequences(decoder_input, target.lengths + 1), Sequences(decoder_target, target.lengths + 1)
 
 
+def open_binary(path: Path) -> BinaryIO:
+    """A file for reading bytes, decompressed if its name ends in .gz."""
+    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+
+
 def read_lines(path: Path) -> Iterator[tuple[int, str]]:
     """Yield (line number, text) for each line of a UTF-8 file, without its line ending or a BOM.
 
     Raises DataError naming the file and line of invalid UTF-8.
     """
-    with open(path, "rb") as stream:
+    with open_binary(path) as stream:
         for number, raw in enumerate(stream, start=1):
             yield number, decode_line(raw, path, number)
 
@@ -138,9 +99,22 @@ def decode_line(raw: bytes, path: Path, number: int) -> str:
     return text.rstrip("\r\n")
 
 
-def text_files(folder: Path) -> list[Path]:
-    """The `*.txt` files in `folder`, in name order; a folder whose name ends in .txt is none."""
-    return sorted(path for path in folder.glob("*.txt") if path.is_file())
+def text_files(folder: Path, patterns: tuple[str, ...] = ("*.txt",)) -> list[Path]:
+    """The files of `folder` that match `patterns`, in name order; a folder whose name matches is none."""
+    return sorted(path for pattern in patterns for path in folder.glob(pattern) if path.is_file())
+
+
+def corpus_files(source: CorpusSource) -> list[Path]:
+    """The pair files of one `train_dir` entry: a folder's *.txt and *.txt.gz files, or the file itself."""
+    path = source.path
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise DataError(f"train_dir {path} does not exist; {where_to_set('train_dir')}")
+    files = text_files(path, ("*.txt", "*.txt.gz"))
+    if not files:
+        raise DataError(f"train_dir {path} has no *.txt or *.txt.gz files; {where_to_set('train_dir')}")
+    return files
 
 
 def translation_inputs(input_dir: Path, output_dir: Path) -> list[Path]:
@@ -188,131 +162,61 @@ def warn_of_skipped_lines(skipped: int, where: Path) -> None:
         log.warning("skipped %d malformed line%s in %s (on_bad_line=skip)", skipped, "s"[: skipped != 1], where)
 
 
-def read_pairs(path: Path, on_bad_line: str = "error", limit: int = 0) -> tuple[list[tuple[str, str]], int]:
-    """The pairs of one training file (at most `limit` unless it is 0) and how many bad lines were skipped.
+class PairReader:
+    """Reads the pairs of pair files one by one, counting the malformed lines it skips.
 
     Blank lines are skipped silently. A malformed line (no tab, an empty side, invalid UTF-8)
     raises DataError with its file:line, or is skipped and counted when `on_bad_line` is "skip".
     """
+
+    def __init__(self, on_bad_line: str = "error"):
+        self.on_bad_line = on_bad_line
+        self.skipped = 0
+        self.bytes_read = 0
+
+    def pairs(self, path: Path) -> Iterator[tuple[str, str]]:
+        """The pairs of `path`, read a block of lines at a time: a block is decoded at once, and
+        only a line that is not a pair at first sight goes the slow way, for its file:line."""
+        number = 0
+        with open_binary(path) as stream:
+            while lines := stream.readlines(1 << 20):
+                self.bytes_read += sum(map(len, lines))
+                try:
+                    texts = b"".join(lines).decode("utf-8").split("\n")
+                except UnicodeDecodeError:
+                    texts = None  # some line is not UTF-8: decode_line says which
+                for offset, raw in enumerate(lines):
+                    number += 1
+                    columns = texts[offset].rstrip("\r").split("\t", 2) if texts and number > 1 else ()
+                    if len(columns) >= 2:
+                        source, target = columns[0].strip(), columns[1].strip()
+                        if source and target:
+                            yield source, target
+                            continue
+                    pair = self._slowly(raw, path, number)
+                    if pair:
+                        yield pair
+
+    def _slowly(self, raw: bytes, path: Path, number: int) -> tuple[str, str] | None:
+        """The pair of one line, None for a blank or skipped one; DataError for a bad line (on_bad_line=error)."""
+        try:
+            text = decode_line(raw, path, number)
+            return parse_pair(text) if text.strip() else None
+        except (DataError, ValueError) as error:
+            if self.on_bad_line != "skip":
+                if isinstance(error, DataError):
+                    raise
+                raise DataError(f"{path}:{number}: {error}; expected source<TAB>target") from None
+            self.skipped += 1
+            return None
+
+
+def read_pairs(path: Path, on_bad_line: str = "error", limit: int = 0) -> tuple[list[tuple[str, str]], int]:
+    """The pairs of one file (at most `limit` unless it is 0) and how many bad lines were skipped (see `PairReader`)."""
+    reader = PairReader(on_bad_line)
     pairs: list[tuple[str, str]] = []
-    skipped = 0
-    with open(path, "rb") as stream:
-        for number, raw in enumerate(stream, start=1):
-            if limit and len(pairs) >= limit:
-                break
-            try:
-                text = decode_line(raw, path, number)
-                if not text.strip():
-                    continue
-                pairs.append(parse_pair(text))
-            except (DataError, ValueError) as error:
-                if on_bad_line != "skip":
-                    if isinstance(error, DataError):
-                        raise
-                    raise DataError(f"{path}:{number}: {error}; expected source<TAB>target") from None
-                skipped += 1
-    return pairs, skipped
-
-
-def split_by_source(
-    pairs: list[tuple[str, str]], fraction: float, rng: np.random.Generator
-) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
-    """(held out, rest): all the pairs of randomly drawn source sentences, about `fraction` of the
-    pairs, and the others. No source sentence is on both sides; both keep file order."""
-    if not fraction:
-        return [], pairs
-    lines_of: dict[str, list[int]] = {}
-    for index, (source, _) in enumerate(pairs):
-        lines_of.setdefault(source, []).append(index)
-    groups = list(lines_of.values())
-    held_out: set[int] = set()
-    for group in rng.permutation(len(groups)):
-        if len(held_out) >= fraction * len(pairs):
+    for pair in reader.pairs(path):
+        pairs.append(pair)
+        if limit and len(pairs) >= limit:
             break
-        held_out.update(groups[group])
-    return [pairs[i] for i in sorted(held_out)], [pair for i, pair in enumerate(pairs) if i not in held_out]
-
-
-class Preprocessor:
-    """Reads the training files named by the config into an encoded, split `Corpus`."""
-
-    def __init__(self, config: Config):
-        self.config = config
-
-    def read(self) -> list[tuple[str, str]]:
-        """The first `num_samples` pairs (all if 0) of the `*.txt` files in `train_dir`, in name order."""
-        train_dir = self.config.train_dir
-        if not train_dir.is_dir():
-            raise DataError(f"train_dir {train_dir} is not a folder; {where_to_set('train_dir')}")
-        files = text_files(train_dir)
-        if not files:
-            raise DataError(f"train_dir {train_dir} has no *.txt files; {where_to_set('train_dir')}")
-        limit = self.config.num_samples
-        pairs: list[tuple[str, str]] = []
-        skipped = 0
-        for path in files:
-            if limit and len(pairs) >= limit:
-                break
-            file_pairs, file_skipped = read_pairs(path, self.config.on_bad_line, limit - len(pairs) if limit else 0)
-            pairs += file_pairs
-            skipped += file_skipped
-        warn_of_skipped_lines(skipped, train_dir)
-        if len(pairs) < 2:
-            taken = f"num_samples={limit} takes" if limit and len(pairs) == limit else f"train_dir {train_dir} holds"
-            raise DataError(f"{taken} {len(pairs)} pair(s); training needs at least 2")
-        return pairs
-
-    def build(self, pairs: list[tuple[str, str]], vocabularies: tuple[Vocabulary, Vocabulary] | None = None) -> Corpus:
-        """A test split by source sentence, vocabularies over the other pairs, their ids, and a validation split.
-
-        Both splits are drawn with `seed`. The test pairs stay text: they are for translating and
-        scoring, and tokens only they contain are unknown to the model, as in real use. Given
-        `vocabularies` (a resumed run's) are used as they are instead of being built.
-        """
-        fingerprint = hashlib.sha256("".join(f"{source}\t{target}\n" for source, target in pairs).encode()).hexdigest()
-        test_pairs, pairs = split_by_source(pairs, self.config.test_split, np.random.default_rng([self.config.seed, 1]))
-        if len(pairs) < 2:
-            raise DataError(
-                f"test_split={self.config.test_split} leaves {len(pairs)} pair(s) to train on; at least 2 needed"
-            )
-        sources = [source for source, _ in pairs]
-        targets = [target for _, target in pairs]
-        source_vocab, target_vocab = vocabularies or self.vocabularies(sources, targets)
-        source_ids, target_ids = Sequences.encode(sources, source_vocab), Sequences.encode(targets, target_vocab)
-
-        order = np.random.default_rng(self.config.seed).permutation(len(pairs))
-        val_count = int(len(pairs) * self.config.val_split)
-        if self.config.val_split and not val_count:
-            val_count = 1  # a tiny corpus still validates on something when asked to
-        val_indices, train_indices = np.sort(order[:val_count]), np.sort(order[val_count:])
-        corpus = Corpus(
-            source_vocab,
-            target_vocab,
-            source_ids.select(train_indices),
-            target_ids.select(train_indices),
-            source_ids.select(val_indices),
-            target_ids.select(val_indices),
-            test_pairs,
-            fingerprint,
-        )
-        return corpus
-
-    def vocabularies(self, sources: list[str], targets: list[str]) -> tuple[Vocabulary, Vocabulary]:
-        """The source and target vocabularies of `token_level`: one shared SentencePiece model for
-        subwords with `joint_vocab`, else one per side."""
-        config = self.config
-        if config.token_level != "subword":
-            return (
-                Vocabulary.build(sources, config.token_level, config.max_vocab),
-                Vocabulary.build(targets, config.token_level, config.max_vocab),
-            )
-        if config.joint_vocab:
-            joint = SubwordVocabulary.train(sources + targets, config.subword_vocab, config.subword_model, JOINT_MODEL)
-            return joint, joint
-        return (
-            SubwordVocabulary.train(sources, config.subword_vocab, config.subword_model, SOURCE_MODEL),
-            SubwordVocabulary.train(targets, config.subword_vocab, config.subword_model, TARGET_MODEL),
-        )
-
-    def load(self, vocabularies: tuple[Vocabulary, Vocabulary] | None = None) -> Corpus:
-        return self.build(self.read(), vocabularies)
+    return pairs, reader.skipped

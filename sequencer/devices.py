@@ -38,7 +38,7 @@ def setup(config: Config) -> tf.distribute.Strategy:
 
     Same seed, same config, same CPU: the same weights, run after run (except with XLA, which
     TensorFlow's op determinism does not cover, so Keras would not compile with it). Mixed
-    precision is Keras' mixed_float16 policy; it pays off only on a GPU, so without one it is an error.
+    precision is one of Keras' policies (`precision_policy`).
     """
     import keras
     import tensorflow as tf
@@ -49,15 +49,61 @@ def setup(config: Config) -> tf.distribute.Strategy:
         check_accumulation(
             config.accumulate_steps, "auto (mirrored)" if config.distribution == "auto" else config.distribution
         )
-    if config.mixed_precision and not tf.config.list_logical_devices("GPU"):
-        raise ConfigError("mixed_precision=true needs a GPU, and TensorFlow sees none on this machine")
-    keras.mixed_precision.set_global_policy("mixed_float16" if config.mixed_precision else "float32")
+    keras.mixed_precision.set_global_policy(precision_policy(config.mixed_precision))
     keras.utils.set_random_seed(config.seed)
     if config.jit_compile == "true":
         log.info("jit_compile=true: TensorFlow's op determinism excludes XLA, so reruns may differ slightly")
     else:
         tf.config.experimental.enable_op_determinism()
     return strategy
+
+
+def precision_policy(mixed_precision: str) -> str:
+    """Keras' dtype policy for `mixed_precision` (false, float16 or bfloat16) on the devices TensorFlow
+    sees; ConfigError for a precision the device cannot compute in.
+
+    Either mixed policy computes in 16 bits and keeps the weights, the loss, the softmax and the
+    layer norms in float32, so a run saves float32 weights and loads anywhere. float16 pays off
+    only on a GPU, and needs one. bfloat16 needs a GPU of compute capability 8.0 (Ampere) or
+    more, or the CPU: fast where it computes bfloat16 itself (`cpu_has_bfloat16`), elsewhere
+    emulated, slowly, with a warning.
+    """
+    import tensorflow as tf
+
+    if mixed_precision == "false":
+        return "float32"
+    gpus = tf.config.get_visible_devices("GPU")
+    if mixed_precision == "float16":
+        if not gpus:
+            raise ConfigError(
+                "mixed_precision=float16 needs a GPU, and TensorFlow sees none on this machine "
+                "(mixed_precision=bfloat16 computes on a CPU)"
+            )
+        return "mixed_float16"
+    for gpu in gpus:
+        capability = tf.config.experimental.get_device_details(gpu).get("compute_capability") or (0, 0)
+        if capability < (8, 0):
+            raise ConfigError(
+                f"mixed_precision=bfloat16 needs a GPU of compute capability 8.0 or more (Ampere); {gpu.name} has "
+                f"{'.'.join(map(str, capability))}: use mixed_precision=float16 on it"
+            )
+    if not gpus and not cpu_has_bfloat16():
+        log.warning(
+            "mixed_precision=bfloat16: this CPU has neither avx512_bf16 nor amx_bf16, so bfloat16 is emulated; "
+            "training runs, but slower than in float32"
+        )
+    return "mixed_bfloat16"
+
+
+def cpu_has_bfloat16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    """Whether the CPU computes bfloat16 itself: `avx512_bf16` or `amx_bf16` among the flags of
+    Linux's /proc/cpuinfo (False where there is no such file)."""
+    try:
+        lines = cpuinfo.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return False
+    flags = {flag for line in lines if line.startswith("flags") for flag in line.partition(":")[2].split()}
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
 
 
 def configure_device(device: str, threads: int = 0) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,19 +23,27 @@ from sequencer.errors import DataError
 
 
 @contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
+def atomic_path(path: Path, replace: bool = True) -> Iterator[Path]:
     """A temporary path beside `path` to write a file or folder to, renamed to `path` when the block ends.
 
     If the block fails, the temporary file or folder is removed and `path` is left as it was. The
     temporary name keeps `path`'s suffix, which some writers (Keras, matplotlib) read the format from.
     A folder replacing a folder is renamed into place after the old one is moved aside, which is
     deleted last: `path` is missing for a moment, but never half-written. A symbolic link at
-    `path` is replaced itself; what it pointed to stays as it was.
+    `path` is replaced itself; what it pointed to stays as it was. With `replace` False, a `path`
+    that exists when the block ends (another process wrote it meanwhile) is kept, and what the
+    block wrote is discarded: the first writer wins, and nobody's reader sees a file change.
     """
-    temporary = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+    temporary = path.with_name(f".{path.stem}.{socket.gethostname()}.{os.getpid()}.tmp{path.suffix}")
     try:
         yield temporary
-        if temporary.is_dir() and path.is_dir():  # os.replace cannot put a folder over a folder
+        if not replace:
+            try:  # neither puts anything over what exists, but an empty folder
+                os.rename(temporary, path) if temporary.is_dir() else os.link(temporary, path)
+            except OSError:
+                if not path.exists():
+                    raise
+        elif temporary.is_dir() and path.is_dir():  # os.replace cannot put a folder over a folder
             old = path.with_name(f".{path.stem}.{os.getpid()}.old{path.suffix}")
             os.replace(path, old)
             os.replace(temporary, path)

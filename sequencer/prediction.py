@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import sys
-import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -16,9 +15,11 @@ from sequencer.config import Config
 from sequencer.data import decode_line, read_lines, translation_inputs
 from sequencer.devices import configure_device
 from sequencer.evaluation import EVAL_FILE, ReferenceSet, record, score, scores_table
+from sequencer.exports import open_export
 from sequencer.files import atomic_path
 from sequencer.runs import Run, find_trained_run, load_run
-from sequencer.translation import Hypothesis, Translator, warn_if_young, warn_of_unknown_tokens
+from sequencer.text import Progress
+from sequencer.translation import BatchTranslator, Hypothesis, Translator, warn_if_young, warn_of_unknown_tokens
 
 log = logging.getLogger(__name__)
 
@@ -27,42 +28,20 @@ log = logging.getLogger(__name__)
 CHUNK_LINES = 8192
 
 
-class Progress:
-    """Lines done and lines per second, redrawn in place on a terminal at most four times a second."""
-
-    def __init__(self, stream: TextIO):
-        self.stream = stream
-        self.started = self.shown = time.monotonic()
-        self.lines = 0
-
-    def advance(self, lines: int) -> None:
-        self.lines += lines
-        now = time.monotonic()
-        if now - self.shown >= 0.25:
-            self.shown = now
-            self._show(now)
-
-    def close(self) -> None:
-        self._show(time.monotonic())
-        self.stream.write("\n")
-
-    def _show(self, now: float) -> None:
-        rate = self.lines / max(now - self.started, 1e-9)
-        self.stream.write(f"\r{self.lines:,} lines, {rate:,.0f} lines/s")
-        self.stream.flush()
-
-
 class Predictor:
-    """Translates sentences, files, folders and streams with one run folder, through a `Translator`.
+    """Translates sentences, files, folders and streams with one run folder or export, through a translator.
 
     This is the front end for people: it reads and writes files atomically, shows progress, and
     warns once per file or stream of what the translator reports (tokens never seen in training,
     translations mostly empty or cut at the length limit), keeping the counts it needs for that.
+    `Predictor(run, config)` translates with a run's model (a `Translator` with `config`'s
+    Prediction keys, by default the run's); `Predictor(translator)` with any translator, such as
+    an export's (`from_export`).
     """
 
-    def __init__(self, run: Run, config: Config | None = None):
-        self.translator = Translator(run, config)
-        self.run = run
+    def __init__(self, source: Run | BatchTranslator, config: Config | None = None):
+        self.translator = source if isinstance(source, BatchTranslator) else Translator(source, config)
+        self.run = getattr(self.translator, "run", None)  # None for an export
         self.unknown_tokens: Counter[str] = Counter()
         # Since the file or stream began: non-empty sentences translated, and those translated as
         # blank or cut at the length limit.
@@ -78,6 +57,13 @@ class Predictor:
         log.info("translating with %s", run.path)
         warn_if_young(run)
         return cls(run, config)
+
+    @classmethod
+    def from_export(cls, folder: Path, config: Config) -> Predictor:
+        """The predictor for an export folder of either format (`exports.open_export`)."""
+        translator = open_export(folder, config)
+        log.info("translating with the export %s", folder)
+        return cls(translator)
 
     def translate(self, sentences: list[str]) -> list[str]:
         """One translation per sentence, in order; an empty sentence gives an empty translation."""
@@ -124,9 +110,11 @@ class Predictor:
             log.info("wrote %s", written[-1])
             if scores:
                 scored[str(path)] = scores
-                record(self.run.path, str(path), scores)
+                if self.translator.run_dir:  # an export has no run folder to record them in
+                    record(self.translator.run_dir, str(path), scores)
         if scored:
-            log.info("scores (also in %s):\n%s", self.run.path / EVAL_FILE, scores_table(scored))
+            where = f" (also in {self.translator.run_dir / EVAL_FILE})" if self.translator.run_dir else ""
+            log.info("scores%s:\n%s", where, scores_table(scored))
         self.warn_unknown_tokens()
         return written
 
@@ -175,7 +163,7 @@ class Predictor:
     def _progress(self, source: Path):
         """The progress line while `source` is translated, and a warning if most of it came out
         empty, or cut at the length limit (a young model repeats itself until it is stopped)."""
-        self.progress = Progress(sys.stderr) if self.show_progress else None
+        self.progress = Progress(unit="lines", live=True, stream=sys.stderr) if self.show_progress else None
         self.sentences = self.empty_translations = self.at_length_limit = 0
         try:
             yield
@@ -198,5 +186,5 @@ class Predictor:
 
     def warn_unknown_tokens(self) -> None:
         """One warning for all the tokens translated as unknown since the last call."""
-        warn_of_unknown_tokens(self.unknown_tokens, self.run.source_vocab.unit)
+        warn_of_unknown_tokens(self.unknown_tokens, self.translator.source_unit)
         self.unknown_tokens.clear()

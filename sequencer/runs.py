@@ -24,6 +24,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -33,36 +34,26 @@ from typing import TYPE_CHECKING
 
 from sequencer import builders
 from sequencer.checkpoints import MODEL_FILE, load_model
-from sequencer.config import KEYS_BY_NAME, KEYS_IN_EXPORT, Config, config_from_dict, where_to_set
+from sequencer.config import Config, CorpusSource, config_from_dict, where_to_set
 from sequencer.errors import ConfigError, DataError
 from sequencer.files import atomic_path, read_json, unwritable_reason, write_atomically, write_json
 from sequencer.text import first_line
-from sequencer.vocabulary import Vocabulary
+from sequencer.vocabulary import VOCAB_FILE, Vocabulary, load_vocabularies, save_vocabularies
 
 if TYPE_CHECKING:
     import keras
 
-    from sequencer.data import Corpus
+    from sequencer.corpus import Corpus
 
 log = logging.getLogger(__name__)
 
 CONFIG_FILE = "config.json"
-VOCAB_FILE = "vocab.json"
 SUMMARY_FILE = "summary.json"
 METRICS_FILE = "metrics.csv"
 LOG_FILE = "train.log"
 PLOT_FILE = "curves.png"
 TENSORBOARD_DIR = "tensorboard"
 TEST_FILE = "test.txt"
-EXPORT_FILE = "export.json"  # in an export's folder (scripts/export.py): how it decodes, and from which run
-# What export.json holds, with its type: the run, the Prediction keys fixed in the SavedModel, and
-# whether loading it needs tensorflow-text's ops.
-EXPORT_KEYS = {
-    "run": str,
-    **{name: float if KEYS_BY_NAME[name].kind == "float" else int for name in KEYS_IN_EXPORT},
-    "needs_tensorflow_text": bool,
-}
-SAVED_MODEL_FILE = "saved_model.pb"
 LATEST_FILE = "latest"
 
 
@@ -98,9 +89,9 @@ def run_name_taken(name: str, path: Path) -> ConfigError:
 
 
 def create_run(
-    config: Config, vocabularies: tuple[Vocabulary, Vocabulary], summary: dict, test_pairs: list[tuple[str, str]]
+    config: Config, vocabularies: tuple[Vocabulary, Vocabulary], summary: dict, test_file: Path | None
 ) -> Path:
-    """A new run folder holding the config, the vocabularies, a first summary and the test pairs."""
+    """A new run folder holding the config, the vocabularies, a first summary and a copy of the test pairs' file."""
     config.model_dir.mkdir(parents=True, exist_ok=True)
     name = run_name(config)
     path = config.model_dir / name
@@ -112,15 +103,12 @@ def create_run(
         path.mkdir()
     except FileExistsError:
         raise run_name_taken(name, path) from None
-    source_vocab, target_vocab = vocabularies
     write_json(path / CONFIG_FILE, config.to_dict())
-    for name, data in {**source_vocab.files(), **target_vocab.files()}.items():  # SentencePiece models
-        with atomic_path(path / name) as temporary:
-            temporary.write_bytes(data)
-    write_json(path / VOCAB_FILE, {"source": source_vocab.to_json(), "target": target_vocab.to_json()})
+    save_vocabularies(path, vocabularies)
     write_json(path / SUMMARY_FILE, summary)
-    if test_pairs:
-        write_atomically(path / TEST_FILE, "".join(f"{source}\t{target}\n" for source, target in test_pairs))
+    if test_file:
+        with atomic_path(path / TEST_FILE) as temporary:
+            shutil.copyfile(test_file, temporary)
     return path
 
 
@@ -128,12 +116,18 @@ def mark_latest(run_dir: Path) -> None:
     write_atomically(run_dir.parent / LATEST_FILE, run_dir.name + "\n")
 
 
+# The versions whose runs this one translates with but cannot resume, and the commit that can:
+# 0.1 saved other checkpoints; 0.2 drew its splits and batches otherwise (before the prepared corpora).
+_NOT_RESUMABLE = {"0.1.0": "c622279", "0.2.0": "cb6c22a"}
+
+
 def check_resumable(run_dir: Path) -> None:
     """DataError if the run was saved by a version whose checkpoints this one cannot resume."""
-    if "sequencer_version" not in load_summary(run_dir):  # 0.1 recorded no version
+    version = load_summary(run_dir).get("sequencer_version", "0.1.0")  # 0.1 recorded no version
+    if version in _NOT_RESUMABLE:
         raise DataError(
-            f"{run_dir} was saved by sequencer 0.1.0: this version translates with it but cannot resume it; "
-            "resume it with sequencer 0.1.0 (commit c622279)"
+            f"{run_dir} was saved by sequencer {version}: this version translates with it but cannot resume it; "
+            f"resume it with sequencer {version} (commit {_NOT_RESUMABLE[version]})"
         )
 
 
@@ -198,11 +192,12 @@ def find_trained_run(model_dir: Path, run: Path | str) -> Path:
     return newest
 
 
-def check_corpus(run_dir: Path, corpus: Corpus, train_dir: Path) -> None:
+def check_corpus(run_dir: Path, corpus: Corpus, train_dir: tuple[CorpusSource, ...]) -> None:
     """DataError unless `corpus` (read from `train_dir`) holds the pairs `run_dir` was trained on,
     read with its vocabularies."""
     if load_summary(run_dir).get("data_fingerprint") != corpus.fingerprint:
-        raise DataError(f"the training data in {train_dir} changed since {run_dir} started")
+        where = ",".join(str(source.path) for source in train_dir)
+        raise DataError(f"the training data in {where} changed since {run_dir} started")
     if load_vocabularies(run_dir) != (corpus.source_vocab, corpus.target_vocab):
         raise DataError(f"the corpus for {run_dir} must be read with its vocabularies")
 
@@ -216,21 +211,16 @@ def load_summary(run_dir: Path) -> dict:
     return read_json(run_dir / SUMMARY_FILE)
 
 
-def load_vocabularies(run_dir: Path) -> tuple[Vocabulary, Vocabulary]:
-    vocab = read_json(run_dir / VOCAB_FILE)
-    try:
-        return Vocabulary.from_json(vocab.get("source"), run_dir), Vocabulary.from_json(vocab.get("target"), run_dir)
-    except ValueError as error:
-        raise DataError(f"{run_dir / VOCAB_FILE}: {error}") from None
-
-
 def load_run(path: Path) -> Run:
     """Load a run folder's best model in safe mode; DataError names what is missing or unreadable."""
     source_vocab, target_vocab = load_vocabularies(path)
     config, summary = load_config(path), load_summary(path)
     if not (path / MODEL_FILE).is_file():
         raise DataError(f"{path} has no {MODEL_FILE} yet: its training has not finished an epoch")
-    model = load_model(path / MODEL_FILE, config)
+    from sequencer.seq2seq import float32_policy  # Keras, only to load a model
+
+    with float32_policy():  # translations are decoded in float32, whatever precision the run trained in
+        model = load_model(path / MODEL_FILE, config)
     if not isinstance(model, builders.get(config.model)):
         model = _from_version_0_1(model, config, len(source_vocab), len(target_vocab), path)
     return Run(path, model, source_vocab, target_vocab, config, summary)
@@ -255,40 +245,6 @@ def _from_version_0_1(saved: keras.Model, config: Config, source_size: int, targ
     if copied != len(model.weights):
         raise DataError(f"{run_dir}: not a model of sequencer 0.1 ({copied} of {len(model.weights)} weights found)")
     return model
-
-
-def read_export(folder: Path) -> dict:
-    """The `export.json` of an export folder, checked: DataError naming the folder if it is not an export."""
-    if not folder.is_dir():
-        problem = "is a file, not a folder" if folder.exists() else "does not exist"
-        raise DataError(f"the export folder {folder} {problem}")
-    if not (folder / EXPORT_FILE).is_file():
-        raise DataError(f"{folder} is not an export of scripts/export.py: it has no {EXPORT_FILE}")
-    description = read_json(folder / EXPORT_FILE)
-    for key, kind in EXPORT_KEYS.items():
-        value = description.get(key)
-        if not (type(value) is kind or (kind is float and type(value) is int)):
-            raise DataError(f"{folder / EXPORT_FILE}: {key} is missing or not {kind.__name__}")
-    if not (folder / SAVED_MODEL_FILE).is_file():
-        raise DataError(f"{folder} is not an export of scripts/export.py: it has no {SAVED_MODEL_FILE}")
-    return description
-
-
-def check_export_folder(out_dir: Path, force: bool) -> None:
-    """ConfigError unless an export can be written to `out_dir`: a new folder (its missing parents
-    are made) or an empty one, under a folder this process may write in, or with `force` an earlier
-    export, which is replaced. Nothing else is ever replaced, however many of an export's files it holds."""
-    empty_folder = out_dir.is_dir() and not out_dir.is_symlink() and not any(out_dir.iterdir())
-    if (out_dir.exists() or out_dir.is_symlink()) and not empty_folder:
-        if not force:
-            raise ConfigError(f"{out_dir} exists already; choose another folder or pass --force to replace it")
-        try:
-            read_export(out_dir)
-        except DataError as error:
-            raise ConfigError(f"{error}; --force replaces an export only, so {out_dir} stays as it is") from None
-    reason = unwritable_reason(out_dir.parent)
-    if reason:
-        raise ConfigError(f"cannot make the export folder {out_dir}: {reason}")
 
 
 @contextmanager

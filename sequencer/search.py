@@ -25,19 +25,12 @@ import numpy as np
 import tensorflow as tf
 
 from sequencer.seq2seq import Seq2Seq
+from sequencer.translation import length_penalty
 from sequencer.vocabulary import END_ID, PAD_ID, START_ID
 
 _IDS = tf.TensorSpec([None, None], tf.int32)
 # (source ids (B, S), max_len, min_len, prefix ids (B, P) with P >= 1)
 _SIGNATURE = (_IDS, tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.int32), _IDS)
-
-
-def length_penalty(lengths, alpha: float):
-    """GNMT's length normalisation of float `lengths` (NumPy or TensorFlow): ((5 + length) / 6) ** alpha.
-
-    A hypothesis' length counts its end marker.
-    """
-    return ((5.0 + lengths) / 6.0) ** alpha
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,8 @@ config keys: `create` fills it from a Config, and `get_config` saves it with the
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, fields
 from typing import Any
 
@@ -84,7 +86,24 @@ class Seq2Seq(keras.Model):
 
     @classmethod
     def from_config(cls, config: dict) -> Seq2Seq:
+        """The model `get_config` described, computing in the process's precision (Keras' global
+        policy), as its layers, which it makes itself, do: the dtype policy it was saved with
+        (mixed_bfloat16, for a run trained so) is left out, so that a model loads for training in
+        the run's precision and for translating in float32 (`float32_policy`)."""
         config = dict(config)
+        config.pop("dtype", None)
         names = {item.name for item in fields(cls.Settings)}
         settings = cls.Settings(**{name: config.pop(name) for name in names if name in config})
         return cls(config.pop(_RESERVED[0]), config.pop(_RESERVED[1]), settings, **config)
+
+
+@contextmanager
+def float32_policy() -> Iterator[None]:
+    """Models made or loaded in the block compute in float32, whatever Keras' global policy (a
+    process that trained in mixed precision sets one): translations are decoded in float32."""
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("float32")
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous)

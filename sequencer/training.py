@@ -36,7 +36,7 @@ from sequencer.checkpoints import (
     set_seed_states,
 )
 from sequencer.config import Config, check_resume
-from sequencer.data import Corpus
+from sequencer.corpus import Corpus
 from sequencer.evaluation import EVAL_FILE, record, scores_table
 from sequencer.files import write_json
 from sequencer.runs import (
@@ -76,6 +76,7 @@ class Trainer:
         self.extra_callbacks = list(callbacks)
         self.progress = ("bar" if sys.stdout.isatty() else "lines") if progress == "auto" else progress
         self.strategy = devices.setup(config)
+        self._pass: tuple[str, int] | None = None  # (corpus fingerprint, batches per pass)
 
     def train(self, corpus: Corpus) -> Path:
         """Train a new model in a new run folder; return the folder (deleted already on a non-chief worker)."""
@@ -88,7 +89,7 @@ class Trainer:
                 initialize_from(model, self.config, self.strategy)
                 log.info("starting from the weights of %s", self.config.init_from)
             vocabularies = (corpus.source_vocab, corpus.target_vocab)
-            run_dir = create_run(self.config, vocabularies, corpus.summary(), corpus.test_pairs)
+            run_dir = create_run(self.config, vocabularies, corpus.summary(), corpus.test_file)
             mark_latest(run_dir)
             log.info("run folder: %s", run_dir)
             return self._fit(model, run_dir, corpus, TrainingState())
@@ -111,10 +112,10 @@ class Trainer:
             if checkpoint is None:  # interrupted before its first epoch ended: start it again
                 return self._fit(self._new_model(corpus), run_dir, corpus, TrainingState())
             saved_model, state = checkpoint
-            if state.finished(self.config.epochs):
-                done = state.epochs_completed
-                more = "" if state.stopped_early else f"; --epochs above {done} trains it further"
-                log.info("%s has finished training already (epoch %d)%s", run_dir, done, more)
+            finished = state.finished(self.config)
+            if finished:
+                reason, hint = finished
+                log.info("%s has finished training already (%s)%s", run_dir, reason, hint and f"; {hint}")
                 return run_dir
             model = self._new_model(corpus)
             restore(model, saved_model, self.config, saved_config, self.strategy)
@@ -131,7 +132,8 @@ class Trainer:
     def _fit(self, model: keras.Model, run_dir: Path, corpus: Corpus, state: TrainingState) -> Path:
         """Keras `fit` from the state's epoch to `epochs`, then the test split; on Ctrl-C the run is left resumable."""
         config = self.config
-        train_data, steps = dataset.training_batches(config, corpus, state.epochs_completed, self.strategy)
+        train_data = dataset.training_batches(config, corpus, state.batches, self.strategy)
+        steps, epochs = self._epochs(corpus)
         run_state = RunState(run_dir, config, state, corpus.summary(), averaging.checkpoints_to_keep(config))
         callbacks = [*self._run_callbacks(run_dir, corpus, run_state), *self.extra_callbacks]
         with run_log(run_dir):
@@ -145,7 +147,7 @@ class Trainer:
                         train_data,
                         steps_per_epoch=steps,
                         validation_data=dataset.validation_batches(config, corpus, self.strategy),
-                        epochs=config.epochs,
+                        epochs=epochs,
                         initial_epoch=state.epochs_completed,
                         callbacks=callbacks,
                         shuffle=False,
@@ -180,18 +182,36 @@ class Trainer:
         return [
             *moving_average,  # first, so that the callbacks after it see and save the average
             *chrf,  # before the others, so that they see val_chrf
-            EpochStats(len(corpus.train_source)),
+            EpochStats(corpus.train_pairs / self._batches_per_pass(corpus)),
             *snapshots,
             run_state,
             EpochCSVLogger(str(run_dir / METRICS_FILE), append=True),
             CurvePlot(run_dir / METRICS_FILE, run_dir / PLOT_FILE, run_state.state),
             EpochTensorBoard(str(run_dir / TENSORBOARD_DIR), write_graph=False),
-            EpochLine(config.epochs, echo),  # last: the epoch is saved when its line appears
+            EpochLine(self._epochs(corpus)[1], echo),  # last: the epoch is saved when its line appears
         ]
+
+    def _epochs(self, corpus: Corpus) -> tuple[int, int]:
+        """Batches per epoch and epochs: `steps_per_epoch` updates, or one pass over the training
+        pairs; `epochs`, or as many as `train_steps` updates need (the last may end early)."""
+        config = self.config
+        steps = (
+            config.steps_per_epoch * config.accumulate_steps or dataset.BatchStream(config, corpus).batches_per_pass()
+        )
+        if config.train_steps:
+            return steps, -(-config.train_steps * config.accumulate_steps // steps)
+        return steps, config.epochs
+
+    def _batches_per_pass(self, corpus: Corpus) -> int:
+        """Batches of one pass over the corpus (the batcher plans every shard to count them: once)."""
+        if self._pass is None or self._pass[0] != corpus.fingerprint:
+            self._pass = (corpus.fingerprint, dataset.BatchStream(self.config, corpus).batches_per_pass())
+        return self._pass[1]
 
     def _new_model(self, corpus: Corpus) -> keras.Model:
         """The config's model for the corpus, built and compiled with its schedule over the whole run."""
-        total_steps = self.config.epochs * dataset.batches_per_epoch(self.config, corpus)
+        steps, epochs = self._epochs(corpus)
+        total_steps = self.config.train_steps * self.config.accumulate_steps or steps * epochs
         longest = max(corpus.max_source_len, corpus.max_target_len + 1)  # the target with its marker
         vocab_sizes = (len(corpus.source_vocab), len(corpus.target_vocab))
         return new_model(self.config, vocab_sizes, longest, total_steps, self.strategy)
@@ -203,7 +223,7 @@ def finish(run_dir: Path, config: Config, corpus: Corpus, strategy: tf.distribut
     population, stopped by Ray Tune after its last epoch) is finished with it too."""
     if config.average_last > 1:
         averaging.average_run(run_dir, config, corpus, strategy)
-    if corpus.test_pairs and devices.is_chief(strategy):
+    if corpus.test_file and devices.is_chief(strategy):
         from sequencer.translation import Translator  # translation needs the trained run, not the reverse
 
         scores, _ = Translator(load_run(run_dir), config).evaluate(corpus.test_pairs)

@@ -1,10 +1,12 @@
-"""Translation: sentences in, hypotheses out, with a run's model, vocabularies and search.
+"""Translation: sentences in, hypotheses out, with a run's model, vocabularies and search, or an export.
 
-`Translator` is pure: it reads no files, writes none and keeps no counters; what a caller may
+A translator is pure: it reads no files, writes none and keeps no counters; what a caller may
 want to report (tokens never seen in training, translations cut at the length limit) comes back
-with the hypotheses. `prediction.Predictor` is the file and folder front end on top of it; the
-server and evaluate.py use it directly. The module imports TensorFlow only to decode, so that
-the server's modules can share its types before TensorFlow starts.
+with the hypotheses. `BatchTranslator` is what every translator shares; `Translator` translates
+with a run folder, and the exports have theirs (`exports.open_export`). `prediction.Predictor` is
+the file and folder front end on top of any of them; the server and evaluate.py use them
+directly. The module imports TensorFlow only to decode, so that the server's modules can share
+its types before TensorFlow starts, and a CTranslate2 export translates without it.
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ import logging
 import math
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -34,6 +37,15 @@ Hypothesis = tuple[str, float]  # a translation and its score, the log-probabili
 # What a translation loses at both ends: ASCII white space, as tf.strings.strip does it in an
 # export; other spaces (French's narrow no-break space before "!") are text.
 EDGE_SPACE = " \t\n\r\f\v"
+
+
+def length_penalty(lengths, alpha: float):
+    """GNMT's length normalisation of float `lengths` (a number, NumPy or TensorFlow): ((5 + length) / 6) ** alpha.
+
+    A hypothesis' length counts its end marker. Here rather than in `search`, so that a
+    translator without TensorFlow (CTranslate2's) ranks by the same formula.
+    """
+    return ((5.0 + lengths) / 6.0) ** alpha
 
 
 @dataclass(frozen=True)
@@ -57,7 +69,7 @@ def keep_finite(hypotheses: Sequence[Hypothesis]) -> list[Hypothesis]:
 
 @dataclass(frozen=True)
 class Sampling:
-    """How decoding=sample draws: see `search.SamplingDecoder`."""
+    """How decoding=sample draws (see `search.SamplingDecoder`)."""
 
     temperature: float = 1.0
     top_k: int = 0
@@ -69,27 +81,56 @@ class Sampling:
         return cls(config.temperature, config.top_k, config.top_p, config.seed)
 
 
-class Translator:
-    """Translates with the model and vocabularies of one run folder.
+@dataclass(frozen=True)
+class Decoding:
+    """How one call decodes: by search (greedy or beam), or by drawing `n_best` samples."""
 
-    The Prediction keys of `config` (decoding, beam_width, n_best, the sampling settings,
-    decode_batch_size, the output length bounds...) say how; by default, those saved with the
-    run; `translate` may change some of them for one call. `device` and `threads` must apply
-    before the run's model loads (`devices.configure_device`).
+    mode: str  # "search" or "sample"
+    beam_width: int
+    n_best: int
+    sampling: Sampling
+
+    @classmethod
+    def of(cls, config: Config) -> Decoding:
+        return cls(config.decoding, config.beam_width, config.n_best, Sampling.of(config))
+
+
+class DecodingError(SequencerError):
+    """A way of decoding a translator cannot give, or a prefix it cannot start with."""
+
+
+class BatchTranslator:
+    """What every translator shares: sentences in, `Translations` out, decoded in batches.
+
+    Sentences are read into source tokens (`_read`), sorted by length into batches of
+    `decode_batch_size` so that a batch pads little, and decoded batch by batch (`_decode`); an
+    empty sentence is not decoded and gives one empty translation of score 0. A translation
+    loses its leading and trailing spaces (`EDGE_SPACE`: a character model pads its output with
+    spaces as readily as with anything). Subclasses: `Translator` (a run folder's model),
+    `savedmodel.SavedModelTranslator` and `ctranslate.CTranslate2Translator` (exports), so that
+    `Predictor`, evaluate.py and the server translate with any of them alike.
     """
 
-    def __init__(self, run: Run, config: Config | None = None):
-        config = config or run.config
-        self.run = run
-        self.decode_batch_size = config.decode_batch_size
-        longest_target = int(run.summary.get("max_target_len", 0))
-        self.max_output_len, self.min_output_len = run.model.decoding_lengths(config, longest_target)
-        self.mode = config.decoding
-        self.beam_width = config.beam_width
-        self.n_best = config.n_best
-        self.length_penalty = config.length_penalty
-        self.sampling = Sampling.of(config)
-        self._decoders: dict = {}  # by mode and beam width, made when first used
+    name: str  # the run translated with, as the server and the logs name it
+    source_vocab: Vocabulary
+    max_source_len: int | None = None  # source tokens read, the rest dropped (learned positions); None: all
+    run_dir: Path | None = None  # the run folder, where evaluations are recorded; None for an export
+    fixed_search = False  # whether only its own beam_width and n_best are possible (a SavedModel's)
+    can_sample = False  # whether decoding=sample is possible
+    can_force = False  # whether it takes target prefixes
+    default: Decoding  # how it decodes unless a call says otherwise
+    length_penalty: float
+    max_output_len: int
+    min_output_len: int
+    decode_batch_size: int
+
+    @property
+    def beam_width(self) -> int:
+        return self.default.beam_width
+
+    @property
+    def n_best(self) -> int:
+        return self.default.n_best
 
     def translate(
         self,
@@ -103,55 +144,63 @@ class Translator:
         sampling: Sampling | None = None,
     ) -> Translations:
         """The `n_best` best translations of each sentence, best first; `progress`, if given, is
-        told how many sentences each batch did. The other arguments default to the config's.
+        told how many sentences each batch did. The other arguments default to the translator's.
 
         `prefixes` (one per sentence, "" for none) are target text each translation must start
-        with: the output starts with exactly their tokens and goes on from them. A translation
-        loses its leading and trailing spaces (`EDGE_SPACE`: a character model pads its output
-        with spaces as readily as with anything). Sentences are sorted by length into batches so
-        that a batch pads little. An empty sentence gives one empty translation of score 0.
+        with: its output starts with exactly their tokens and goes on from them.
         """
-        how = (decoding or self.mode, beam_width or self.beam_width, n_best or self.n_best, sampling or self.sampling)
-        vocab, limit = self.run.source_vocab, self.run.model.max_positions  # learned positions: no more tokens
-        encoded = [vocab.encode(sentence)[:limit] for sentence in sentences]
-        unknown = unknown_tokens(vocab, sentences, encoded)
+        how = self._how(beam_width, n_best, decoding, sampling, prefixes is not None)
+        read = [self._read(sentence) for sentence in sentences]
+        unknown: Counter[str] = Counter(token for _, _, tokens in read for token in tokens)
         forced = self._prefixes(prefixes, len(sentences), unknown)
         results: list[list[Hypothesis]] = [[("", 0.0)] for _ in sentences]
         at_limit = 0
-        by_length = sorted((i for i, ids in enumerate(encoded) if len(ids)), key=lambda i: len(encoded[i]))
+        by_length = sorted((i for i, (_, length, _) in enumerate(read) if length), key=lambda i: read[i][1])
         for start in range(0, len(by_length), self.decode_batch_size):
             batch = by_length[start : start + self.decode_batch_size]
-            found = self._decode(pad_ids([encoded[i] for i in batch]), pad_ids([forced[i] for i in batch]), *how)
-            at_limit += int(np.count_nonzero(~(found.ids[:, 0] == END_ID).any(axis=-1)))
-            for i, ids, scores in zip(batch, found.ids, found.scores(self.length_penalty)):
-                decoded = [
-                    (self.run.target_vocab.decode(row).strip(EDGE_SPACE), float(value))
-                    for row, value in zip(ids, scores)
-                ]
-                results[i] = keep_finite(decoded)
+            found, cut = self._decode([read[i][0] for i in batch], forced and [forced[i] for i in batch], how)
+            at_limit += cut
+            for i, hypotheses in zip(batch, found):
+                results[i] = keep_finite([(text.strip(EDGE_SPACE), score) for text, score in hypotheses])
             if progress:
                 progress(len(batch))
         if progress:
             progress(len(sentences) - len(by_length))  # the empty ones
         return Translations(results, unknown, at_limit)
 
-    def _prefixes(self, prefixes: Sequence[str] | None, count: int, unknown: Counter[str]) -> list[np.ndarray]:
-        """The target ids each sentence's translation must start with; ValueError for one as long
-        as the longest translation (PrefixError, for a caller to place)."""
+    def _how(self, beam_width, n_best, decoding, sampling, forced: bool) -> Decoding:
+        """How a call decodes: the translator's default, with what the call changes; DecodingError
+        for what this translator cannot do."""
+        changes = {"beam_width": beam_width, "n_best": n_best, "mode": decoding, "sampling": sampling}
+        how = replace(self.default, **{name: value for name, value in changes.items() if value is not None})
+        if how.mode == "sample" and not self.can_sample:
+            raise DecodingError(
+                f"{self.name} cannot sample (decoding=sample): a SavedModel export decodes by search only"
+            )
+        if forced and not self.can_force:
+            raise DecodingError(f"{self.name} cannot start translations with a prefix: a SavedModel export cannot")
+        return how
+
+    def _prefixes(self, prefixes: Sequence[str] | None, count: int, unknown: Counter[str]) -> list[Any] | None:
+        """What `_decode` takes for each prefix (`_read_prefix`); DecodingError for a prefix as
+        long as the longest translation, or a count that is not the sentences'."""
         if prefixes is None:
-            return [np.zeros(0, np.int32)] * count
+            return None
         if len(prefixes) != count:
-            raise PrefixError(f"{len(prefixes)} prefixes for {count} sentences; give one for each (empty for none)")
-        vocab = self.run.target_vocab
-        forced = [vocab.encode(prefix) for prefix in prefixes]
-        unknown.update(unknown_tokens(vocab, prefixes, forced))
-        for number, ids in enumerate(forced):
-            if len(ids) >= self.max_output_len:
-                raise PrefixError(
-                    f"prefix {number + 1} has {len(ids)} tokens; a translation may have {self.max_output_len} "
+            raise DecodingError(f"{len(prefixes)} prefixes for {count} sentences; give one for each (empty for none)")
+        read = [self._read_prefix(prefix) for prefix in prefixes]
+        for number, (_, length, tokens) in enumerate(read, start=1):
+            if length >= self.max_output_len:
+                raise DecodingError(
+                    f"prefix {number} has {length} tokens; a translation may have {self.max_output_len} "
                     "(max_output_len), its end marker included"
                 )
-        return forced
+            unknown.update(tokens)
+        return [forced for forced, _, _ in read]
+
+    def source_tokens(self, sentences: Sequence[str]) -> int:
+        """How many source tokens `sentences` hold, as the model reads them: what a request costs (serving)."""
+        return sum(self._read(sentence)[1] for sentence in sentences)
 
     def evaluate(self, pairs: list[tuple[str, str]]) -> tuple[dict, Translations]:
         """BLEU, chrF and exact matches of the translations of `pairs`' sources, every target a
@@ -169,49 +218,101 @@ class Translator:
             "max_output_len": self.max_output_len,
             "min_output_len": self.min_output_len,
         }
-        if self.mode == "sample":
-            settings = {"decoding": "sample", **asdict(self.sampling), **settings}
+        if self.default.mode == "sample":
+            settings = {"decoding": "sample", "n_best": self.n_best, **asdict(self.default.sampling), **settings}
         return settings
 
+    @property
+    def source_unit(self) -> str:
+        """What a source token is, for warnings: "character", "word" or "subword"."""
+        return self.source_vocab.unit
+
+    def _read(self, sentence: str) -> tuple[Any, int, list[str]]:
+        """What `_decode` takes for one sentence (here its source ids), its length in source tokens
+        (0: empty), and its tokens never seen in training (read as the unknown id)."""
+        ids = self.source_vocab.encode(sentence)[: self.max_source_len]
+        return ids, len(ids), unknown_tokens(self.source_vocab, sentence, ids)
+
+    def _read_prefix(self, prefix: str) -> tuple[Any, int, list[str]]:
+        """What `_decode` takes for one prefix (its target ids, or tokens), its length in target
+        tokens, and its tokens never seen in training."""
+        raise NotImplementedError
+
     def _decode(
-        self,
-        source_ids: np.ndarray,
-        prefix_ids: np.ndarray,
-        mode: str,
-        beam_width: int,
-        n_best: int,
-        sampling: Sampling,
-    ) -> Hypotheses:
+        self, sources: list[Any], prefixes: list[Any] | None, how: Decoding
+    ) -> tuple[list[list[Hypothesis]], int]:
+        """The `how.n_best` best (translation, score) of each of `sources` (what `_read` gave, none
+        empty; each output starting with its prefix, if any), and how many of them had their best
+        translation cut at `max_output_len`."""
+        raise NotImplementedError
+
+
+class Translator(BatchTranslator):
+    """Translates with the model and vocabularies of one run folder, by search or by sampling,
+    from a prefix or not.
+
+    The Prediction keys of `config` (decoding, beam_width, n_best, the sampling settings,
+    decode_batch_size, the output length bounds...) say how; by default, those saved with the
+    run. `device` and `threads` must apply before the run's model loads (`devices.configure_device`).
+    """
+
+    can_sample = can_force = True
+
+    def __init__(self, run: Run, config: Config | None = None):
+        config = config or run.config
+        self.run = run
+        self.name, self.run_dir = run.path.name, run.path
+        self.source_vocab, self.max_source_len = run.source_vocab, run.model.max_positions
+        self.decode_batch_size = config.decode_batch_size
+        longest_target = int(run.summary.get("max_target_len", 0))
+        self.max_output_len, self.min_output_len = run.model.decoding_lengths(config, longest_target)
+        self.default = Decoding.of(config)
+        self.length_penalty = config.length_penalty
+        self._decoders: dict = {}  # by mode and beam width, made when first used
+
+    def _read_prefix(self, prefix: str) -> tuple[np.ndarray, int, list[str]]:
+        ids = self.run.target_vocab.encode(prefix)
+        return ids, len(ids), unknown_tokens(self.run.target_vocab, prefix, ids)
+
+    def _decode(
+        self, sources: list[np.ndarray], prefixes: list[np.ndarray] | None, how: Decoding
+    ) -> tuple[list[list[Hypothesis]], int]:
+        found = self._search(pad_ids(sources), pad_ids(prefixes or [np.zeros(0, np.int32)] * len(sources)), how)
+        at_limit = int(np.count_nonzero(~(found.ids[:, 0] == END_ID).any(axis=-1)))
+        decode = self.run.target_vocab.decode
+        hypotheses = [
+            [(decode(row), float(value)) for row, value in zip(ids, scores)]
+            for ids, scores in zip(found.ids, found.scores(self.length_penalty))
+        ]
+        return hypotheses, at_limit
+
+    def _search(self, source_ids: np.ndarray, prefix_ids: np.ndarray, how: Decoding) -> Hypotheses:
+        """The hypotheses for padded source and prefix ids: one decoder per mode and beam width,
+        made when first used."""
         from sequencer.search import BeamSearchDecoder, GreedyDecoder, SamplingDecoder  # TensorFlow, once decoding
 
-        key = (mode, beam_width if mode == "search" else 0)
+        key = (how.mode, how.beam_width if how.mode == "search" else 0)
         if key not in self._decoders:
-            model = self.run.model
-            if mode == "sample":
-                self._decoders[key] = SamplingDecoder(model, self.length_penalty)
-            elif beam_width == 1:
-                self._decoders[key] = GreedyDecoder(model)
+            model, alpha = self.run.model, self.length_penalty
+            if how.mode == "sample":
+                self._decoders[key] = SamplingDecoder(model, alpha)
             else:
-                self._decoders[key] = BeamSearchDecoder(model, beam_width, self.length_penalty)
+                self._decoders[key] = (
+                    GreedyDecoder(model) if how.beam_width == 1 else BeamSearchDecoder(model, how.beam_width, alpha)
+                )
         decoder, lengths = self._decoders[key], (self.max_output_len, self.min_output_len)
-        if mode == "sample":
-            return decoder(source_ids, *lengths, prefix_ids, **asdict(sampling), samples=n_best)
-        if beam_width == 1:
+        if how.mode == "sample":
+            return decoder(source_ids, *lengths, prefix_ids, **asdict(how.sampling), samples=how.n_best)
+        if how.beam_width == 1:
             return decoder(source_ids, *lengths, prefix_ids)
-        return decoder(source_ids, *lengths, n_best, prefix_ids)
+        return decoder(source_ids, *lengths, how.n_best, prefix_ids)
 
 
-class PrefixError(SequencerError):
-    """A prefix that cannot start a translation: too long, or not one per sentence."""
-
-
-def unknown_tokens(vocab: Vocabulary, texts: Sequence[str], encoded: Sequence[np.ndarray]) -> Counter[str]:
-    """The tokens of `texts` that `vocab` reads as the unknown id (in `encoded`, their ids)."""
-    unknown: Counter[str] = Counter()
-    for text, ids in zip(texts, encoded):
-        if (ids == UNK_ID).any():
-            unknown.update(token for token, i in zip(vocab.tokenize(text), ids) if i == UNK_ID)
-    return unknown
+def unknown_tokens(vocab: Vocabulary, sentence: str, ids: np.ndarray) -> list[str]:
+    """The tokens of `sentence` that `vocab` read as the unknown id (`ids`: its encoding)."""
+    if not (ids == UNK_ID).any():
+        return []
+    return [token for token, i in zip(vocab.tokenize(sentence), ids) if i == UNK_ID]
 
 
 def warn_of_unknown_tokens(unknown: Counter[str], unit: str) -> None:

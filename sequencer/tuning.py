@@ -28,7 +28,7 @@ from ray.tune.schedulers import PopulationBasedTraining
 
 from sequencer import devices
 from sequencer.config import Config, config_from_dict, number_pair
-from sequencer.data import Corpus
+from sequencer.corpus import Corpus
 from sequencer.errors import ConfigError, TuningError
 from sequencer.files import atomic_path, read_json, write_json
 from sequencer.runs import SUMMARY_FILE, load_config, mark_latest, run_name_taken

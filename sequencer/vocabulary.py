@@ -17,6 +17,7 @@ separate tokens. Where two tokens touch without a space, the punctuation one car
 from __future__ import annotations
 
 import io
+import itertools
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -26,12 +27,16 @@ from typing import ClassVar
 import numpy as np
 import sentencepiece
 
-from sequencer.errors import ConfigError
+from sequencer.errors import ConfigError, DataError
+from sequencer.files import atomic_path, read_json, write_json
 
 PAD_ID, START_ID, END_ID, UNK_ID = 0, 1, 2, 3
+VOCAB_FILE = "vocab.json"  # a run's or a prepared corpus's vocabularies, beside their SentencePiece models
 SPECIALS = ("<pad>", "<s>", "</s>", "<unk>")
 LEVELS = ("char", "word", "subword")
 JOINER = "\uffed"
+# Threads SentencePiece encodes a list of sentences with: the cores of the machines this runs on.
+ENCODING_THREADS = 2
 _WORD_PIECES = re.compile(r"\w+|[^\w ]")
 
 
@@ -63,6 +68,11 @@ def detokenize_words(tokens: Iterable[str]) -> str:
     return "".join(text)
 
 
+def count_tokens(counts: Counter[str], text: str, level: str) -> None:
+    """Add the char or word tokens of `text` to `counts`."""
+    counts.update(text if level == "char" else tokenize_words(text))
+
+
 class Vocabulary:
     """The tokens of one side of the corpus, each with an id after the reserved ones."""
 
@@ -77,17 +87,18 @@ class Vocabulary:
 
     @classmethod
     def build(cls, texts: Iterable[str], level: str = "char", max_size: int = 0) -> Vocabulary:
-        """The tokens of `texts`; with `max_size`, only that many, the most frequent ones.
+        """The tokens of `texts`; with `max_size`, only that many, the most frequent ones."""
+        counts: Counter[str] = Counter()
+        for text in texts:
+            count_tokens(counts, text, level)
+        return cls.from_counts(counts, level, max_size)
+
+    @classmethod
+    def from_counts(cls, counts: Counter[str], level: str = "char", max_size: int = 0) -> Vocabulary:
+        """The tokens counted in `counts`; with `max_size`, only that many, the most frequent ones.
 
         Tokens are ordered by frequency, then by text, so that the ids do not depend on file order.
         """
-        counts: Counter[str] = Counter()
-        if level == "char":
-            for text in texts:
-                counts.update(text)
-        else:
-            for text in texts:
-                counts.update(tokenize_words(text))
         ranked = sorted(counts, key=lambda token: (-counts[token], token))
         return cls(ranked[:max_size] if max_size else ranked, level)
 
@@ -194,12 +205,26 @@ class SubwordVocabulary(Vocabulary):
         self.file_name = file_name
 
     @classmethod
-    def train(cls, texts: Iterable[str], size: int, model_type: str, file_name: str) -> SubwordVocabulary:
-        """A SentencePiece model of about `size` pieces (`model_type` unigram or bpe) trained on `texts`."""
+    def train(
+        cls, texts: Iterable[str], size: int, model_type: str, file_name: str, sample: int = 0, seed: int = 1
+    ) -> SubwordVocabulary:
+        """A SentencePiece model of about `size` pieces (`model_type` unigram or bpe) trained on `texts`.
+
+        With `sample`, on that many of them at most, which SentencePiece draws itself as it reads
+        them (its `input_sentence_size` and `shuffle_input_sentence`), with `seed`: a corpus of
+        any size costs the memory and time of the sample.
+        """
         model = io.BytesIO()
+        sampling = {"input_sentence_size": sample, "shuffle_input_sentence": True} if sample else {}
+        sentencepiece.set_random_generator_seed(seed)
         try:
             sentencepiece.SentencePieceTrainer.train(
-                sentence_iterator=iter(texts), model_writer=model, vocab_size=size, model_type=model_type, **cls.OPTIONS
+                sentence_iterator=iter(texts),
+                model_writer=model,
+                vocab_size=size,
+                model_type=model_type,
+                **sampling,
+                **cls.OPTIONS,
             )
         except RuntimeError as error:
             message = str(error).strip().splitlines()[-1]
@@ -224,9 +249,10 @@ class SubwordVocabulary(Vocabulary):
         return np.array(self.processor.encode(text), np.int32)
 
     def encode_all(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        encoded = self.processor.encode(texts)
+        encoded = self.processor.encode(texts, num_threads=ENCODING_THREADS)
         lengths = np.fromiter((len(ids) for ids in encoded), dtype=np.int64, count=len(encoded))
-        return np.fromiter((i for ids in encoded for i in ids), dtype=np.int32, count=int(lengths.sum())), lengths
+        values = np.fromiter(itertools.chain.from_iterable(encoded), dtype=np.int32, count=int(lengths.sum()))
+        return values, lengths
 
     def decode(self, ids: Iterable[int]) -> str:
         pieces = []
@@ -253,3 +279,21 @@ class SubwordVocabulary(Vocabulary):
             return cls((folder / name).read_bytes(), name)
         except FileNotFoundError:
             raise ValueError(f"its SentencePiece model {folder / name} is missing") from None
+
+
+def save_vocabularies(folder: Path, vocabularies: tuple[Vocabulary, Vocabulary]) -> None:
+    """Write the source and target vocabularies to `folder`: vocab.json and any SentencePiece models."""
+    source, target = vocabularies
+    for name, data in {**source.files(), **target.files()}.items():
+        with atomic_path(folder / name) as temporary:
+            temporary.write_bytes(data)
+    write_json(folder / VOCAB_FILE, {"source": source.to_json(), "target": target.to_json()})
+
+
+def load_vocabularies(folder: Path) -> tuple[Vocabulary, Vocabulary]:
+    """The vocabularies `save_vocabularies` wrote to `folder`; DataError naming the file if they do not load."""
+    vocab = read_json(folder / VOCAB_FILE)
+    try:
+        return Vocabulary.from_json(vocab.get("source"), folder), Vocabulary.from_json(vocab.get("target"), folder)
+    except ValueError as error:
+        raise DataError(f"{folder / VOCAB_FILE}: {error}") from None

@@ -17,6 +17,11 @@ DATA = Path(__file__).parent / "data"
 TINY_CONFIG = DATA / "tiny_config.txt"
 
 
+def run_folders(model_dir: Path) -> list[Path]:
+    """The run folders in `model_dir` (which also holds `prepared/`, the prepared corpora)."""
+    return sorted(path for path in model_dir.iterdir() if (path / "config.json").is_file())
+
+
 def tiny_config(tmp_path: Path, **flags: str):
     """The tiny test config, writing under `tmp_path` and ignoring the caller's environment."""
     outputs = {"model_dir": str(tmp_path / "models"), "predict_out": str(tmp_path / "predicted")}
@@ -30,3 +35,26 @@ def trained_run(tmp_path_factory):
 
     config = tiny_config(tmp_path_factory.mktemp("trained"))
     return Trainer(config).train(Preprocessor(config).load())
+
+
+def untrained_transformer(folder: Path, level: str = "char", **flags: str):
+    """A `Run` of a tiny Transformer built on the toy corpus's vocabularies but never trained:
+    what the CTranslate2 tests convert in the fast tier (building takes a second, training ten)."""
+    import keras
+
+    from sequencer import builders
+    from sequencer.data import read_pairs
+    from sequencer.runs import Run
+    from sequencer.vocabulary import SubwordVocabulary, Vocabulary
+
+    settings = {"model_dim": "16", "num_heads": "2", "ffn_dim": "32", "num_layers": "2", "decoder_layers": "1"}
+    config = tiny_config(folder, model="transformer", token_level=level, subword_vocab="400", **{**settings, **flags})
+    pairs, _ = read_pairs(DATA / "train" / "toy.txt")
+    if level == "subword":  # joint: one table for both sides
+        source = target = SubwordVocabulary.train([side for pair in pairs for side in pair], 400, "unigram", "s.model")
+    else:
+        source, target = (Vocabulary.build([pair[side] for pair in pairs], level) for side in (0, 1))
+    keras.utils.set_random_seed(1)
+    model = builders.get("transformer").create(config, len(source), len(target))
+    model.build()
+    return Run(folder / f"transformer-{level}", model, source, target, config, {"max_target_len": 12})

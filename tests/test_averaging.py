@@ -4,14 +4,15 @@ import logging
 import keras
 import numpy as np
 import pytest
-from conftest import tiny_config
+from conftest import run_folders, tiny_config
 from test_training import InterruptAt, train
 
 from sequencer import Predictor, Preprocessor, Trainer, averaging, devices
 from sequencer.averaging import average_run, average_weights, saved_weights, snapshot_files
 from sequencer.checkpoints import load_model
+from sequencer.config import CorpusSource
 from sequencer.errors import ConfigError, DataError
-from sequencer.runs import load_run, load_vocabularies
+from sequencer.runs import load_run
 
 
 def dense(units, seed):
@@ -52,7 +53,7 @@ def test_training_averages_its_last_checkpoints_and_keeps_the_better_model(tmp_p
 
     # scripts/average.py's path: averaging the run again compares with the best epoch, not with
     # the earlier average, and leaves a model.keras and the best epoch's model.
-    again = average_run(run_dir, config, Preprocessor(config).load(load_vocabularies(run_dir)), devices.setup(config))
+    again = average_run(run_dir, config, Preprocessor(config).load(), devices.setup(config))
     assert again["checkpoints"] == ["epoch-0002", "epoch-0003"]
     assert again["best_epoch"] == pytest.approx(record["best_epoch"], rel=1e-6)
     assert (run_dir / "model.keras").is_file()
@@ -61,7 +62,7 @@ def test_training_averages_its_last_checkpoints_and_keeps_the_better_model(tmp_p
 
 @pytest.mark.slow
 def test_snapshots_every_n_updates_are_averaged_and_a_resumed_run_takes_them_again(tmp_path):
-    # 240 training pairs in batches of 32: 8 batches an epoch, 4 updates of 2 batches; a snapshot
+    # 244 training pairs in batches of 32: 8 batches an epoch, 4 updates of 2 batches; a snapshot
     # every 2 updates, the last 3 kept.
     settings = {"epochs": "3", "average_last": "3", "average_every": "2", "accumulate_steps": "2", "optimizer": "adam"}
     whole = train(tiny_config(tmp_path / "whole", **settings))
@@ -82,7 +83,7 @@ def test_snapshots_every_n_updates_are_averaged_and_a_resumed_run_takes_them_aga
     config = tiny_config(tmp_path / "parts", **settings)
     with pytest.raises(KeyboardInterrupt):
         train(config, [InterruptAt(epoch=1, batch=5)])
-    [interrupted] = [path for path in (tmp_path / "parts" / "models").iterdir() if path.is_dir()]
+    [interrupted] = run_folders(tmp_path / "parts" / "models")
     taken = sorted(path.name for path in (interrupted / "checkpoints" / "updates").glob("*.npz"))
     assert taken == [
         "epoch-0001-update-00000002.npz",
@@ -90,7 +91,7 @@ def test_snapshots_every_n_updates_are_averaged_and_a_resumed_run_takes_them_aga
         "epoch-0002-update-00000006.npz",
     ]
     assert [path.name for path in snapshot_files(interrupted)] == taken[:2]
-    resumed = Trainer(config).resume(interrupted, Preprocessor(config).load(load_vocabularies(interrupted)))
+    resumed = Trainer(config).resume(interrupted, Preprocessor(config).load())
     assert [path.name for path in snapshot_files(resumed)] == names
     for ours, theirs in zip(snapshot_files(resumed), snapshot_files(whole)):
         pairs = zip(saved_weights(ours, run.config), saved_weights(theirs, run.config))
@@ -146,8 +147,8 @@ def test_averaging_a_run_on_other_training_data_is_a_data_error(tmp_path):
     run_dir = Trainer(config).train(Preprocessor(config).load())
     other = tmp_path / "other"
     other.mkdir()
-    source = next(config.train_dir.iterdir())
+    source = next(config.train_dir[0].path.iterdir())
     (other / source.name).write_text("".join(reversed(source.read_text().splitlines(keepends=True))))
-    changed = config.replace(train_dir=other)
+    changed = config.replace(train_dir=(CorpusSource(other),))
     with pytest.raises(DataError, match=r"the training data in .* changed since"):
-        average_run(run_dir, changed, Preprocessor(changed).load(load_vocabularies(run_dir)), devices.setup(changed))
+        average_run(run_dir, changed, Preprocessor(changed).load(), devices.setup(changed))

@@ -17,13 +17,16 @@ ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = sorted(path.name for path in (ROOT / "benchmarks").glob("*.py"))
 # The first columns of the Markdown table(s) each benchmark prints on standard output.
 TABLES = {
+    "data_scale.py": ["| corpus | pairs |", "| training path | pairs/s (epoch 2) |"],
     "decode_speed.py": ["| decoder | sentences |"],
     "lstm_kernels.py": ["| kernel | ms per step"],
     "quality.py": ["| model | epochs (best) |"],
     "recipe.py": ["| variant | epochs (best) |", "| average of | BLEU |"],
-    "serve_load.py": ["| dynamic batching | clients |"],
+    "serve_load.py": ["| served | dynamic batching | clients |"],
     "train_speed.py": ["| epoch | reference s |", "| data preparation | pairs |"],
     "transformer_sizes.py": ["| candidate | layers |"],
+    "bfloat16_speed.py": ["| mixed_precision | seed |"],
+    "ctranslate_speed.py": ["| backend | beam | sentences/s |", "| predict.py with | seconds |"],
 }
 SEPARATOR = re.compile(r"\|( -{3,}:? \|)+")  # the line under a Markdown table's header
 SECONDS = 600  # each takes under a minute and a half on 2 CPU cores; a hung one fails

@@ -1,11 +1,13 @@
+import json
 import logging
 from pathlib import Path
 
 import pytest
 
 from sequencer.cli import Parser
-from sequencer.config import DEFAULT_CONFIG_FILE, KEYS, load_config, render_config
+from sequencer.config import DEFAULT_CONFIG_FILE, KEYS, CorpusSource, load_config, render_config
 from sequencer.errors import ConfigError
+from sequencer.runs import load_config as load_run_config
 
 LEGACY_CONFIG = """\
 [Files]
@@ -36,7 +38,7 @@ def write(tmp_path: Path, text: str, name: str = "config.txt") -> Path:
 
 def test_defaults_keep_the_original_names_and_values(tmp_path):
     config = load_config(write(tmp_path, ""), environ={})
-    assert config.train_dir == tmp_path / "training_files"
+    assert config.train_dir == (CorpusSource(tmp_path / "training_files"),)
     assert config.model_dir == tmp_path / "models"
     assert config.predict_in == tmp_path / "predict_input"
     assert config.predict_out == tmp_path / "predict_output"
@@ -52,7 +54,7 @@ def test_defaults_keep_the_original_names_and_values(tmp_path):
 def test_legacy_config_with_section_headers_loads(tmp_path):
     config = load_config(write(tmp_path, LEGACY_CONFIG.replace("epochs=100", "epochs=7")), environ={})
     assert config.epochs == 7
-    assert config.train_dir == tmp_path / "training_files"
+    assert config.train_dir == (CorpusSource(tmp_path / "training_files"),)
 
 
 def test_spaces_around_equals_and_comments(tmp_path):
@@ -77,7 +79,7 @@ def test_relative_paths_follow_their_source(tmp_path, monkeypatch):
     path = write(tmp_path / "project", "train_dir=data/pairs\n")
     monkeypatch.chdir(tmp_path)
     config = load_config(path, {"model_dir": "here/models"}, environ={"SEQUENCER_PREDICT_IN": "in"})
-    assert config.train_dir == tmp_path / "project" / "data" / "pairs"  # config file: its folder
+    assert config.train_dir == (CorpusSource(tmp_path / "project" / "data" / "pairs"),)  # config file: its folder
     assert config.predict_out == tmp_path / "project" / "predict_output"  # default: the config's folder
     assert config.model_dir == tmp_path / "here" / "models"  # flag: working directory
     assert config.predict_in == tmp_path / "in"  # environment: working directory
@@ -113,7 +115,8 @@ def test_bad_value_names_key_value_and_what_is_allowed(tmp_path):
         ("optimizer=adamm\n", "one of adadelta"),
         ("metrics=accuracy,f1\n", "comma-separated, from accuracy"),
         ("on_bad_line=ignore\n", "one of error, skip"),
-        ("train_dir=\n", "expected a path"),
+        ("train_dir=\n", "expected comma-separated folders or files"),
+        ("model_dir=\n", "expected a path"),
         ("token_level=bytes\n", "one of char, word, subword"),
         ("subword_model=wordpiece\n", "one of unigram, bpe"),
         ("subword_vocab=50\n", "an integer >= 300"),
@@ -229,3 +232,14 @@ def test_a_key_set_twice_names_both_lines(tmp_path):
     with pytest.raises(ConfigError) as caught:
         load_config(path, environ={})
     assert str(caught.value).endswith("config.txt:4: epochs is set again (first on line 1); set each key once")
+
+
+def test_mixed_precision_takes_true_for_float16_and_a_saved_run_s_boolean(tmp_path):
+    assert load_config(write(tmp_path, "mixed_precision=true\n"), environ={}).mixed_precision == "float16"
+    assert load_config(write(tmp_path, "mixed_precision=bfloat16\n"), environ={}).mixed_precision == "bfloat16"
+    # A run's config.json written when the key was a bool holds JSON's false or true.
+    for saved, read in ((False, "false"), (True, "float16")):
+        (tmp_path / "config.json").write_text(json.dumps({"mixed_precision": saved}))
+        assert load_run_config(tmp_path).mixed_precision == read
+    with pytest.raises(ConfigError, match="'half' is not allowed; expected one of false, float16, bfloat16"):
+        load_config(write(tmp_path, "mixed_precision=half\n"), environ={})

@@ -6,6 +6,7 @@ processes of its own, so these tests run in fresh Python processes.
 
 import csv
 import json
+import logging
 import os
 import socket
 import subprocess
@@ -14,9 +15,16 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import TINY_CONFIG, tiny_config
+from conftest import TINY_CONFIG, run_folders, tiny_config
 
-from sequencer.devices import check_accumulation, fit_under_multi_worker, make_strategy
+from sequencer import devices
+from sequencer.devices import (
+    check_accumulation,
+    cpu_has_bfloat16,
+    fit_under_multi_worker,
+    make_strategy,
+    precision_policy,
+)
 from sequencer.errors import ConfigError
 from sequencer.training import Trainer
 
@@ -116,12 +124,16 @@ def free_port():
 
 
 @pytest.mark.slow
-def test_two_workers_train_one_epoch_and_only_the_chief_writes_a_run(tmp_path):
+@pytest.mark.parametrize("shard_pairs", ["1000000", "100"], ids=["one-shard-shared", "shards-of-their-own"])
+def test_two_workers_train_one_epoch_and_only_the_chief_writes_a_run(tmp_path, shard_pairs):
+    """With one shard both workers read it and take their part of each batch; with a shard or
+    more for each, each worker streams shards of its own. The corpus is prepared by both, once."""
     workers = [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]
     processes = []
     for index in range(2):
         tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
         arguments = ["--config", str(TINY_CONFIG), "--model_dir", str(tmp_path / "models"), "--epochs", "1"]
+        arguments += ["--shard_pairs", shard_pairs]
         processes.append(
             python(
                 str(ROOT / "scripts" / "train.py"),
@@ -135,10 +147,11 @@ def test_two_workers_train_one_epoch_and_only_the_chief_writes_a_run(tmp_path):
     for process in processes:
         _, stderr = process.communicate(timeout=600)
         assert process.returncode == 0, stderr[-3000:]
-    runs = [path for path in (tmp_path / "models").iterdir() if path.is_dir()]
+    runs = run_folders(tmp_path / "models")
     assert len(runs) == 1 and (runs[0] / "model.keras").is_file()
     with open(runs[0] / "metrics.csv", newline="") as stream:
         assert len(list(csv.DictReader(stream))) == 1
+    assert len(list((tmp_path / "models" / "prepared").iterdir())) == 1  # the first to finish preparing won
 
 
 THREADS = textwrap.dedent(
@@ -198,3 +211,42 @@ def test_keras_models_still_hold_the_strategy_attribute_the_multi_worker_workaro
     assert "_distribute_strategy" in vars(model), f"keras {keras.__version__} moved Model._distribute_strategy"
     fit_under_multi_worker(model)
     assert model._distribute_strategy is None
+
+
+def test_mixed_precision_chooses_keras_policy_and_refuses_what_the_device_cannot_do(monkeypatch, caplog):
+    assert precision_policy("false") == "float32"
+    with pytest.raises(ConfigError, match=r"mixed_precision=float16 needs a GPU, .*bfloat16 computes on a CPU"):
+        precision_policy("float16")  # these tests see no GPU
+    monkeypatch.setattr(devices, "cpu_has_bfloat16", lambda: True)
+    with caplog.at_level(logging.WARNING, "sequencer"):
+        assert precision_policy("bfloat16") == "mixed_bfloat16"
+    assert caplog.messages == []
+    monkeypatch.setattr(devices, "cpu_has_bfloat16", lambda: False)
+    with caplog.at_level(logging.WARNING, "sequencer"):
+        assert precision_policy("bfloat16") == "mixed_bfloat16"  # runs, slowly
+    assert caplog.messages == [
+        "mixed_precision=bfloat16: this CPU has neither avx512_bf16 nor amx_bf16, so bfloat16 is emulated; "
+        "training runs, but slower than in float32"
+    ]
+
+
+def test_bfloat16_on_a_gpu_older_than_ampere_is_a_config_error(monkeypatch):
+    import tensorflow as tf
+
+    gpu = tf.config.PhysicalDevice("/physical_device:GPU:0", "GPU")
+    monkeypatch.setattr(tf.config, "get_visible_devices", lambda kind=None: [gpu] if kind == "GPU" else [])
+    monkeypatch.setattr(tf.config.experimental, "get_device_details", lambda device: {"compute_capability": (7, 5)})
+    with pytest.raises(ConfigError, match=r"needs a GPU of compute capability 8\.0 or more \(Ampere\); .*:0 has 7\.5"):
+        precision_policy("bfloat16")
+    assert precision_policy("float16") == "mixed_float16"
+
+
+@pytest.mark.parametrize(
+    ("flags", "native"),
+    [("fpu sse2 avx512f avx512_bf16 avx512_vnni", True), ("fpu amx_tile amx_bf16", True), ("fpu sse2 avx512f", False)],
+)
+def test_the_cpu_flags_say_whether_bfloat16_is_native(tmp_path, flags, native):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nmodel name\t: x\nflags\t\t: {flags}\n\nprocessor\t: 1\nflags\t\t: {flags}\n")
+    assert cpu_has_bfloat16(cpuinfo) is native
+    assert cpu_has_bfloat16(tmp_path / "missing") is False  # not Linux

@@ -111,7 +111,7 @@ def test_mostly_empty_blank_or_cut_translations_are_a_warning(trained_run, tmp_p
         batch = len(source_ids)
         return Hypotheses(np.tile(np.array(ids, np.int32), (batch, 1, 1)), np.zeros((batch, 1)), np.ones((batch, 1)))
 
-    predictor.translator._decode = decode
+    predictor.translator._search = decode
     caplog.set_level(logging.WARNING)
     predictor.translate_file(MIXED, tmp_path / "mixed.txt")
     [message] = [record.getMessage() for record in caplog.records if warning in record.getMessage()]

@@ -11,6 +11,7 @@ from conftest import DATA, tiny_config
 
 from sequencer import Predictor, Preprocessor, Trainer
 from sequencer.checkpoints import save_model
+from sequencer.config import CorpusSource
 from sequencer.config import load_config as load_config_file
 from sequencer.errors import ConfigError, DataError
 from sequencer.runs import (
@@ -61,7 +62,7 @@ def test_metrics_summary_and_log_record_every_epoch(trained_run):
     assert float(rows[0]["samples_per_second"]) > 0 and float(rows[0]["learning_rate"]) == pytest.approx(0.001)
     summary = json.loads((trained_run / "summary.json").read_text())
     assert summary["epochs_completed"] == 2 and summary["interrupted"] is False
-    assert summary["train_pairs"] == 240 and summary["val_pairs"] == 60
+    assert summary["train_pairs"] == 244 and summary["val_pairs"] == 56  # of 300, drawn by hash
     best = rows[summary["best_epoch"] - 1]
     assert summary["best_metrics"]["val_loss"] == pytest.approx(float(best["val_loss"]))
     assert summary["best_metrics"]["val_accuracy"] == pytest.approx(float(best["val_accuracy"]))
@@ -196,7 +197,7 @@ def test_runs_saved_by_version_0_1_translate_as_they_did(name, tmp_path):
     assert "saved by sequencer 0.1.0" in str(caught.value) and "commit c622279" in str(caught.value)
     config = load_config(copy)
     with pytest.raises(DataError, match=r"saved by sequencer 0\.1\.0"):  # before anything else is compared
-        Trainer(config).resume(copy, Preprocessor(config.replace(train_dir=DATA / "train")).load())
+        Trainer(config).resume(copy, Preprocessor(config.replace(train_dir=(CorpusSource(DATA / "train"),))).load())
 
 
 def test_a_newest_run_without_a_model_is_passed_over_for_the_newest_trained_one(trained_run, tmp_path, caplog):
@@ -226,3 +227,13 @@ def test_the_transformer_config_keeps_its_runs_apart():
     transformer = load_config_file(ROOT / "configs" / "transformer.txt", environ={})
     default = load_config_file(None, environ={})
     assert transformer.model_dir == ROOT / "models" / "transformer" != default.model_dir
+
+
+def test_a_run_of_sequencer_0_2_translates_but_is_not_resumed(trained_run, tmp_path):
+    """0.2 split the pairs and ordered the batches otherwise: resuming would not be the same run."""
+    copy = Path(shutil.copytree(trained_run, tmp_path / "run"))
+    summary = json.loads((copy / "summary.json").read_text())
+    (copy / "summary.json").write_text(json.dumps({**summary, "sequencer_version": "0.2.0"}))
+    assert load_run(copy).model is not None
+    with pytest.raises(DataError, match=r"saved by sequencer 0\.2\.0: .* resume it with sequencer 0\.2\.0 \(commit "):
+        check_resumable(copy)

@@ -20,20 +20,15 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from conftest import TINY_CONFIG
+from conftest import TINY_CONFIG, untrained_transformer
 from fastapi.testclient import TestClient
 
 from sequencer.config import load_config
 from sequencer.errors import DataError
-from sequencer.export import export
-from sequencer.runs import EXPORT_FILE, load_run
-from sequencer.serving import (
-    ExportBackend,
-    RunBackend,
-    body_limit,
-    create_app,
-    read_export,
-)
+from sequencer.exports import EXPORT_FILE
+from sequencer.runs import load_run
+from sequencer.savedmodel import export
+from sequencer.serving import TranslatorBackend, body_limit, create_app, read_export
 from sequencer.translation import Translator
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,7 +49,7 @@ def config(run):
 
 @pytest.fixture(scope="module")
 def backend(run, config):
-    return RunBackend(Translator(run, config), config.max_beam_width)
+    return TranslatorBackend(Translator(run, config), config.max_beam_width)
 
 
 @contextmanager
@@ -190,7 +185,7 @@ def exported(run, config, tmp_path_factory):
 
 
 def test_the_export_backend_translates_with_its_own_beam_only(exported, backend, config, run):
-    with serving(ExportBackend.load(exported, config), config) as client:
+    with serving(TranslatorBackend.load(config, export_dir=exported), config) as client:
         assert client.get("/health").json() == {"status": "ok", "model": run.path.name}
         answer = client.post("/translate", json={"text": [*SENTENCES, ""]})
         assert answer.status_code == 200, answer.text
@@ -216,8 +211,16 @@ def test_an_export_folder_is_checked_before_tensorflow_loads_it(exported, tmp_pa
         read_export(tmp_path / "missing")
     with pytest.raises(DataError, match=r"is not an export of scripts/export\.py: it has no export\.json"):
         read_export(tmp_path)
-    (tmp_path / EXPORT_FILE).write_text('{"run": "r", "beam_width": "2", "n_best": 1, "needs_tensorflow_text": false}')
+    description = {**json.loads((exported / EXPORT_FILE).read_text()), "beam_width": "2"}
+    (tmp_path / EXPORT_FILE).write_text(json.dumps(description))
     with pytest.raises(DataError, match=r"export\.json: beam_width is missing or not int"):
+        read_export(tmp_path)
+    (tmp_path / EXPORT_FILE).write_text(json.dumps({**description, "format": "onnx"}))
+    with pytest.raises(DataError, match=r'export\.json: format is "onnx", not one of savedmodel, ctranslate2'):
+        read_export(tmp_path)
+    del description["format"]  # an export made before there were two formats: a SavedModel
+    (tmp_path / EXPORT_FILE).write_text(json.dumps({**description, "beam_width": 2}))
+    with pytest.raises(DataError, match=r"is not an export of scripts/export\.py: it has no saved_model\.pb"):
         read_export(tmp_path)
 
 
@@ -243,7 +246,46 @@ def test_a_saved_model_that_is_not_an_export_is_a_data_error(exported, tmp_path,
     tf.saved_model.save(module, str(tmp_path), signatures={"serving_default": module.serve})
     (tmp_path / EXPORT_FILE).write_bytes((exported / EXPORT_FILE).read_bytes())  # claims to be an export
     with pytest.raises(DataError, match=f"^{tmp_path}: {message}"):
-        ExportBackend.load(tmp_path, config)
+        TranslatorBackend.load(config, export_dir=tmp_path)
+
+
+@pytest.fixture(scope="module")
+def ctranslate2_export(tmp_path_factory):
+    from sequencer.ctranslate import convert
+
+    run = untrained_transformer(tmp_path_factory.mktemp("ct2"), "char")
+    return convert(run, run.path.parent / "ct2")
+
+
+def test_a_ctranslate2_export_is_served_with_any_beam_width_up_to_the_limit(ctranslate2_export, config):
+    config = config.replace(max_output_len=12)
+    backend = TranslatorBackend.load(config, export_dir=ctranslate2_export)
+    with serving(backend, config) as client:
+        assert client.get("/health").json() == {"status": "ok", "model": "transformer-char"}
+        answer = client.post("/translate", json={"text": [*SENTENCES, ""], "beam_width": 3, "n_best": 2})
+        assert answer.status_code == 200, answer.text
+        expected = backend.translator.translate(SENTENCES, 3, 2).hypotheses
+        assert answer.json()["translations"] == [[text for text, _ in found] for found in expected] + [["", ""]]
+        assert client.post("/translate", json={"text": ["Hi."]}).json()["translations"] == [
+            backend.translator.translate(["Hi."]).best[0]
+        ]
+        wider = client.post("/translate", json={"text": ["Hi."], "beam_width": 5})
+        assert wider.json()["error"] == "beam_width must be an integer from 1 to 4 (max_beam_width), not 5"
+
+
+def test_a_request_costing_more_than_max_request_tokens_is_a_413(backend, config):
+    assert backend.source_tokens(["Hello!", "Hi."]) == 9  # characters, as the run's model reads them
+    with serving(Recorder(seconds=0), config.replace(max_request_tokens=20)) as client:
+        assert client.post("/translate", json={"text": ["abcde", "fghij", ""], "beam_width": 2}).status_code == 200
+        costly = client.post("/translate", json={"text": ["abcde", "fghij", "k"], "beam_width": 2})
+        assert costly.status_code == 413
+        assert costly.json()["error"] == (
+            "text holds 11 source tokens, which at beam width 2 cost 22; a request may cost at most 20 "
+            "(max_request_tokens: source tokens x beam width)"
+        )
+        assert client.post("/translate", json={"text": ["abcde", "fghij", "k"]}).status_code == 200  # greedy: 11
+    with serving(Recorder(seconds=0), config.replace(max_request_tokens=0)) as client:  # no bound
+        assert client.post("/translate", json={"text": ["a" * 1000] * 3, "beam_width": 2}).status_code == 200
 
 
 class Recorder:
@@ -258,6 +300,9 @@ class Recorder:
 
     def allowed(self, field, beam_width):
         return range(1, 3), "1 or 2"
+
+    def source_tokens(self, sentences):
+        return sum(len(sentence) for sentence in sentences)
 
     def translate(self, sentences, beam_width, n_best):
         self.calls.append((list(sentences), beam_width))
@@ -411,13 +456,28 @@ def test_serve_script_serves_an_export_until_sigterm(exported, tmp_path):
     )
 
 
+@pytest.mark.slow
+def test_serve_script_serves_a_ctranslate2_export(ctranslate2_export, config, tmp_path):
+    with server_process("--export", str(ctranslate2_export), "--max_output_len", "12", cwd=tmp_path) as (
+        process,
+        url,
+        log,
+    ):
+        status, answer = post(url, {"text": SENTENCES, "beam_width": 2})
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0
+    translator = TranslatorBackend.load(config.replace(max_output_len=12), export_dir=ctranslate2_export).translator
+    assert status == 200 and answer["translations"] == translator.translate(SENTENCES, 2).best
+    assert f"translating with the export {ctranslate2_export}" in log.read_text().splitlines()
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (["--export", "missing"], "error: the export folder {tmp}/missing does not exist"),
         (["--export", "."], "error: {tmp} is not an export of scripts/export.py: it has no export.json"),
         (["--run", "missing"], "error: the run folder {tmp}/models/missing does not exist"),
-        (["--run", "{run}", "--export", "."], "error: --run and --export each name a model to serve; give one of them"),
+        (["--run", "{run}", "--export", "."], "error: --run and --export each name a model to translate with; give"),
         (["--run", "{run}", "--beam_width", "9"], "error: beam_width=9 is more than max_beam_width=8, the widest beam"),
         (
             ["--run", "{run}", "--port", "0"],

@@ -6,14 +6,16 @@ import textwrap
 import keras
 import numpy as np
 import pytest
-from conftest import tiny_config
+import tensorflow as tf
+from conftest import run_folders, tiny_config
 
 from sequencer import Predictor, Preprocessor, Trainer, builders, devices
 from sequencer.averaging import validation_score
 from sequencer.checkpoints import load_checkpoint, new_model
+from sequencer.dataset import validation_batches
 from sequencer.devices import configure_device
 from sequencer.errors import ConfigError, DataError
-from sequencer.runs import load_config, load_run, load_vocabularies
+from sequencer.runs import load_config, load_run
 
 
 def train(config, callbacks=()):
@@ -53,12 +55,12 @@ def test_a_run_interrupted_in_its_first_epoch_says_so_and_resumes_from_the_start
     config = tiny_config(tmp_path, epochs="1")
     with caplog.at_level(logging.WARNING, "sequencer"), pytest.raises(KeyboardInterrupt):
         train(config, [InterruptAt(epoch=0, batch=2)])
-    [run_dir] = [path for path in (tmp_path / "models").iterdir() if path.is_dir()]
+    [run_dir] = run_folders(tmp_path / "models")
     assert caplog.messages == [
         f"interrupted during epoch 1; {run_dir} has no finished epoch yet (no model to translate with): "
         "--resume starts it again"
     ]
-    resumed = Trainer(config).resume(run_dir, Preprocessor(config).load(load_vocabularies(run_dir)))
+    resumed = Trainer(config).resume(run_dir, Preprocessor(config).load())
     assert [row["epoch"] for row in metrics_rows(resumed)] == ["1"] and load_run(resumed).model is not None
 
 
@@ -87,27 +89,35 @@ TRANSFORMER = {
 
 
 TOKENS_AND_ACCUMULATION = {"batch_tokens": "400", "accumulate_steps": "3", "dropout": "0.2", "embedding_dim": "8"}
+# Four shards of about 60 pairs and epochs of 5 updates: the run stops and resumes in mid-pass, mid-shard.
+SHARDS_AND_STEPS = {"shard_pairs": "60", "steps_per_epoch": "5", "batch_size": "16", "dropout": "0.1"}
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize(
     "settings",
-    [{}, TRANSFORMER, TOKENS_AND_ACCUMULATION, {"ema_decay": "0.9"}],
-    ids=["lstm", "transformer-subword", "tokens-accumulated", "moving-average"],
+    [
+        pytest.param({}, id="lstm"),
+        pytest.param(TRANSFORMER, id="transformer-subword", marks=pytest.mark.slow),
+        pytest.param(TOKENS_AND_ACCUMULATION, id="tokens-accumulated", marks=pytest.mark.slow),
+        pytest.param({"ema_decay": "0.9"}, id="moving-average", marks=pytest.mark.slow),
+        pytest.param(SHARDS_AND_STEPS, id="shards-and-steps", marks=pytest.mark.slow),
+    ],
 )
 def test_resumed_run_ends_like_an_uninterrupted_one(tmp_path, settings):
+    """A run interrupted in its second epoch and resumed ends with the weights and metrics of one
+    that was not: the stream of batches takes up at the batch the checkpoint was taken after."""
     config = tiny_config(tmp_path / "whole", epochs="3", **settings)
     whole = train(config)
 
     config = tiny_config(tmp_path / "parts", epochs="3", **settings)
     with pytest.raises(KeyboardInterrupt):
         train(config, [InterruptAt(epoch=1, batch=3)])
-    [interrupted] = [path for path in (tmp_path / "parts" / "models").iterdir() if path.is_dir()]
+    [interrupted] = run_folders(tmp_path / "parts" / "models")
     summary = json.loads((interrupted / "summary.json").read_text())
     assert summary["interrupted"] is True and summary["epochs_completed"] == 1
     assert load_run(interrupted).model is not None  # prediction accepts the interrupted run
 
-    resumed = Trainer(config).resume(interrupted, Preprocessor(config).load(load_vocabularies(interrupted)))
+    resumed = Trainer(config).resume(interrupted, Preprocessor(config).load())
     assert f"resuming {interrupted} after epoch 1" in (resumed / "train.log").read_text()
     assert same_weights(
         load_checkpoint(whole, load_config(whole))[0], load_checkpoint(resumed, load_config(resumed))[0], 1e-6
@@ -131,7 +141,7 @@ def test_resuming_may_change_learning_rate_dropout_and_batch_size(tmp_path):
     model = load_checkpoint(run_dir, load_config(run_dir))[0]
     assert model.get_layer("encoder_lstm").dropout == 0.3
     assert float(model.optimizer.learning_rate) == pytest.approx(0.01)
-    assert int(model.optimizer.iterations) == int(after_one.optimizer.iterations) + 240 // 16  # went on counting
+    assert int(model.optimizer.iterations) == int(after_one.optimizer.iterations) + -(-244 // 16)  # went on counting
     assert [row["epoch"] for row in metrics_rows(run_dir)] == ["1", "2"]
     assert json.loads((run_dir / "summary.json").read_text())["resumed_after"] == [1]
 
@@ -163,7 +173,7 @@ def test_ema_decay_validates_and_saves_the_moving_average_of_the_weights(tmp_pat
     model = load_run(run_dir).model
     assert all(np.allclose(saved, expected, atol=1e-6) for saved, expected in zip(model.get_weights(), average))
     assert not np.allclose(model.get_weights()[0], trained.after_batch[-1][0], atol=1e-6)
-    corpus, strategy = Preprocessor(config).load(load_vocabularies(run_dir)), devices.setup(config)
+    corpus, strategy = Preprocessor(config).load(), devices.setup(config)
     compiled = new_model(config, (len(corpus.source_vocab), len(corpus.target_vocab)), 0, 1, strategy)
     compiled.set_weights(model.get_weights())
     validated = validation_score(compiled, corpus, config, strategy)
@@ -176,7 +186,7 @@ def test_a_finished_run_with_ema_decay_goes_on_as_if_it_had_not_stopped(tmp_path
     config = tiny_config(tmp_path / "parts", epochs="2", ema_decay="0.9")
     finished = train(config)
     longer = load_config(finished, {"epochs": "3"})
-    Trainer(longer).resume(finished, Preprocessor(longer).load(load_vocabularies(finished)))
+    Trainer(longer).resume(finished, Preprocessor(longer).load())
     assert same_weights(
         load_checkpoint(whole, load_config(whole))[0], load_checkpoint(finished, load_config(finished))[0], 1e-6
     )
@@ -194,14 +204,10 @@ def test_early_stopping_keeps_the_best_weights(tmp_path):
     rows = metrics_rows(run_dir)
     assert float(rows[2]["val_loss"]) < float(rows[0]["val_loss"])  # the last epoch is not the best one
 
-    corpus = Preprocessor(config).load()
-    from sequencer.dataset import make_dataset
-
-    batches = [np.arange(len(corpus.val_source))]
-    data = make_dataset(corpus.val_source, corpus.val_target, lambda _: batches, [0], 1)
+    data = validation_batches(config, Preprocessor(config).load(), tf.distribute.get_strategy())  # as training's
     best = load_run(run_dir).model
     best.compile(loss="sparse_categorical_crossentropy")
-    assert best.evaluate(data, verbose=0) == pytest.approx(float(rows[0]["val_loss"]), rel=1e-4)
+    assert best.evaluate(data, verbose=0) == pytest.approx(float(rows[0]["val_loss"]), rel=1e-5)
 
 
 @pytest.mark.slow
@@ -298,25 +304,59 @@ def test_mixed_precision_needs_a_gpu_and_writes_nothing(tmp_path):
     config = tiny_config(tmp_path, mixed_precision="true")
     with pytest.raises(ConfigError) as caught:
         train(config)
-    assert "mixed_precision=true needs a GPU" in str(caught.value)
+    assert "mixed_precision=float16 needs a GPU" in str(caught.value)
     assert not config.model_dir.exists()
 
 
 @pytest.mark.parametrize("model", ["lstm", "transformer"])
-def test_models_under_mixed_precision_keep_float32_outputs(tmp_path, model):
-    # What a GPU run builds: float16 computation, float32 weights and probabilities.
-    keras.mixed_precision.set_global_policy("mixed_float16")
+@pytest.mark.parametrize("half", ["float16", "bfloat16"])
+def test_models_under_mixed_precision_keep_float32_outputs(tmp_path, model, half):
+    # What a GPU run builds (float16), or a bfloat16 one: 16-bit computation, float32 weights and probabilities.
+    keras.mixed_precision.set_global_policy(f"mixed_{half}")
     try:
         config = tiny_config(tmp_path, model=model, latent_dim="8", model_dim="8", num_heads="2")
         seq2seq = builders.get(model).create(config, 7, 9)
         seq2seq.build()
         computing = [layer for layer in seq2seq.layers if layer.name in ("decoder_lstm", "decoder_layer_0")]
-        assert computing[0].compute_dtype == "float16" and computing[0].variable_dtype == "float32"
+        assert computing[0].compute_dtype == half and computing[0].variable_dtype == "float32"
         probabilities, _ = seq2seq.step(np.array([1, 2]), seq2seq.encode(np.array([[4, 5], [6, 0]]), 3), 0)
         assert probabilities.dtype == "float32" and probabilities.shape == (2, 9)
         assert seq2seq([np.array([[4, 5]]), np.array([[1, 4]])]).dtype == "float32"
     finally:
         keras.mixed_precision.set_global_policy("float32")
+
+
+@pytest.mark.slow
+def test_a_bfloat16_transformer_resumes_exactly(tmp_path):
+    """The resume test's case of a Transformer trained in bfloat16 (mixed_bfloat16): its float32
+    weights, optimizer state and dropout seeds resume as a float32 run's do."""
+    test_resumed_run_ends_like_an_uninterrupted_one(tmp_path, {**TRANSFORMER, "mixed_precision": "bfloat16"})
+
+
+def test_a_run_trained_in_bfloat16_translates_in_float32(trained_run, tmp_path):
+    """A model saved under mixed_bfloat16 records that policy; loaded to translate, in any process
+    (even one that trained in bfloat16), it computes in float32, with the same float32 weights."""
+    import shutil
+    import zipfile
+
+    from sequencer.checkpoints import MODEL_FILE, load_model
+
+    run_dir = tmp_path / trained_run.name
+    shutil.copytree(trained_run, run_dir)
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")  # as setup leaves a bfloat16 training process
+    try:
+        trained = load_model(trained_run / MODEL_FILE, load_config(trained_run))  # for training: bfloat16
+        assert trained.get_layer("decoder_lstm").compute_dtype == "bfloat16"
+        trained.save(run_dir / MODEL_FILE)
+        with zipfile.ZipFile(run_dir / MODEL_FILE) as saved:
+            assert '"mixed_bfloat16"' in saved.read("config.json").decode()
+        model = load_run(run_dir).model
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert {layer.compute_dtype for layer in model._flatten_layers()} == {"float32"}
+    assert {variable.dtype for variable in model.weights} == {"float32"}
+    sentences = ["Hello!", "I am cold."]
+    assert Predictor(load_run(run_dir)).translate(sentences) == Predictor(load_run(trained_run)).translate(sentences)
 
 
 @pytest.mark.slow
@@ -391,7 +431,7 @@ def test_a_transformer_resumes_with_dropout_turned_off(tmp_path):
     config = tiny_config(tmp_path, epochs="1", **TRANSFORMER)
     run_dir = train(config)
     changed = load_config(run_dir, {"epochs": "2", "dropout": "0"})
-    Trainer(changed).resume(run_dir, Preprocessor(changed).load(load_vocabularies(run_dir)))
+    Trainer(changed).resume(run_dir, Preprocessor(changed).load())
     assert json.loads((run_dir / "summary.json").read_text())["epochs_completed"] == 2
 
 
@@ -410,7 +450,7 @@ def test_a_token_budget_below_every_pair_makes_batches_of_one_and_says_so(tmp_pa
     caplog.set_level(logging.WARNING)
     run_dir = train(tiny_config(tmp_path, epochs="1", batch_tokens="1"))
     assert "batch_tokens=1 is less than the longest training pair" in caplog.text
-    assert "240 pair(s) over it are batches of one pair each" in caplog.text
+    assert "244 pair(s) over it are batches of one pair each" in caplog.text
     assert (run_dir / "model.keras").is_file()
 
 
@@ -420,7 +460,56 @@ def test_resuming_a_finished_run_says_so_and_changes_nothing(tmp_path, caplog):
     before = {path.name: path.read_bytes() for path in run_dir.iterdir() if path.is_file()}
     caplog.set_level(logging.INFO)
     config = load_config(run_dir, {"early_stopping_patience": "5"})  # resumable, but there is nothing to resume
-    Trainer(config).resume(run_dir, Preprocessor(config).load(load_vocabularies(run_dir)))
+    Trainer(config).resume(run_dir, Preprocessor(config).load())
     assert f"{run_dir} has finished training already (epoch 1); --epochs above 1 trains it further" in caplog.text
     assert f"resuming {run_dir}" not in caplog.text
     assert {path.name: path.read_bytes() for path in run_dir.iterdir() if path.is_file()} == before
+
+
+@pytest.mark.slow
+def test_train_steps_stop_within_an_epoch_and_a_resumed_run_goes_on_with_the_stream(tmp_path, caplog):
+    # 244 training pairs in batches of 32: 8 batches an epoch.
+    whole = train(tiny_config(tmp_path / "whole", epochs="9", train_steps="12"))
+    config = tiny_config(tmp_path / "parts", epochs="9", train_steps="5")
+    with caplog.at_level(logging.INFO, logger="sequencer"):
+        parts = train(config)
+    assert "train_steps=5 reached in epoch 1: stopping at its end, now" in caplog.messages
+    summary = json.loads((parts / "summary.json").read_text())
+    assert (summary["epochs_completed"], summary["updates"], summary["batches"]) == (1, 5, 5)
+    longer = load_config(parts, {"train_steps": "12"})
+    Trainer(longer).resume(parts, Preprocessor(longer).load())
+    assert json.loads((parts / "summary.json").read_text())["updates"] == 12
+    # Epochs of 5 and 7 batches, not 8 and 4: the same 12 batches, in the same order.
+    assert [row["epoch"] for row in metrics_rows(parts)] == [row["epoch"] for row in metrics_rows(whole)] == ["1", "2"]
+    assert same_weights(load_checkpoint(whole, load_config(whole))[0], load_checkpoint(parts, longer)[0], 1e-6)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="sequencer"):
+        Trainer(longer).resume(parts, Preprocessor(longer).load())
+    assert f"{parts} has finished training already (train_steps=12); --train_steps above 12 trains it further" in (
+        caplog.messages
+    )
+
+
+@pytest.mark.slow
+def test_max_minutes_stops_with_a_checkpoint_and_a_resumed_run_counts_on(tmp_path, caplog):
+    config = tiny_config(tmp_path, epochs="50", max_minutes="0.0001")  # 6 ms: the first update ends it
+    run_dir = train(config)
+    first = json.loads((run_dir / "summary.json").read_text())
+    assert first["epochs_completed"] == 1 and first["updates"] < 8 and first["seconds"] >= 0.006
+    with caplog.at_level(logging.INFO, logger="sequencer"):
+        Trainer(config).resume(run_dir, Preprocessor(config).load())  # its time is used up
+    used_up = f"{run_dir} has finished training already (max_minutes=0.0001); --max_minutes above "
+    assert [message for message in caplog.messages if message.startswith(used_up)]
+    limit = (first["seconds"] + 4) / 60  # 4 s more, counted on from the time it has trained
+    longer = load_config(run_dir, {"max_minutes": f"{limit:.6f}"})
+    Trainer(longer).resume(run_dir, Preprocessor(longer).load())
+    then = json.loads((run_dir / "summary.json").read_text())
+    assert then["updates"] > first["updates"] and limit * 60 - 1e-3 <= then["seconds"] < limit * 60 + 30
+    assert then["resumed_after"] == [1]
+
+
+def test_steps_per_epoch_makes_epochs_of_that_many_updates(tmp_path):
+    run_dir = train(tiny_config(tmp_path, epochs="3", steps_per_epoch="3", accumulate_steps="2"))
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert (summary["epochs_completed"], summary["updates"], summary["batches"]) == (3, 9, 18)
+    assert len(metrics_rows(run_dir)) == 3

@@ -42,7 +42,7 @@ def test_translations_lose_their_edge_spaces_and_cuts_at_the_length_limit_are_co
         ids = np.array([rows[i % 2] for i in range(len(source_ids))], np.int32)[:, None, :]
         return Hypotheses(ids, np.zeros((len(source_ids), 1)), np.full((len(source_ids), 1), 6))
 
-    monkeypatch.setattr(translator, "_decode", decode)
+    monkeypatch.setattr(translator, "_search", decode)
     found = translator.translate(["Go.", "Run!", "Hi."])
     assert sorted(found.best) == ["oui", "oui", "ouioui"]
     assert found.at_length_limit == 1

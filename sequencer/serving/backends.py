@@ -1,11 +1,13 @@
-"""What the server translates with: a run's model through a `Translator`, or a SavedModel of `scripts/export.py`.
+"""What the server translates with: any translator (a run's model, or an export of `scripts/export.py`), made thin.
 
-A backend translates a list of sentences with a beam width and an n-best count, and says which
-values of them a request may ask for: `RunBackend` decodes with a run's model, with any
-beam width up to `max_beam_width`; `ExportBackend` with an export's graph, which fixed its beam
-width and n-best when it was made, and so takes those only.
+A backend translates a list of sentences with a beam width and an n-best count, says which
+values of them a request may ask for, and how many source tokens a request holds (its cost,
+which `max_request_tokens` bounds). `TranslatorBackend` wraps a translator of `translation`: a
+run's or a CTranslate2 export's decodes with any beam width up to `max_beam_width`; a SavedModel
+export's only with the beam width and n-best fixed in it when it was made.
 
-TensorFlow is imported only when a backend is made, so that the script checks its settings first.
+TensorFlow (or CTranslate2) is imported only when a backend is loaded, so that the script checks
+its settings first.
 """
 
 from __future__ import annotations
@@ -15,13 +17,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from sequencer.config import Config
-from sequencer.errors import ConfigError, DataError
-from sequencer.runs import read_export
-from sequencer.text import first_line
-from sequencer.translation import Hypothesis, keep_finite
+from sequencer.errors import ConfigError
+from sequencer.translation import Hypothesis
 
 if TYPE_CHECKING:
-    from sequencer.translation import Translator
+    from sequencer.translation import BatchTranslator
 
 log = logging.getLogger(__name__)
 
@@ -37,108 +37,60 @@ class Backend(Protocol):
         """The values `field` (beam_width, or n_best with that beam width) may take, and how to say so."""
         ...
 
+    def source_tokens(self, sentences: list[str]) -> int:
+        """How many source tokens the model reads in `sentences`."""
+        ...
+
     def translate(self, sentences: list[str], beam_width: int, n_best: int) -> list[list[Hypothesis]]:
         """The `n_best` best translations of each non-empty sentence, best first."""
         ...
 
 
-class RunBackend:
-    """A run folder's model through a `Translator`: any beam width up to `max_beam_width`.
+class TranslatorBackend:
+    """A translator for the server. It keeps no counts (the translator reports, the server drops
+    what it does not answer), so a long-running server accumulates nothing; a run's translator
+    makes one decoder per beam width when it is first asked for, and keeps it."""
 
-    The translator makes one decoder per beam width when it is first asked for, and keeps it; it
-    keeps no counts, so a long-running server accumulates nothing.
-    """
-
-    def __init__(self, translator: Translator, max_beam_width: int):
+    def __init__(self, translator: BatchTranslator, max_beam_width: int):
         self.translator = translator
-        self.name = translator.run.path.name
+        self.name = translator.name
         self.beam_width, self.n_best = translator.beam_width, translator.n_best
         self.max_beam_width = max_beam_width
 
     @classmethod
-    def load(cls, run_dir: Path, config: Config) -> RunBackend:
-        from sequencer.devices import configure_device
-        from sequencer.runs import load_run
-        from sequencer.translation import Translator, warn_if_young
+    def load(cls, config: Config, run_dir: Path | None = None, export_dir: Path | None = None) -> TranslatorBackend:
+        """The backend of a run folder (`config`'s Prediction keys) or of an export folder."""
+        if export_dir:
+            from sequencer.exports import open_export
 
-        configure_device(config.device, config.threads)
-        run = load_run(run_dir)
-        log.info("translating with %s", run.path)
-        warn_if_young(run)
-        return cls(Translator(run, config), config.max_beam_width)
+            translator = open_export(export_dir, config)
+            log.info("translating with the export %s", export_dir)
+        else:
+            from sequencer.devices import configure_device
+            from sequencer.runs import load_run
+            from sequencer.translation import Translator, warn_if_young
+
+            configure_device(config.device, config.threads)
+            run = load_run(run_dir)
+            log.info("translating with %s", run.path)
+            warn_if_young(run)
+            translator = Translator(run, config)
+        return cls(translator, config.max_beam_width)
 
     def allowed(self, field: str, beam_width: int) -> tuple[range, str]:
+        if self.translator.fixed_search:
+            value = self.beam_width if field == "beam_width" else self.n_best
+            fixed = f"beam_width={self.beam_width} and n_best={self.n_best}"
+            return range(value, value + 1), f"{value} (this export decodes with {fixed} only)"
         if field == "beam_width":
             return range(1, self.max_beam_width + 1), f"an integer from 1 to {self.max_beam_width} (max_beam_width)"
         return range(1, beam_width + 1), f"an integer from 1 to the beam width, {beam_width}"
 
+    def source_tokens(self, sentences: list[str]) -> int:
+        return self.translator.source_tokens(sentences)
+
     def translate(self, sentences: list[str], beam_width: int, n_best: int) -> list[list[Hypothesis]]:
         return self.translator.translate(sentences, beam_width, n_best).hypotheses
-
-
-class ExportBackend:
-    """A SavedModel written by `scripts/export.py`: it decodes with the beam width and n-best fixed in it."""
-
-    def __init__(self, folder: Path, description: dict, batch_size: int):
-        import tensorflow as tf
-
-        if description["needs_tensorflow_text"]:
-            import tensorflow_text  # noqa: F401 -- registers the SentencePiece ops of a subword export
-
-        try:
-            self._saved_model = tf.saved_model.load(str(folder))  # kept: its signature uses the model's tables
-            self._signature = self._saved_model.signatures["serving_default"]
-        except Exception as error:  # TensorFlow raises many types for a damaged or foreign folder
-            problem = f"{type(error).__name__}: {first_line(error)}"
-            raise DataError(f"{folder}: cannot load the SavedModel ({problem})") from None
-        self._tf = tf
-        self.name = description["run"]
-        self.beam_width, self.n_best = description["beam_width"], description["n_best"]
-        self.batch_size = batch_size
-        self._check_signature(folder)
-
-    def _check_signature(self, folder: Path) -> None:
-        """DataError unless the signature is export.py's (text in; translation and score out) and translates."""
-        tf = self._tf
-        inputs = self._signature.structured_input_signature[1]
-        outputs = self._signature.structured_outputs
-        text = inputs.get("text")
-        if text is None or text.dtype != tf.string or not {"translation", "score"} <= set(outputs):
-            shown = ", ".join(f"{name}: {spec.dtype.name}" for name, spec in inputs.items())
-            raise DataError(
-                f"{folder}: its serving_default signature takes ({shown}) and returns ({', '.join(sorted(outputs))}), "
-                "not export.py's (text: string) and (translation, score)"
-            )
-        try:
-            self.translate(["Hello."], self.beam_width, self.n_best)
-        except Exception as error:  # whatever the graph raises, it is the export's
-            problem = f"{type(error).__name__}: {first_line(error)}"
-            raise DataError(f'{folder}: the SavedModel cannot translate "Hello." ({problem})') from None
-
-    @classmethod
-    def load(cls, folder: Path, config: Config) -> ExportBackend:
-        from sequencer.devices import configure_device
-
-        configure_device(config.device, config.threads)
-        log.info("translating with the export %s", folder)
-        return cls(folder, read_export(folder), config.decode_batch_size)
-
-    def allowed(self, field: str, beam_width: int) -> tuple[range, str]:
-        value = self.beam_width if field == "beam_width" else self.n_best
-        fixed = f"beam_width={self.beam_width} and n_best={self.n_best}"
-        return range(value, value + 1), f"{value} (this export decodes with {fixed} only)"
-
-    def translate(self, sentences: list[str], beam_width: int, n_best: int) -> list[list[Hypothesis]]:
-        found: list[list[Hypothesis]] = []
-        for start in range(0, len(sentences), self.batch_size):
-            batch = sentences[start : start + self.batch_size]
-            output = self._signature(text=self._tf.constant(batch, self._tf.string))
-            translations = output["translation"].numpy().reshape(len(batch), -1)  # (B,) or (B, n_best)
-            scores = output["score"].numpy().reshape(len(batch), -1)
-            for row, row_scores in zip(translations, scores):
-                hypotheses = [(text.decode("utf-8"), float(score)) for text, score in zip(row, row_scores)]
-                found.append(keep_finite(hypotheses))
-        return found
 
 
 def check_settings(config: Config) -> None:

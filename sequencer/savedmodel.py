@@ -1,4 +1,4 @@
-"""Export: a run as a TensorFlow SavedModel that translates text, with no Python code of this project.
+"""The SavedModel export: a run as a TensorFlow SavedModel that translates text, with no Python code of this project.
 
 The SavedModel's `serving_default` signature takes a batch of UTF-8 strings (`text`: string[None])
 and returns their translations (`translation`: string[None], or string[None, n_best] when
@@ -18,25 +18,27 @@ loaders and other languages' bindings run it as it is:
 
 The decoding settings (the Prediction keys declared `in_export`: beam width, n-best, length
 penalty and output lengths) are those of the config, fixed in the graph and recorded in
-`export.json` beside the SavedModel. A subword export needs tensorflow-text's ops where it is loaded (`import
-tensorflow_text`; TensorFlow Serving includes them); the others need TensorFlow alone.
+`export.json` beside the SavedModel (see `exports`). A subword export needs tensorflow-text's ops where it is
+loaded (`import tensorflow_text`; TensorFlow Serving includes them); the others need TensorFlow alone.
+`SavedModelTranslator` translates with one from Python, as the run's `translation.Translator` does.
 """
 
 from __future__ import annotations
 
-import json
 import tempfile
 from pathlib import Path
 
 import tensorflow as tf
 
-from sequencer import __version__
 from sequencer.config import KEYS_IN_EXPORT, Config
-from sequencer.errors import DataError
+from sequencer.devices import configure_device
+from sequencer.errors import ConfigError, DataError
+from sequencer.exports import check_export_folder, describe, write_description
 from sequencer.files import atomic_path
-from sequencer.runs import EXPORT_FILE, Run, check_export_folder
-from sequencer.search import BeamSearchDecoder, GreedyDecoder, length_penalty
+from sequencer.runs import VOCAB_FILE, Run, load_vocabularies
+from sequencer.search import BeamSearchDecoder, GreedyDecoder
 from sequencer.text import first_line
+from sequencer.translation import BatchTranslator, Decoding, Hypothesis, Sampling, Translations, length_penalty
 from sequencer.vocabulary import END_ID, JOINER, PAD_ID, SPECIALS, START_ID, UNK_ID, Vocabulary
 
 # What Python's `\w` matches, as RE2 (TensorFlow's regular expressions) spells it: letters,
@@ -183,14 +185,89 @@ def _write_export(run: Run, config: Config, out_dir: Path) -> None:
     with tempfile.TemporaryDirectory(prefix="sequencer-export-") as scratch, atomic_path(out_dir) as partial:
         translator = TranslationGraph(run, config, Path(scratch))
         tf.saved_model.save(translator, str(partial), signatures={"serving_default": translator.translate})
-        description = {
-            "sequencer_version": __version__,
-            "run": run.path.name,
-            "model": run.config.model,
-            "token_level": run.source_vocab.level,
-            **{name: getattr(config, name) for name in KEYS_IN_EXPORT},
-            "max_output_len": translator.max_len,  # as resolved for the run: 0 means a length of its own
-            "min_output_len": translator.min_len,
-            "needs_tensorflow_text": run.source_vocab.level == "subword",
-        }
-        (partial / EXPORT_FILE).write_text(json.dumps(description, indent=2) + "\n", encoding="utf-8")
+        settings = {name: getattr(config, name) for name in KEYS_IN_EXPORT}
+        # The output lengths as resolved for the run: 0 means a length of its own.
+        settings.update(max_output_len=translator.max_len, min_output_len=translator.min_len)
+        needs_text = run.source_vocab.level == "subword"
+        write_description(partial, run, describe(run, "savedmodel", **settings, needs_tensorflow_text=needs_text))
+
+
+class SavedModelTranslator(BatchTranslator):
+    """A SavedModel of `export`, loaded with `tf.saved_model.load` and translating through its
+    `serving_default` signature, in batches of the configuration's `decode_batch_size`.
+
+    It decodes with the beam width, n-best, length penalty and output lengths fixed in its graph
+    (`fixed_search`), whatever the configuration says. The run's vocabularies beside it give a
+    sentence's length in tokens and its unknown tokens; an export made before they were saved
+    there has none, and a sentence's length is then its characters, with no token reported as
+    unknown. Whether a translation was cut at max_output_len the signature does not say:
+    `at_length_limit` stays 0. A SavedModel whose signature is not export.py's, or which cannot
+    translate "Hello." once loaded, is a DataError naming the folder.
+    """
+
+    fixed_search = True
+
+    def __init__(self, folder: Path, description: dict, config: Config):
+        configure_device(config.device, config.threads)
+        if description["needs_tensorflow_text"]:
+            import tensorflow_text  # noqa: F401 -- registers the SentencePiece ops of a subword export
+        try:
+            self._saved_model = tf.saved_model.load(str(folder))  # kept: its signature uses the model's tables
+            self._signature = self._saved_model.signatures["serving_default"]
+        except Exception as error:  # TensorFlow raises many types for a damaged or foreign folder
+            problem = f"{type(error).__name__}: {first_line(error)}"
+            raise DataError(f"{folder}: cannot load the SavedModel ({problem})") from None
+        self.name, self.token_level = description["run"], description["token_level"]
+        self.default = Decoding("search", description["beam_width"], description["n_best"], Sampling())
+        self.length_penalty = description["length_penalty"]
+        self.max_output_len, self.min_output_len = description["max_output_len"], description["min_output_len"]
+        self.decode_batch_size = config.decode_batch_size
+        self.source_vocab = load_vocabularies(folder)[0] if (folder / VOCAB_FILE).is_file() else None
+        self._check_signature(folder)
+
+    @property
+    def source_unit(self) -> str:
+        return self.source_vocab.unit if self.source_vocab else Vocabulary([], self.token_level).unit
+
+    def translate(self, sentences, beam_width=None, n_best=None, progress=None, **options) -> Translations:
+        asked = (beam_width or self.beam_width, n_best or self.n_best)
+        if asked != (self.beam_width, self.n_best):
+            raise ConfigError(
+                f"beam_width={asked[0]} and n_best={asked[1]}: this export decodes with "
+                f"beam_width={self.beam_width} and n_best={self.n_best} only"
+            )
+        return super().translate(sentences, progress=progress, **options)
+
+    def _read(self, sentence: str) -> tuple[str, int, list[str]]:
+        """The sentence itself (the graph tokenises it), its length and unknown tokens."""
+        if self.source_vocab is None:
+            return sentence, len(sentence), []
+        _, length, unknown = super()._read(sentence)
+        return sentence, length, unknown
+
+    def _decode(self, sources: list[str], prefixes: None, how: Decoding) -> tuple[list[list[Hypothesis]], int]:
+        output = self._signature(text=tf.constant(sources, tf.string))
+        translations = output["translation"].numpy().reshape(len(sources), -1)  # (B,) or (B, n_best)
+        scores = output["score"].numpy().reshape(len(sources), -1)
+        decoded = [
+            [(text.decode("utf-8"), float(score)) for text, score in zip(row, row_scores)]
+            for row, row_scores in zip(translations, scores)
+        ]
+        return decoded, 0
+
+    def _check_signature(self, folder: Path) -> None:
+        """DataError unless the signature is export.py's (text in; translation and score out) and translates."""
+        inputs = self._signature.structured_input_signature[1]
+        outputs = self._signature.structured_outputs
+        text = inputs.get("text")
+        if text is None or text.dtype != tf.string or not {"translation", "score"} <= set(outputs):
+            shown = ", ".join(f"{name}: {spec.dtype.name}" for name, spec in inputs.items())
+            raise DataError(
+                f"{folder}: its serving_default signature takes ({shown}) and returns ({', '.join(sorted(outputs))}), "
+                "not export.py's (text: string) and (translation, score)"
+            )
+        try:
+            self._decode(["Hello."], None, self.default)
+        except Exception as error:  # whatever the graph raises, it is the export's
+            problem = f"{type(error).__name__}: {first_line(error)}"
+            raise DataError(f'{folder}: the SavedModel cannot translate "Hello." ({problem})') from None

@@ -14,8 +14,9 @@ from tensorflow.core.protobuf import saved_model_pb2
 
 from sequencer import Predictor, Preprocessor, Trainer
 from sequencer.errors import ConfigError
-from sequencer.export import EXPORT_FILE, Tokens, _word_tokens, export
+from sequencer.exports import EXPORT_FILE
 from sequencer.runs import load_run
+from sequencer.savedmodel import Tokens, _word_tokens, export
 from sequencer.translation import EDGE_SPACE
 from sequencer.vocabulary import SubwordVocabulary, tokenize_words
 
