@@ -47,7 +47,8 @@ from sequencer.exports import check_convertible, check_export_folder, describe, 
 from sequencer.files import atomic_path
 from sequencer.runs import Run, load_vocabularies
 from sequencer.text import first_line
-from sequencer.translation import BatchTranslator, Decoding, Hypothesis, length_penalty, unknown_tokens
+from sequencer.scoring import length_penalty
+from sequencer.translation import BatchTranslator, Decoding, Hypothesis, unknown_tokens
 from sequencer.vocabulary import SPECIALS, Vocabulary
 
 if TYPE_CHECKING:
@@ -236,7 +237,7 @@ class CTranslate2Translator(BatchTranslator):
     translate "Hello.", is a DataError naming it.
     """
 
-    can_sample = can_force = True
+    can_sample = can_force = can_score = True
 
     def __init__(self, folder: Path, description: dict, config: Config):
         self.source_vocab, self.target_vocab = load_vocabularies(folder)
@@ -263,10 +264,16 @@ class CTranslate2Translator(BatchTranslator):
     def decoding(self) -> dict:
         return {**super().decoding, "ctranslate2": self.compute_type}
 
-    def _read_prefix(self, prefix: str) -> tuple[list[str], int, list[str]]:
-        """A prefix as CTranslate2 takes it: the target tokens of its ids."""
-        ids = self.target_vocab.encode(prefix)
-        return [self._target_tokens[i] for i in ids], len(ids), unknown_tokens(self.target_vocab, prefix, ids)
+    def _read_target(self, text: str, limit: int | None = None) -> tuple[list[str], int, list[str]]:
+        """A prefix or target as CTranslate2 takes it: the target tokens of its ids."""
+        ids = self.target_vocab.encode(text)[:limit]
+        return [self._target_tokens[i] for i in ids], len(ids), unknown_tokens(self.target_vocab, text, ids)
+
+    def _score(self, sources: list[np.ndarray], targets: list[list[str]]) -> list[float]:
+        """CTranslate2's `score_batch`: the log-probability of each target token and of its end marker."""
+        tokens = [[self._source_tokens[i] for i in ids] for ids in sources]
+        found = self._translator.score_batch(tokens, targets, max_batch_size=self.decode_batch_size, max_input_length=0)
+        return [float(sum(result.log_probs)) for result in found]
 
     def _decode(
         self, sources: list[np.ndarray], prefixes: list[list[str]] | None, how: Decoding

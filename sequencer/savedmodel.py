@@ -38,7 +38,8 @@ from sequencer.files import atomic_path
 from sequencer.runs import VOCAB_FILE, Run, load_vocabularies
 from sequencer.search import BeamSearchDecoder, GreedyDecoder
 from sequencer.text import first_line
-from sequencer.translation import BatchTranslator, Decoding, Hypothesis, Sampling, Translations, length_penalty
+from sequencer.scoring import length_penalty
+from sequencer.translation import BatchTranslator, Decoding, DecodingError, Hypothesis, Sampling, Translations
 from sequencer.vocabulary import END_ID, JOINER, PAD_ID, SPECIALS, START_ID, UNK_ID, Vocabulary
 
 # What Python's `\w` matches, as RE2 (TensorFlow's regular expressions) spells it: letters,
@@ -218,6 +219,11 @@ class SavedModelTranslator(BatchTranslator):
             problem = f"{type(error).__name__}: {first_line(error)}"
             raise DataError(f"{folder}: cannot load the SavedModel ({problem})") from None
         self.name, self.token_level = description["run"], description["token_level"]
+        if config.decoding == "sample":
+            raise DecodingError(
+                f"decoding=sample: {folder} is a SavedModel export, which decodes by search only; translate with "
+                "its run or a CTranslate2 export to sample"
+            )
         self.default = Decoding("search", description["beam_width"], description["n_best"], Sampling())
         self.length_penalty = description["length_penalty"]
         self.max_output_len, self.min_output_len = description["max_output_len"], description["min_output_len"]

@@ -25,7 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 from sequencer.seq2seq import Seq2Seq
-from sequencer.translation import length_penalty
+from sequencer.scoring import length_penalty
 from sequencer.vocabulary import END_ID, PAD_ID, START_ID
 
 _IDS = tf.TensorSpec([None, None], tf.int32)

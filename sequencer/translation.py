@@ -26,9 +26,11 @@ from sequencer.data import pad_ids
 from sequencer.errors import SequencerError
 from sequencer.evaluation import ReferenceSet, score
 from sequencer.runs import Run
+from sequencer.scoring import PairScore, Scores
 from sequencer.vocabulary import END_ID, UNK_ID, Vocabulary
 
 if TYPE_CHECKING:
+    from sequencer.scoring import TeacherForcing
     from sequencer.search import Hypotheses
 
 log = logging.getLogger(__name__)
@@ -37,15 +39,6 @@ Hypothesis = tuple[str, float]  # a translation and its score, the log-probabili
 # What a translation loses at both ends: ASCII white space, as tf.strings.strip does it in an
 # export; other spaces (French's narrow no-break space before "!") are text.
 EDGE_SPACE = " \t\n\r\f\v"
-
-
-def length_penalty(lengths, alpha: float):
-    """GNMT's length normalisation of float `lengths` (a number, NumPy or TensorFlow): ((5 + length) / 6) ** alpha.
-
-    A hypothesis' length counts its end marker. Here rather than in `search`, so that a
-    translator without TensorFlow (CTranslate2's) ranks by the same formula.
-    """
-    return ((5.0 + lengths) / 6.0) ** alpha
 
 
 @dataclass(frozen=True)
@@ -118,6 +111,7 @@ class BatchTranslator:
     fixed_search = False  # whether only its own beam_width and n_best are possible (a SavedModel's)
     can_sample = False  # whether decoding=sample is possible
     can_force = False  # whether it takes target prefixes
+    can_score = False  # whether it scores given pairs (`score`)
     default: Decoding  # how it decodes unless a call says otherwise
     length_penalty: float
     max_output_len: int
@@ -182,13 +176,13 @@ class BatchTranslator:
         return how
 
     def _prefixes(self, prefixes: Sequence[str] | None, count: int, unknown: Counter[str]) -> list[Any] | None:
-        """What `_decode` takes for each prefix (`_read_prefix`); DecodingError for a prefix as
+        """What `_decode` takes for each prefix (`_read_target`); DecodingError for a prefix as
         long as the longest translation, or a count that is not the sentences'."""
         if prefixes is None:
             return None
         if len(prefixes) != count:
             raise DecodingError(f"{len(prefixes)} prefixes for {count} sentences; give one for each (empty for none)")
-        read = [self._read_prefix(prefix) for prefix in prefixes]
+        read = [self._read_target(prefix) for prefix in prefixes]
         for number, (_, length, tokens) in enumerate(read, start=1):
             if length >= self.max_output_len:
                 raise DecodingError(
@@ -201,6 +195,20 @@ class BatchTranslator:
     def source_tokens(self, sentences: Sequence[str]) -> int:
         """How many source tokens `sentences` hold, as the model reads them: what a request costs (serving)."""
         return sum(self._read(sentence)[1] for sentence in sentences)
+
+    def score(self, pairs: Sequence[tuple[str, str]]) -> Scores:
+        """Each (source, target) pair's log-probability under the model (`scoring`), in order.
+
+        Both sides are read as translation reads them: the source cut at `max_source_len`, the
+        target at `max_output_len` tokens with its end marker. DecodingError if this translator
+        cannot score (a SavedModel export)."""
+        if not self.can_score:
+            raise DecodingError(f"{self.name} cannot score pairs: a SavedModel export only translates")
+        sources = [self._read(source) for source, _ in pairs]
+        targets = [self._read_target(target, self.max_output_len - 1) for _, target in pairs]
+        unknown: Counter[str] = Counter(token for _, _, tokens in sources + targets for token in tokens)
+        totals = self._score([ids for ids, _, _ in sources], [ids for ids, _, _ in targets])
+        return Scores([PairScore(total, length + 1) for total, (_, length, _) in zip(totals, targets)], unknown)
 
     def evaluate(self, pairs: list[tuple[str, str]]) -> tuple[dict, Translations]:
         """BLEU, chrF and exact matches of the translations of `pairs`' sources, every target a
@@ -233,9 +241,13 @@ class BatchTranslator:
         ids = self.source_vocab.encode(sentence)[: self.max_source_len]
         return ids, len(ids), unknown_tokens(self.source_vocab, sentence, ids)
 
-    def _read_prefix(self, prefix: str) -> tuple[Any, int, list[str]]:
-        """What `_decode` takes for one prefix (its target ids, or tokens), its length in target
-        tokens, and its tokens never seen in training."""
+    def _read_target(self, text: str, limit: int | None = None) -> tuple[Any, int, list[str]]:
+        """What `_decode` takes for a prefix and `_score` for a target (its target ids, or tokens),
+        at most `limit` of them; its length in target tokens; and its tokens never seen in training."""
+        raise NotImplementedError
+
+    def _score(self, sources: list[Any], targets: list[Any]) -> list[float]:
+        """The total log-probability of each (source, target), read by `_read` and `_read_target`."""
         raise NotImplementedError
 
     def _decode(
@@ -256,7 +268,7 @@ class Translator(BatchTranslator):
     run. `device` and `threads` must apply before the run's model loads (`devices.configure_device`).
     """
 
-    can_sample = can_force = True
+    can_sample = can_force = can_score = True
 
     def __init__(self, run: Run, config: Config | None = None):
         config = config or run.config
@@ -269,10 +281,18 @@ class Translator(BatchTranslator):
         self.default = Decoding.of(config)
         self.length_penalty = config.length_penalty
         self._decoders: dict = {}  # by mode and beam width, made when first used
+        self._teacher_forcing: TeacherForcing | None = None  # made when first scoring
 
-    def _read_prefix(self, prefix: str) -> tuple[np.ndarray, int, list[str]]:
-        ids = self.run.target_vocab.encode(prefix)
-        return ids, len(ids), unknown_tokens(self.run.target_vocab, prefix, ids)
+    def _read_target(self, text: str, limit: int | None = None) -> tuple[np.ndarray, int, list[str]]:
+        ids = self.run.target_vocab.encode(text)[:limit]
+        return ids, len(ids), unknown_tokens(self.run.target_vocab, text, ids)
+
+    def _score(self, sources: list[np.ndarray], targets: list[np.ndarray]) -> list[float]:
+        from sequencer.scoring import TeacherForcing  # TensorFlow, once scoring
+
+        if self._teacher_forcing is None:
+            self._teacher_forcing = TeacherForcing(self.run.model, self.decode_batch_size)
+        return self._teacher_forcing(sources, targets)
 
     def _decode(
         self, sources: list[np.ndarray], prefixes: list[np.ndarray] | None, how: Decoding
