@@ -221,8 +221,8 @@ def load_run(path: Path) -> Run:
 
     with float32_policy():  # translations are decoded in float32, whatever precision the run trained in
         model = load_model(path / MODEL_FILE, config)
-    if not isinstance(model, builders.get(config.model)):
-        model = _from_version_0_1(model, config, len(source_vocab), len(target_vocab), path)
+        if not isinstance(model, builders.get(config.model)):
+            model = _from_version_0_1(model, config, len(source_vocab), len(target_vocab), path)
     return Run(path, model, source_vocab, target_vocab, config, summary)
 
 

@@ -1,6 +1,7 @@
 """Shared fixtures: the tiny config under tests/data and one model trained on it per session."""
 
 import signal
+import sys
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,16 @@ def tiny_config(tmp_path: Path, **flags: str):
     """The tiny test config, writing under `tmp_path` and ignoring the caller's environment."""
     outputs = {"model_dir": str(tmp_path / "models"), "predict_out": str(tmp_path / "predicted")}
     return load_config(TINY_CONFIG, {**outputs, **flags}, environ={})
+
+
+@pytest.fixture(autouse=True)
+def float32_after_each_test():
+    """Training in bfloat16 leaves Keras' global policy mixed_bfloat16 in the process, as it
+    should for a training process; the next test starts from float32, as a fresh process would."""
+    yield
+    keras = sys.modules.get("keras")  # a test that never imported Keras changed no policy
+    if keras is not None:
+        keras.mixed_precision.set_global_policy("float32")
 
 
 @pytest.fixture(scope="session")
