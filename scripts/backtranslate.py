@@ -1,16 +1,16 @@
 #!/usr/bin/env python3
-"""Back-translation (Sennrich et al., 2016): train on the real pairs and on synthetic ones made from monolingual text.
+"""Back-translation: train on the real pairs and on synthetic ones made from monolingual text.
 
-MONOLINGUAL holds sentences of the target language, one per line. The steps:
+MONOLINGUAL holds sentences of the target language, one per line. The steps (docs/training.md):
 
 1. the reverse model, target to source: trained on train_dir's pairs with reverse=true and this
-   config's other settings, or the run --reverse_run names (a run trained with reverse=true);
-2. the synthetic pairs: each monolingual sentence translated by the reverse model with
-   decoding=sample (Edunov et al., 2018, found sampled sources train better than beam search's),
-   written to --synthetic as `synthetic source<TAB>monolingual sentence`, each source with --tag
-   before it (Caswell et al., 2019: the model learns which sources are synthetic);
-3. the forward model: trained on train_dir's pairs and the synthetic ones, as two corpora, the
-   synthetic one sampled with --synthetic_weight (the real pairs' weight is 1).
+   config's other settings, or the run --reverse_run names (one trained with reverse=true);
+2. the synthetic pairs: each monolingual sentence translated by the reverse model, drawn with
+   decoding=sample and the config's temperature, top_k, top_p and seed (--search: by search,
+   with beam_width), written to --synthetic as `--tag + translation<TAB>sentence`; an existing
+   --synthetic file is used as it is;
+3. the forward model: trained in a new run on train_dir's pairs and the synthetic ones, which
+   --synthetic_weight may sample as a corpus of their own.
 
     python scripts/backtranslate.py monolingual.fr.txt --config configs/transformer.txt
 """
@@ -27,45 +27,72 @@ USES = (*TRAINING_KEYS, *keys_of("Prediction"))
 
 def backtranslate(config, args):
     from sequencer import runs
-    from sequencer.config import CorpusSource
-    from sequencer.data import text_files
     from sequencer.errors import ConfigError, DataError
 
     monolingual = Path(args.monolingual)
     if not monolingual.is_file():
         raise DataError(f"monolingual file {monolingual} {'is a folder' if monolingual.is_dir() else 'does not exist'}")
     if config.reverse:
-        raise ConfigError("reverse=true would make the forward model translate target to source; leave it false")
+        raise ConfigError("reverse=true would train the forward model target to source; leave it false here")
+    if args.synthetic_weight is not None and args.synthetic_weight <= 0:
+        raise ConfigError(f"--synthetic_weight {args.synthetic_weight:g} must be above 0")
     synthetic = Path(args.synthetic or config.model_dir / "backtranslated" / f"{monolingual.stem}.txt").absolute()
     reverse_dir = args.reverse_run and runs.find_trained_run(config.model_dir, args.reverse_run)
     if reverse_dir and not runs.load_config(reverse_dir).reverse:
         raise ConfigError(f"{reverse_dir} was not trained with reverse=true: it translates the other way")
     runs.check_new_run(config)
-    del text_files
     import_tensorflow()
     from sequencer import Preprocessor, Trainer
-    from sequencer.prediction import Predictor
+    from sequencer.backtranslation import forward_config, write_synthetic_pairs
 
     if not reverse_dir:
         reverse = config.replace(reverse=True, run_name=config.run_name and f"{config.run_name}-reverse")
         reverse_dir = Trainer(reverse).train(Preprocessor(reverse).load())
-    sampling = runs.load_config(reverse_dir).replace(decoding="sample", n_best=1, seed=config.seed)
-    predictor = Predictor(runs.load_run(reverse_dir), sampling)
-    predictor.translate_file(monolingual, synthetic, tag=args.tag, with_input=True)
-    forward = config.replace(
-        train_dir=(*(CorpusSource(source.path, source.weight or 1.0) for source in config.train_dir),
-                   CorpusSource(synthetic, args.synthetic_weight)),
-    )
+    if synthetic.exists():
+        print(f"using the synthetic pairs already in {synthetic} (delete it to translate again)", file=sys.stderr)
+    else:
+        synthetic.parent.mkdir(parents=True, exist_ok=True)
+        translator = reverse_translator(reverse_dir, config, args.search)
+        made = write_synthetic_pairs(translator, monolingual, synthetic, args.tag)
+        print(
+            f"{made.pairs:,} synthetic pairs in {synthetic} ({made.blank} blank lines passed over, "
+            f"{made.empty} empty translations left out)",
+            file=sys.stderr,
+        )
+    forward = forward_config(config, synthetic, args.synthetic_weight)
     Trainer(forward).train(Preprocessor(forward).load())
+
+
+def reverse_translator(reverse_dir, config, search: bool):
+    """The reverse run's translator, decoding with `config`'s Prediction keys: by sampling one
+    translation per sentence unless `search`."""
+    from sequencer.devices import configure_device
+    from sequencer.runs import load_run
+    from sequencer.translation import Translator
+
+    configure_device(config.device, config.threads)
+    run = load_run(reverse_dir)
+    prediction = {name: getattr(config, name) for name in keys_of("Prediction")}
+    settings = {**prediction, "decoding": "search" if search else "sample", "n_best": 1, "seed": config.seed}
+    return Translator(run, run.config.replace(**settings))
 
 
 def parser():
     parser = Parser(__doc__, USES)
     parser.add_argument("monolingual", metavar="MONOLINGUAL", help="sentences of the target language, one per line")
     parser.add_argument("--reverse_run", metavar="RUN", help="a run trained with reverse=true, instead of training one")
-    parser.add_argument("--synthetic", metavar="FILE", help="where the synthetic pairs go (default: model_dir/backtranslated/)")
-    parser.add_argument("--synthetic_weight", type=float, default=1.0, metavar="W", help="the synthetic pairs' weight (default: 1)")
-    parser.add_argument("--tag", default="<bt> ", help="put before every synthetic source (default: '<bt> '; '' for none)")
+    parser.add_argument(
+        "--synthetic", metavar="FILE", help="where the synthetic pairs go (default: model_dir/backtranslated/)"
+    )
+    parser.add_argument(
+        "--synthetic_weight",
+        type=float,
+        metavar="W",
+        help="sample the synthetic pairs as a corpus of their own with this weight (the real corpora: 1 unless "
+        "train_dir weighs them); by default they join the real pairs",
+    )
+    parser.add_argument("--tag", default="<bt> ", help="put before every synthetic source (default: '<bt> '; '' none)")
+    parser.add_argument("--search", action="store_true", help="translate by search (beam_width) rather than sampling")
     return parser
 
 

@@ -7,6 +7,7 @@ with `-`, and writes one line per input line, in input order: total<TAB>per_toke
 pairs alone, best per token first. The total is the sum of the log-probabilities of the target's
 tokens and its end marker, as search scores its own translations; per token it is comparable
 across lengths. A run's model or a CTranslate2 export (--export) scores; a SavedModel cannot.
+A run trained with reverse=true reads each line's second column as the source, as it trained.
 """
 
 import sys
@@ -23,14 +24,15 @@ CHUNK_LINES = 8192  # pairs scored at a time: standard input of any length in bo
 
 def score(config, args):
     from sequencer.errors import DataError
-    from sequencer.runs import find_trained_run
+    from sequencer.runs import find_trained_run, load_config
 
     export = chosen_export(args)  # the model and the file are checked before TensorFlow starts
     run_dir = None if export else find_trained_run(config.model_dir, config.run)
     if args.file != "-" and not Path(args.file).is_file():
         raise DataError(f"pair file {args.file} {'is a folder' if Path(args.file).is_dir() else 'does not exist'}")
     translator = load_translator(config, run_dir, export)
-    rows = scored_rows(translator, read_pairs(args.file, config.on_bad_line))
+    reverse = run_dir is not None and load_config(run_dir).reverse  # a run of the other direction
+    rows = scored_rows(translator, read_pairs(args.file, config.on_bad_line, reverse))
     if args.sort:
         rows = sorted((row for row in rows if row), key=lambda row: row[1].per_token, reverse=True)
     for row in rows:
@@ -58,10 +60,10 @@ def load_translator(config, run_dir, export):
     return Translator(load_run(run_dir), config)
 
 
-def read_pairs(file: str, on_bad_line: str):
-    """Each line's (source, target), or None for a blank line or a malformed one skipped; DataError
-    naming the file and line of a malformed one otherwise."""
-    from sequencer.data import decode_line, parse_pair
+def read_pairs(file: str, on_bad_line: str, reverse: bool):
+    """Each line's (source, target) as the model reads them (`reverse`: the run's), or None for a
+    blank line or a malformed one skipped; DataError naming the file and line of a malformed one otherwise."""
+    from sequencer.data import decode_line, directed, parse_pair
     from sequencer.errors import DataError
 
     name = "<stdin>" if file == "-" else file
@@ -72,7 +74,7 @@ def read_pairs(file: str, on_bad_line: str):
             yield None
             continue
         try:
-            yield parse_pair(text)
+            yield directed(parse_pair(text), reverse)
         except ValueError as error:
             if on_bad_line != "skip":
                 raise DataError(f"{name}:{number}: {error}; expected source<TAB>target") from None

@@ -228,12 +228,10 @@ def initialize_from(model: keras.Model, config: Config, strategy: tf.distribute.
 
     The run's folder is only read. Its model must be the one `config` builds (`check_architecture`).
     """
-    from sequencer.config import check_architecture
-    from sequencer.runs import load_config
+    from sequencer.runs import check_init_from  # runs imports this module
 
     source_dir = config.init_from
-    trained = load_config(source_dir)
-    check_architecture(trained, config, builders.settings_of(config.model), source_dir)
+    trained = check_init_from(config)
     weights = load_model(source_dir / MODEL_FILE, trained).get_weights()
     if config.keep_optimizer:
         checkpoint = load_checkpoint(source_dir, trained)

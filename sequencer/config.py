@@ -368,6 +368,14 @@ KEYS: tuple[Key, ...] = (
         low=1,
     ),
     Key(
+        "reverse",
+        "bool",
+        False,
+        "train the other direction: the second column of the pairs is the source and the first the target "
+        "(fra.txt then trains French to English); evaluate.py and score.py read pairs files so too",
+        "Data",
+    ),
+    Key(
         "on_bad_line",
         "choice",
         "error",
@@ -1095,14 +1103,15 @@ def run_folder(text: str, model_dir: Path, base_dir: Path) -> Path:
 
 def check_architecture(trained: Config, config: Config, model_keys: frozenset[str], run_dir: Path) -> None:
     """ConfigError if `config` builds another model than the run `trained` was trained with: the
-    model, and the keys it reads (`model_keys`, its Settings' fields), must be the run's."""
+    model, and the keys it reads (`model_keys`: its Settings' fields, and those of the
+    vocabularies), must be the run's."""
     for name in ("model", *sorted(model_keys)):
         before, now = getattr(trained, name), getattr(config, name)
         if before != now:
             key = KEYS_BY_NAME[name]
             raise ConfigError(
-                f"{name}={key.format(now)} differs from the {key.format(before)} of {run_dir}, whose weights "
-                f"init_from starts from; set {name}={key.format(before)}"
+                f"{name}={key.format(now)} differs from the {key.format(before)} of {run_dir}, whose weights and "
+                f"vocabularies init_from starts from; set {name}={key.format(before)}"
             )
 
 

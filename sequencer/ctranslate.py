@@ -46,8 +46,8 @@ from sequencer.errors import DataError
 from sequencer.exports import check_convertible, check_export_folder, describe, write_description
 from sequencer.files import atomic_path
 from sequencer.runs import Run, load_vocabularies
-from sequencer.text import first_line
 from sequencer.scoring import length_penalty
+from sequencer.text import first_line
 from sequencer.translation import BatchTranslator, Decoding, Hypothesis, unknown_tokens
 from sequencer.vocabulary import SPECIALS, Vocabulary
 
@@ -251,14 +251,22 @@ class CTranslate2Translator(BatchTranslator):
         self._source_tokens = ctranslate2_tokens(self.source_vocab)
         self._target_tokens = ctranslate2_tokens(self.target_vocab)
         self._target_ids = {token: i for i, token in enumerate(self._target_tokens)}
+        self._folder, self._threads = folder, config.threads
         try:
-            self._translator = ctranslate2.Translator(
-                str(folder), device="cpu", compute_type=self.compute_type, inter_threads=1, intra_threads=config.threads
-            )
+            self._translator = self._load()
             self._decode([self.source_vocab.encode("Hello.")], None, self.default)
         except Exception as error:  # CTranslate2 raises RuntimeError and ValueError; a foreign model, KeyError
             problem = f"{type(error).__name__}: {first_line(error)}"
             raise DataError(f'{folder}: CTranslate2 cannot translate "Hello." with it ({problem})') from None
+
+    def _load(self) -> ctranslate2.Translator:
+        return ctranslate2.Translator(
+            str(self._folder),
+            device="cpu",
+            compute_type=self.compute_type,
+            inter_threads=1,
+            intra_threads=self._threads,
+        )
 
     @property
     def decoding(self) -> dict:
@@ -268,6 +276,9 @@ class CTranslate2Translator(BatchTranslator):
         """A prefix or target as CTranslate2 takes it: the target tokens of its ids."""
         ids = self.target_vocab.encode(text)[:limit]
         return [self._target_tokens[i] for i in ids], len(ids), unknown_tokens(self.target_vocab, text, ids)
+
+    def _spell(self, forced: list[str]) -> str:
+        return self.target_vocab.decode([self._target_ids[token] for token in forced])
 
     def _score(self, sources: list[np.ndarray], targets: list[list[str]]) -> list[float]:
         """CTranslate2's `score_batch`: the log-probability of each target token and of its end marker."""
@@ -321,13 +332,18 @@ class CTranslate2Translator(BatchTranslator):
         return pools
 
     def _samples(self, tokens, prefixes, options: dict, how: Decoding) -> list[list[tuple[list[str], float]]]:
-        """`how.n_best` samples of each sentence (each sentence repeated: one sample a row)."""
+        """`how.n_best` samples of each sentence (each sentence repeated: one sample a row).
+
+        Drawn by a translator loaded for the call: CTranslate2 seeds a worker thread's generator
+        when the thread first draws, with the seed set then (its issue #1757), so only a fresh
+        worker draws the same samples for the same seed. The load costs what loading the model
+        does (read from the page cache, mostly)."""
         sampling, samples = how.sampling, how.n_best
         ctranslate2.set_random_seed(sampling.seed)
         repeated = [row for row in tokens for _ in range(samples)]
         prefixed = prefixes and [row for row in prefixes for _ in range(samples)]
         greedy = sampling.temperature == 0 or sampling.top_k == 1
-        found = self._translator.translate_batch(
+        found = self._load().translate_batch(
             repeated,
             beam_size=1,
             sampling_topk=1 if greedy else sampling.top_k,  # 0: CTranslate2 draws among all

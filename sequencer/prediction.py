@@ -225,7 +225,7 @@ class PrefixLines:
             number, text = next(self._lines)
         except StopIteration:
             raise DataError(
-                f"{self.path} has {self._read} lines, fewer than {self.input_name}: give one prefix per input "
+                f"{self.path} has {self._read} line(s), fewer than {self.input_name}: give one prefix per input "
                 "line (an empty line for none)"
             ) from None
         self._read = number

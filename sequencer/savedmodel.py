@@ -36,9 +36,9 @@ from sequencer.errors import ConfigError, DataError
 from sequencer.exports import check_export_folder, describe, write_description
 from sequencer.files import atomic_path
 from sequencer.runs import VOCAB_FILE, Run, load_vocabularies
+from sequencer.scoring import length_penalty
 from sequencer.search import BeamSearchDecoder, GreedyDecoder
 from sequencer.text import first_line
-from sequencer.scoring import length_penalty
 from sequencer.translation import BatchTranslator, Decoding, DecodingError, Hypothesis, Sampling, Translations
 from sequencer.vocabulary import END_ID, JOINER, PAD_ID, SPECIALS, START_ID, UNK_ID, Vocabulary
 

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
-from sequencer.seq2seq import Seq2Seq
 from sequencer.scoring import length_penalty
+from sequencer.seq2seq import Seq2Seq
 from sequencer.vocabulary import END_ID, PAD_ID, START_ID
 
 _IDS = tf.TensorSpec([None, None], tf.int32)

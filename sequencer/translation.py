@@ -155,12 +155,23 @@ class BatchTranslator:
             found, cut = self._decode([read[i][0] for i in batch], forced and [forced[i] for i in batch], how)
             at_limit += cut
             for i, hypotheses in zip(batch, found):
-                results[i] = keep_finite([(text.strip(EDGE_SPACE), score) for text, score in hypotheses])
+                prefix = forced and (prefixes[i], forced[i])
+                results[i] = keep_finite([(self._shown(text, prefix), score) for text, score in hypotheses])
             if progress:
                 progress(len(batch))
         if progress:
             progress(len(sentences) - len(by_length))  # the empty ones
         return Translations(results, unknown, at_limit)
+
+    def _shown(self, text: str, prefix: tuple[str, Any] | None) -> str:
+        """A translation as the caller gets it: starting with its prefix as the caller wrote it,
+        where decoding its tokens spells it otherwise (unknown tokens, spaces, Unicode forms), and
+        without edge spaces. `prefix`: the text and what `_read_target` made of it, or None."""
+        if prefix and prefix[0]:
+            spelled = self._spell(prefix[1])
+            if text.startswith(spelled):
+                text = prefix[0] + text[len(spelled) :]
+        return text.strip(EDGE_SPACE)
 
     def _how(self, beam_width, n_best, decoding, sampling, forced: bool) -> Decoding:
         """How a call decodes: the translator's default, with what the call changes; DecodingError
@@ -195,6 +206,13 @@ class BatchTranslator:
     def source_tokens(self, sentences: Sequence[str]) -> int:
         """How many source tokens `sentences` hold, as the model reads them: what a request costs (serving)."""
         return sum(self._read(sentence)[1] for sentence in sentences)
+
+    def target_tokens(self, texts: Sequence[str]) -> list[int]:
+        """How many target tokens each of `texts` holds, as a prefix or a scored target is read
+        (what the server bounds). DecodingError if this translator reads no target text."""
+        if not (self.can_force or self.can_score):
+            raise DecodingError(f"{self.name} reads no target text: a SavedModel export only translates")
+        return [self._read_target(text)[1] for text in texts]
 
     def score(self, pairs: Sequence[tuple[str, str]]) -> Scores:
         """Each (source, target) pair's log-probability under the model (`scoring`), in order.
@@ -246,6 +264,10 @@ class BatchTranslator:
         at most `limit` of them; its length in target tokens; and its tokens never seen in training."""
         raise NotImplementedError
 
+    def _spell(self, forced: Any) -> str:
+        """The text that a prefix read by `_read_target` decodes to."""
+        raise NotImplementedError
+
     def _score(self, sources: list[Any], targets: list[Any]) -> list[float]:
         """The total log-probability of each (source, target), read by `_read` and `_read_target`."""
         raise NotImplementedError
@@ -286,6 +308,9 @@ class Translator(BatchTranslator):
     def _read_target(self, text: str, limit: int | None = None) -> tuple[np.ndarray, int, list[str]]:
         ids = self.run.target_vocab.encode(text)[:limit]
         return ids, len(ids), unknown_tokens(self.run.target_vocab, text, ids)
+
+    def _spell(self, forced: np.ndarray) -> str:
+        return self.run.target_vocab.decode(forced)
 
     def _score(self, sources: list[np.ndarray], targets: list[np.ndarray]) -> list[float]:
         from sequencer.scoring import TeacherForcing  # TensorFlow, once scoring
