@@ -23,7 +23,8 @@ from sequencer.cli import (
     run_script,
 )
 
-USES = ("model_dir", "run", *DEVICE_KEYS, "on_bad_line", *(key for key in keys_of("Prediction") if key != "n_best"))
+PREDICTION_KEYS = tuple(key for key in keys_of("Prediction") if key != "n_best")
+USES = ("model_dir", "run", *DEVICE_KEYS, "on_bad_line", *PREDICTION_KEYS, "seed")
 
 
 def evaluate(config, args):

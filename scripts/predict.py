@@ -20,7 +20,7 @@ from sequencer.cli import (
     run_script,
 )
 
-USES = ("model_dir", "run", "predict_in", "predict_out", *DEVICE_KEYS, *keys_of("Prediction"))
+USES = ("model_dir", "run", "predict_in", "predict_out", *DEVICE_KEYS, *keys_of("Prediction"), "seed")
 
 
 def predict(config, args):
