@@ -73,7 +73,8 @@ def reverse_translator(reverse_dir, config, search: bool):
     configure_device(config.device, config.threads)
     run = load_run(reverse_dir)
     prediction = {name: getattr(config, name) for name in keys_of("Prediction")}
-    settings = {**prediction, "decoding": "search" if search else "sample", "n_best": 1, "seed": config.seed}
+    sampling = {"decoding": "sample", "beam_width": 1}  # one sample a sentence
+    settings = {**prediction, **({"decoding": "search"} if search else sampling), "n_best": 1, "seed": config.seed}
     return Translator(run, run.config.replace(**settings))
 
 

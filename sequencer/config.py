@@ -1161,6 +1161,11 @@ def _check_together(values: dict[str, Any]) -> None:
         raise ConfigError(
             f"val_split={values['val_split']} and test_split={values['test_split']} leave no training pairs"
         )
+    if values["decoding"] == "sample" and values["beam_width"] > 1:
+        raise ConfigError(
+            f"beam_width={values['beam_width']} is beam search's; decoding=sample draws n_best samples instead "
+            "(set beam_width=1, or decoding=search)"
+        )
     if values["decoding"] == "search" and values["n_best"] > values["beam_width"]:
         raise ConfigError(
             f"n_best={values['n_best']} needs beam_width >= {values['n_best']} (beam_width={values['beam_width']})"
