@@ -862,12 +862,20 @@ KEYS: tuple[Key, ...] = (
     ),
     Key("max_request_sentences", "int", 64, "sentences one request may hold", "Serving", low=1),
     Key("max_sentence_chars", "int", 1000, "characters one sentence of a request may hold", "Serving", low=1),
-    Key("max_beam_width", "int", 8, "the widest beam a request may ask for", "Serving", low=1),
+    Key(
+        "max_beam_width",
+        "int",
+        8,
+        "the widest beam a request may ask for, and the most samples (n_best with decoding=sample)",
+        "Serving",
+        low=1,
+    ),
     Key(
         "max_request_tokens",
         "int",
         30000,
-        "the most decoding one request may cost: its sentences' source tokens times its beam width; 0: no bound",
+        "the most decoding one request may cost: its sentences' source tokens times its beam width (or samples); "
+        "a /score request's source and target tokens; 0: no bound",
         "Serving",
         low=0,
     ),

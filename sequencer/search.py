@@ -180,18 +180,29 @@ class SamplingDecoder(GreedyDecoder):
         return tuple(tf.gather(tensor, order, batch_dims=1) for tensor in (ids, log_probs, lengths))
 
     def choose(self, probabilities, step, temperature, top_k, top_p, seed):
-        vocab_size = tf.shape(probabilities)[-1]
-        logits = tf.math.log(probabilities) / tf.maximum(temperature, 1e-6)  # banned tokens: -inf
-        kth = tf.math.top_k(logits, tf.where(top_k > 0, tf.minimum(top_k, vocab_size), vocab_size)).values[:, -1:]
-        logits = tf.where(logits < kth, -np.inf, logits)
-        # The nucleus: the most probable tokens until their probabilities add up to top_p (the one that crosses it too).
-        ranked = tf.sort(logits, axis=-1, direction="DESCENDING")
-        before = tf.math.cumsum(tf.nn.softmax(ranked), axis=-1, exclusive=True)
-        cutoff = tf.reduce_min(tf.where(before < top_p, ranked, np.inf), axis=-1, keepdims=True)
-        logits = tf.where(logits < cutoff, -np.inf, logits)
+        logits = tf.math.log(probabilities) / tf.maximum(temperature, 1e-6)  # (B, V); banned tokens: -inf
+        # Each cut sorts the vocabulary, so it runs only when asked for (the default draws among all).
+        logits = tf.cond(top_k > 0, lambda: _top_k_only(logits, top_k), lambda: logits)
+        logits = tf.cond(top_p < 1.0, lambda: _nucleus_only(logits, top_p), lambda: logits)
         draws = tf.stack([seed, tf.cast(step, tf.int64)])
         drawn = tf.random.stateless_categorical(logits, 1, seed=draws, dtype=tf.int32)[:, 0]
         return tf.where(temperature > 0, drawn, super().choose(probabilities, step))
+
+
+def _top_k_only(logits, top_k):
+    """`logits` (B, V) with all but the `top_k` largest of each row set to -inf."""
+    kth = tf.math.top_k(logits, tf.minimum(top_k, tf.shape(logits)[-1])).values[:, -1:]  # (B, 1)
+    return tf.where(logits < kth, -np.inf, logits)
+
+
+def _nucleus_only(logits, top_p):
+    """`logits` (B, V) with all but the nucleus of each row set to -inf: the most probable tokens until
+    their probabilities add up to `top_p` (the one that crosses it too)."""
+    ranked = tf.sort(logits, axis=-1, direction="DESCENDING")
+    before = tf.math.cumsum(tf.nn.softmax(ranked), axis=-1, exclusive=True)  # (B, V)
+    cutoff = tf.reduce_min(tf.where(before < top_p, ranked, np.inf), axis=-1, keepdims=True)  # (B, 1)
+    cutoff = tf.minimum(cutoff, ranked[:, :1])  # the most probable token stays, whatever top_p
+    return tf.where(logits < cutoff, -np.inf, logits)
 
 
 class BeamSearchDecoder:

@@ -39,6 +39,7 @@ Hypothesis = tuple[str, float]  # a translation and its score, the log-probabili
 # What a translation loses at both ends: ASCII white space, as tf.strings.strip does it in an
 # export; other spaces (French's narrow no-break space before "!") are text.
 EDGE_SPACE = " \t\n\r\f\v"
+LEAST_DRAW_SETTING = 1e-6  # the least positive temperature and top_p a decoder is given (`Sampling.drawable`)
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,18 @@ class Sampling:
     def of(cls, config: Config) -> Sampling:
         return cls(config.temperature, config.top_k, config.top_p, config.seed)
 
+    def drawable(self, vocab_size: int) -> Sampling:
+        """These settings as every translator can take them, drawing the same: a positive
+        temperature and top_p at least `LEAST_DRAW_SETTING` (smaller ones keep the most probable
+        token alone, as these do, but in 32-bit floats overflow the logits or round the nucleus
+        to nothing), and top_k at most the vocabulary (beyond it CTranslate2 refuses)."""
+        return replace(
+            self,
+            temperature=self.temperature and max(self.temperature, LEAST_DRAW_SETTING),
+            top_k=min(self.top_k, vocab_size),
+            top_p=max(self.top_p, LEAST_DRAW_SETTING),
+        )
+
 
 @dataclass(frozen=True)
 class Decoding:
@@ -106,6 +119,7 @@ class BatchTranslator:
 
     name: str  # the run translated with, as the server and the logs name it
     source_vocab: Vocabulary
+    target_vocab: Vocabulary
     max_source_len: int | None = None  # source tokens read, the rest dropped (learned positions); None: all
     run_dir: Path | None = None  # the run folder, where evaluations are recorded; None for an export
     fixed_search = False  # whether only its own beam_width and n_best are possible (a SavedModel's)
@@ -184,6 +198,8 @@ class BatchTranslator:
             )
         if forced and not self.can_force:
             raise DecodingError(f"{self.name} cannot start translations with a prefix: a SavedModel export cannot")
+        if how.mode == "sample":
+            how = replace(how, sampling=how.sampling.drawable(len(self.target_vocab)))
         return how
 
     def _prefixes(self, prefixes: Sequence[str] | None, count: int, unknown: Counter[str]) -> list[Any] | None:
@@ -222,7 +238,11 @@ class BatchTranslator:
         cannot score (a SavedModel export)."""
         if not self.can_score:
             raise DecodingError(f"{self.name} cannot score pairs: a SavedModel export only translates")
+        pairs = list(pairs)  # read twice below: an iterator would be spent (CTranslate2 crashes on one)
         sources = [self._read(source) for source, _ in pairs]
+        empty = next((number for number, (_, length, _) in enumerate(sources, start=1) if not length), None)
+        if empty:
+            raise DecodingError(f"pair {empty} has an empty source: there is nothing to score its target against")
         targets = [self._read_target(target, self.max_output_len - 1) for _, target in pairs]
         unknown: Counter[str] = Counter(token for _, _, tokens in sources + targets for token in tokens)
         totals = self._score([ids for ids, _, _ in sources], [ids for ids, _, _ in targets])
@@ -297,6 +317,7 @@ class Translator(BatchTranslator):
         self.run = run
         self.name, self.run_dir = run.path.name, run.path
         self.source_vocab, self.max_source_len = run.source_vocab, run.model.max_positions
+        self.target_vocab = run.target_vocab
         self.decode_batch_size = config.decode_batch_size
         longest_target = int(run.summary.get("max_target_len", 0))
         self.max_output_len, self.min_output_len = run.model.decoding_lengths(config, longest_target)
@@ -306,11 +327,11 @@ class Translator(BatchTranslator):
         self._teacher_forcing: TeacherForcing | None = None  # made when first scoring
 
     def _read_target(self, text: str, limit: int | None = None) -> tuple[np.ndarray, int, list[str]]:
-        ids = self.run.target_vocab.encode(text)[:limit]
-        return ids, len(ids), unknown_tokens(self.run.target_vocab, text, ids)
+        ids = self.target_vocab.encode(text)[:limit]
+        return ids, len(ids), unknown_tokens(self.target_vocab, text, ids)
 
     def _spell(self, forced: np.ndarray) -> str:
-        return self.run.target_vocab.decode(forced)
+        return self.target_vocab.decode(forced)
 
     def _score(self, sources: list[np.ndarray], targets: list[np.ndarray]) -> list[float]:
         from sequencer.scoring import TeacherForcing  # TensorFlow, once scoring
@@ -324,7 +345,7 @@ class Translator(BatchTranslator):
     ) -> tuple[list[list[Hypothesis]], int]:
         found = self._search(pad_ids(sources), pad_ids(prefixes or [np.zeros(0, np.int32)] * len(sources)), how)
         at_limit = int(np.count_nonzero(~(found.ids[:, 0] == END_ID).any(axis=-1)))
-        decode = self.run.target_vocab.decode
+        decode = self.target_vocab.decode
         hypotheses = [
             [(decode(row), float(value)) for row, value in zip(ids, scores)]
             for ids, scores in zip(found.ids, found.scores(self.length_penalty))

@@ -150,6 +150,12 @@ def test_an_export_starts_translations_with_their_prefixes_and_samples_reproduci
     assert sampled[0].hypotheses == sampled[1].hypotheses
     greedy = translator.translate(SOURCES[:6]).best
     assert translator.translate(SOURCES[:6], decoding="sample", sampling=Sampling(top_k=1)).best == greedy
+    extreme = Sampling(temperature=1e-40, top_k=10**9, top_p=1e-300)  # CTranslate2 refuses or overflows these
+    assert translator.translate(SOURCES[:6], decoding="sample", sampling=extreme).best == greedy
+    assert [pair.tokens for pair in translator.score(zip(SOURCES[:2], greedy[:2])).pairs] == [
+        pair.tokens
+        for pair in Translator(run, run.config.replace(max_output_len=12)).score(zip(SOURCES[:2], greedy[:2])).pairs
+    ]  # an iterator of pairs is read once
 
 
 def test_the_export_folder_and_its_replacement(untrained, tmp_path):

@@ -98,3 +98,17 @@ def test_sampling_reproduces_with_its_seed_and_varies_without(run):
     assert other.hypotheses != first.hypotheses
     greedy = Translator(run).translate(["I am cold.", "Go."]).best
     assert translator.translate(["I am cold.", "Go."], sampling=Sampling(temperature=0), n_best=1).best == greedy
+
+
+def test_sampling_settings_at_their_limits_draw_the_most_probable_token(run):
+    # A temperature or top_p too small for 32-bit floats, a top_k beyond the vocabulary: as
+    # sharp as the settings say, without overflowing or emptying the nucleus.
+    translator, sentences = Translator(run), ["I am cold.", "Go."]
+    greedy = translator.translate(sentences).best
+    for extreme in (Sampling(temperature=1e-40), Sampling(top_p=1e-300), Sampling(top_k=10**9, temperature=1e-30)):
+        assert translator.translate(sentences, decoding="sample", sampling=extreme).best == greedy
+
+
+def test_a_pair_with_an_empty_source_is_a_decoding_error_naming_it(run):
+    with pytest.raises(DecodingError, match="pair 2 has an empty source"):
+        Translator(run).score(iter([("Go.", "Va !"), ("", "Rien.")]))

@@ -15,7 +15,6 @@ its settings first.
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -28,11 +27,6 @@ if TYPE_CHECKING:
     from sequencer.translation import BatchTranslator
 
 log = logging.getLogger(__name__)
-
-# The least positive temperature and top_p a translator is given: smaller ones draw as these do
-# (the most probable token alone), but in 32-bit floats they overflow the logits or round the
-# nucleus to nothing, which fails or draws nonsense (a run's model clamps the temperature itself).
-LEAST_DRAW_SETTING = 1e-6
 
 
 class Backend(Protocol):
@@ -90,7 +84,6 @@ class TranslatorBackend:
         self.can_force = translator.can_force
         self.can_score = translator.can_score
         self.max_beam_width = max_beam_width
-        self._target_size = _target_size(translator)
 
     @classmethod
     def load(cls, config: Config, run_dir: Path | None = None, export_dir: Path | None = None) -> TranslatorBackend:
@@ -139,30 +132,11 @@ class TranslatorBackend:
         prefixes: list[str] | None = None,
         sampling: Sampling | None = None,
     ) -> list[list[Hypothesis]]:
-        how = {"decoding": "sample", "sampling": self._drawable(sampling)} if sampling else {"decoding": "search"}
+        how = {"decoding": "sample", "sampling": sampling} if sampling else {"decoding": "search"}
         return self.translator.translate(sentences, beam_width, n_best, prefixes=prefixes, **how).hypotheses
 
     def score(self, pairs: list[tuple[str, str]]) -> list[PairScore]:
         return self.translator.score(pairs).pairs
-
-    def _drawable(self, sampling: Sampling) -> Sampling:
-        """`sampling` as every translator can take it, drawing the same: a positive temperature
-        and top_p at least `LEAST_DRAW_SETTING`, and top_k at most the target vocabulary (beyond
-        it CTranslate2 refuses; a run's model draws among all tokens)."""
-        return replace(
-            sampling,
-            temperature=sampling.temperature and max(sampling.temperature, LEAST_DRAW_SETTING),
-            top_k=min(sampling.top_k, self._target_size),
-            top_p=max(sampling.top_p, LEAST_DRAW_SETTING),
-        )
-
-
-def _target_size(translator: BatchTranslator) -> int:
-    """The size of the translator's target vocabulary: a run's translator holds it in its run, a
-    CTranslate2 export's beside it; a SavedModel export's, which draws nothing, is not needed (0)."""
-    run = getattr(translator, "run", None)
-    vocabulary = run.target_vocab if run is not None else getattr(translator, "target_vocab", None)
-    return len(vocabulary) if vocabulary is not None else 0
 
 
 def check_settings(config: Config) -> None:
