@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Score a run on test files in the training format (source<TAB>target): BLEU, chrF, exact matches.
 
-Without files, on the run's held-out test pairs (its test.txt). Every target of a source sentence
+Without files, on the run's held-out test pairs (its test.txt). A run trained with reverse=true
+reads the files' second column as the source. Every target of a source sentence
 is a reference for it. Prints a table and adds the scores to eval.json in the run folder. With
 --export DIR, scores an export of scripts/export.py on the files named, and records nothing.
 """
@@ -22,7 +23,8 @@ from sequencer.cli import (
     run_script,
 )
 
-USES = ("model_dir", "run", *DEVICE_KEYS, "on_bad_line", *(key for key in keys_of("Prediction") if key != "n_best"))
+PREDICTION_KEYS = tuple(key for key in keys_of("Prediction") if key != "n_best")
+USES = ("model_dir", "run", *DEVICE_KEYS, "on_bad_line", *PREDICTION_KEYS, "seed")
 
 
 def evaluate(config, args):
@@ -52,9 +54,11 @@ def evaluate(config, args):
 
 def read_test_sets(args, config, run_dir):
     """{name in the table: (entry in eval.json, pairs)}: the files named, else the run's held-out test pairs."""
-    from sequencer.data import read_pairs, warn_of_skipped_lines
+    from sequencer.data import directed, read_pairs, warn_of_skipped_lines
     from sequencer.errors import DataError
-    from sequencer.runs import TEST_FILE
+    from sequencer.runs import TEST_FILE, load_config
+
+    reverse = run_dir is not None and load_config(run_dir).reverse  # test files read as the run trained
 
     test_sets = {}
     for path in args.files:
@@ -64,7 +68,8 @@ def read_test_sets(args, config, run_dir):
         warn_of_skipped_lines(skipped, path)
         if not pairs:
             raise DataError(f"test file {path} holds no source<TAB>target pairs")
-        test_sets[str(path)] = (str(path.absolute()), pairs)  # the entry predict.py would score it under
+        # The entry predict.py would score it under.
+        test_sets[str(path)] = (str(path.absolute()), [directed(pair, reverse) for pair in pairs])
     if args.files:
         return test_sets
     if run_dir is None:

@@ -16,7 +16,7 @@ from sequencer.cli import (
     run_script,
 )
 
-USES = ("model_dir", "run", *DEVICE_KEYS, *keys_of("Prediction"), *keys_of("Serving"))
+USES = ("model_dir", "run", *DEVICE_KEYS, *keys_of("Prediction"), "seed", *keys_of("Serving"))
 
 
 def serve(config, args):

@@ -1,5 +1,8 @@
 #!/usr/bin/env python3
-"""Train a model on the pairs in train_dir in a new run folder under model_dir, or resume a run."""
+"""Train a model on the pairs in train_dir in a new run folder under model_dir, or resume a run.
+
+With --init_from RUN the new run starts from a trained run's weights and vocabularies (fine-tuning
+on new data), with a fresh optimizer and schedule unless --keep_optimizer."""
 
 import sys
 from pathlib import Path
@@ -36,9 +39,15 @@ def train(config, args):
         check_resume(runs.load_config(run_dir), config, run_dir)
     else:
         runs.check_new_run(config)
+    if config.init_from and run_dir is None:
+        import_tensorflow()  # the model's keys are its builder's, which imports Keras
+        runs.check_init_from(config)
     check_cluster(config.distribution)
     check_accumulation(config.accumulate_steps, config.distribution)
-    corpus = Preprocessor(config).load()  # prepared once, found again by later runs and on resuming
+    # Prepared once, found again by later runs and on resuming; a fine-tuned run resumes with the
+    # vocabularies it holds, which are those of the run it started from.
+    vocabularies = runs.load_vocabularies(run_dir) if run_dir is not None and config.init_from else None
+    corpus = Preprocessor(config).load(vocabularies)
     if run_dir is not None:
         runs.check_corpus(run_dir, corpus, config.train_dir)
     import_tensorflow()

@@ -219,3 +219,23 @@ def restore(model: keras.Model, saved: keras.Model, config: Config, saved_config
         variable.assign(value)
     if config.constant_learning_rate and config.learning_rate != saved_config.learning_rate:
         model.optimizer.learning_rate = config.learning_rate  # a schedule follows the new config by itself
+
+
+def initialize_from(model: keras.Model, config: Config, strategy: tf.distribute.Strategy) -> None:
+    """Give `model` (new, compiled from `config`) the weights of the run `config.init_from` names:
+    its model.keras (the best epoch, or the average it chose), and with `keep_optimizer` its last
+    checkpoint's optimizer state and update count, so that its schedule goes on where it stopped.
+
+    The run's folder is only read. Its model must be the one `config` builds (`check_architecture`).
+    """
+    from sequencer.runs import check_init_from  # runs imports this module
+
+    source_dir = config.init_from
+    trained = check_init_from(config)
+    weights = load_model(source_dir / MODEL_FILE, trained).get_weights()
+    if config.keep_optimizer:
+        checkpoint = load_checkpoint(source_dir, trained)
+        if checkpoint is None:
+            raise DataError(f"{source_dir} has no checkpoint, so no optimizer state for keep_optimizer=true")
+        restore(model, checkpoint[0], config, trained, strategy)
+    model.set_weights(weights)

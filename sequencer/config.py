@@ -368,6 +368,14 @@ KEYS: tuple[Key, ...] = (
         low=1,
     ),
     Key(
+        "reverse",
+        "bool",
+        False,
+        "train the other direction: the second column of the pairs is the source and the first the target "
+        "(fra.txt then trains French to English); evaluate.py and score.py read pairs files so too",
+        "Data",
+    ),
+    Key(
         "on_bad_line",
         "choice",
         "error",
@@ -379,7 +387,7 @@ KEYS: tuple[Key, ...] = (
         "seed",
         "int",
         1,
-        "random seed of the validation split, the initial weights and the order of the batches",
+        "random seed of the splits, the initial weights, the order of the batches, and the draws of decoding=sample",
         "Data",
         low=0,
         high=2**32 - 1,  # NumPy's seeds are 32-bit
@@ -571,6 +579,21 @@ KEYS: tuple[Key, ...] = (
         high_open=True,
     ),
     Key(
+        "init_from",
+        "run",
+        "",
+        "start a new run from this trained run's weights and vocabularies (fine-tuning on new data): its name in "
+        "model_dir, or a path; the model keys must be its own; empty starts from random weights",
+        "Training",
+    ),
+    Key(
+        "keep_optimizer",
+        "bool",
+        False,
+        "with init_from: go on with that run's optimizer state and learning-rate schedule rather than fresh ones",
+        "Training",
+    ),
+    Key(
         "batcher",
         "choice",
         "bucketed",
@@ -729,6 +752,42 @@ KEYS: tuple[Key, ...] = (
         in_export=True,
     ),
     Key(
+        "decoding",
+        "choice",
+        "search",
+        "how translations are made: by search, greedy or beam (beam_width), or drawn from the model (sample: "
+        "temperature, top_k, top_p, and n_best samples per sentence, reproducible with seed)",
+        "Prediction",
+        choices=("search", "sample"),
+    ),
+    Key(
+        "temperature",
+        "float",
+        1.0,
+        "decoding=sample: divides the model's log-probabilities (below 1 sharpens, above 1 flattens); 0 is greedy",
+        "Prediction",
+        low=0,
+    ),
+    Key(
+        "top_k",
+        "int",
+        0,
+        "decoding=sample: draw among the this many most probable tokens only; 0 draws among all",
+        "Prediction",
+        low=0,
+    ),
+    Key(
+        "top_p",
+        "float",
+        1.0,
+        "decoding=sample: draw among the fewest most probable tokens whose probabilities add up to this "
+        "(nucleus sampling); 1 draws among all",
+        "Prediction",
+        low=0,
+        high=1,
+        low_open=True,
+    ),
+    Key(
         "length_penalty",
         "float",
         0.6,
@@ -741,7 +800,7 @@ KEYS: tuple[Key, ...] = (
         "n_best",
         "int",
         1,
-        "translations written per line, best first, tab-separated (at most beam_width)",
+        "translations written per line, best first, tab-separated: at most beam_width, or samples with decoding=sample",
         "Prediction",
         low=1,
         in_export=True,
@@ -803,12 +862,20 @@ KEYS: tuple[Key, ...] = (
     ),
     Key("max_request_sentences", "int", 64, "sentences one request may hold", "Serving", low=1),
     Key("max_sentence_chars", "int", 1000, "characters one sentence of a request may hold", "Serving", low=1),
-    Key("max_beam_width", "int", 8, "the widest beam a request may ask for", "Serving", low=1),
+    Key(
+        "max_beam_width",
+        "int",
+        8,
+        "the widest beam a request may ask for, and the most samples (n_best with decoding=sample)",
+        "Serving",
+        low=1,
+    ),
     Key(
         "max_request_tokens",
         "int",
         30000,
-        "the most decoding one request may cost: its sentences' source tokens times its beam width; 0: no bound",
+        "the most decoding one request may cost: its sentences' source tokens times its beam width (or samples); "
+        "a /score request's source and target tokens; 0: no bound",
         "Serving",
         low=0,
     ),
@@ -1042,6 +1109,20 @@ def run_folder(text: str, model_dir: Path, base_dir: Path) -> Path:
     return (base_dir / Path(text).expanduser()).resolve()
 
 
+def check_architecture(trained: Config, config: Config, model_keys: frozenset[str], run_dir: Path) -> None:
+    """ConfigError if `config` builds another model than the run `trained` was trained with: the
+    model, and the keys it reads (`model_keys`: its Settings' fields, and those of the
+    vocabularies), must be the run's."""
+    for name in ("model", *sorted(model_keys)):
+        before, now = getattr(trained, name), getattr(config, name)
+        if before != now:
+            key = KEYS_BY_NAME[name]
+            raise ConfigError(
+                f"{name}={key.format(now)} differs from the {key.format(before)} of {run_dir}, whose weights and "
+                f"vocabularies init_from starts from; set {name}={key.format(before)}"
+            )
+
+
 def check_resume(saved: Config, config: Config, run_dir: Path) -> None:
     """ConfigError if `config` changes a setting that a run resumed from `saved` must keep.
 
@@ -1088,7 +1169,12 @@ def _check_together(values: dict[str, Any]) -> None:
         raise ConfigError(
             f"val_split={values['val_split']} and test_split={values['test_split']} leave no training pairs"
         )
-    if values["n_best"] > values["beam_width"]:
+    if values["decoding"] == "sample" and values["beam_width"] > 1:
+        raise ConfigError(
+            f"beam_width={values['beam_width']} is beam search's; decoding=sample draws n_best samples instead "
+            "(set beam_width=1, or decoding=search)"
+        )
+    if values["decoding"] == "search" and values["n_best"] > values["beam_width"]:
         raise ConfigError(
             f"n_best={values['n_best']} needs beam_width >= {values['n_best']} (beam_width={values['beam_width']})"
         )
@@ -1124,6 +1210,8 @@ def _check_together(values: dict[str, Any]) -> None:
         raise ConfigError(
             f"min_output_len={values['min_output_len']} is more than max_output_len={values['max_output_len']}"
         )
+    if values["keep_optimizer"] and not values["init_from"]:
+        raise ConfigError("keep_optimizer=true keeps the optimizer of the run init_from names; init_from is empty")
     if monitor.endswith("accuracy") and "accuracy" not in values["metrics"]:
         raise ConfigError(f"monitor={monitor} needs accuracy in metrics (metrics={','.join(values['metrics'])})")
 

@@ -46,8 +46,9 @@ from sequencer.errors import DataError
 from sequencer.exports import check_convertible, check_export_folder, describe, write_description
 from sequencer.files import atomic_path
 from sequencer.runs import Run, load_vocabularies
+from sequencer.scoring import length_penalty
 from sequencer.text import first_line
-from sequencer.translation import BatchTranslator, Hypothesis, length_penalty
+from sequencer.translation import BatchTranslator, Decoding, Hypothesis, unknown_tokens
 from sequencer.vocabulary import SPECIALS, Vocabulary
 
 if TYPE_CHECKING:
@@ -229,11 +230,14 @@ def convert(run: Run, out_dir: Path, quantization: str = "float32", force: bool 
 
 class CTranslate2Translator(BatchTranslator):
     """A CTranslate2 export through `ctranslate2.Translator`, on the CPU, with the configuration's
-    Prediction keys: any beam width. `threads` above 0 is the threads of its one worker
-    (`intra_threads`; CTranslate2's `inter_threads` would be as many workers, each with that many
-    threads, so it stays 1); 0 leaves CTranslate2 its default. A folder CTranslate2 cannot load,
-    or whose model cannot translate "Hello.", is a DataError naming it.
+    Prediction keys: any beam width, sampling and prefixes (CTranslate2's `target_prefix`).
+    `threads` above 0 is the threads of its one worker (`intra_threads`; CTranslate2's
+    `inter_threads` would be as many workers, each with that many threads, so it stays 1); 0
+    leaves CTranslate2 its default. A folder CTranslate2 cannot load, or whose model cannot
+    translate "Hello.", is a DataError naming it.
     """
+
+    can_sample = can_force = can_score = True
 
     def __init__(self, folder: Path, description: dict, config: Config):
         self.source_vocab, self.target_vocab = load_vocabularies(folder)
@@ -242,26 +246,52 @@ class CTranslate2Translator(BatchTranslator):
         longest, shortest = config.output_lengths(description["max_target_len"])
         self.max_output_len = min(longest, positions)  # the position table's rows
         self.min_output_len = min(shortest, self.max_output_len)
-        self.beam_width, self.n_best, self.length_penalty = config.beam_width, config.n_best, config.length_penalty
+        self.default, self.length_penalty = Decoding.of(config), config.length_penalty
         self.decode_batch_size = config.decode_batch_size
         self._source_tokens = ctranslate2_tokens(self.source_vocab)
-        self._target_ids = {token: i for i, token in enumerate(ctranslate2_tokens(self.target_vocab))}
+        self._target_tokens = ctranslate2_tokens(self.target_vocab)
+        self._target_ids = {token: i for i, token in enumerate(self._target_tokens)}
+        self._folder, self._threads = folder, config.threads
         try:
-            self._translator = ctranslate2.Translator(
-                str(folder), device="cpu", compute_type=self.compute_type, inter_threads=1, intra_threads=config.threads
-            )
-            self._decode([self.source_vocab.encode("Hello.")], 1, 1)
+            self._translator = self._load()
+            self._decode([self.source_vocab.encode("Hello.")], None, self.default)
         except Exception as error:  # CTranslate2 raises RuntimeError and ValueError; a foreign model, KeyError
             problem = f"{type(error).__name__}: {first_line(error)}"
             raise DataError(f'{folder}: CTranslate2 cannot translate "Hello." with it ({problem})') from None
+
+    def _load(self) -> ctranslate2.Translator:
+        return ctranslate2.Translator(
+            str(self._folder),
+            device="cpu",
+            compute_type=self.compute_type,
+            inter_threads=1,
+            intra_threads=self._threads,
+        )
 
     @property
     def decoding(self) -> dict:
         return {**super().decoding, "ctranslate2": self.compute_type}
 
-    def _decode(self, sources: list[np.ndarray], beam_width: int, n_best: int) -> tuple[list[list[Hypothesis]], int]:
-        """Beam search without a length penalty, returning the whole beam with log-probabilities,
-        and greedy search; each sentence's candidates ranked by GNMT's penalty."""
+    def _read_target(self, text: str, limit: int | None = None) -> tuple[list[str], int, list[str]]:
+        """A prefix or target as CTranslate2 takes it: the target tokens of its ids."""
+        ids = self.target_vocab.encode(text)[:limit]
+        return [self._target_tokens[i] for i in ids], len(ids), unknown_tokens(self.target_vocab, text, ids)
+
+    def _spell(self, forced: list[str]) -> str:
+        return self.target_vocab.decode([self._target_ids[token] for token in forced])
+
+    def _score(self, sources: list[np.ndarray], targets: list[list[str]]) -> list[float]:
+        """CTranslate2's `score_batch`: the log-probability of each target token and of its end marker."""
+        tokens = [[self._source_tokens[i] for i in ids] for ids in sources]
+        found = self._translator.score_batch(tokens, targets, max_batch_size=self.decode_batch_size, max_input_length=0)
+        return [float(sum(result.log_probs)) for result in found]
+
+    def _decode(
+        self, sources: list[np.ndarray], prefixes: list[list[str]] | None, how: Decoding
+    ) -> tuple[list[list[Hypothesis]], int]:
+        """By search, beam search without a length penalty, returning the whole beam with
+        log-probabilities, and greedy search, each sentence's candidates ranked by GNMT's penalty;
+        by sampling, each sentence `n_best` times, CTranslate2 drawing (its own random numbers, seeded)."""
         tokens = [[self._source_tokens[i] for i in ids] for ids in sources]
         options = {
             "max_decoding_length": self.max_output_len,
@@ -271,18 +301,17 @@ class CTranslate2Translator(BatchTranslator):
             "return_scores": True,
             "return_end_token": True,  # so that a length counts </s>, as the project's does
             "suppress_sequences": SUPPRESSED,
+            "target_prefix": prefixes,
         }
-        found = self._translator.translate_batch(tokens, beam_size=beam_width, num_hypotheses=beam_width, **options)
-        pools = [list(zip(result.hypotheses, result.scores)) for result in found]
-        if beam_width > 1:
-            for pool, greedy in zip(pools, self._translator.translate_batch(tokens, beam_size=1, **options)):
-                if greedy.hypotheses[0] not in [hypothesis for hypothesis, _ in pool]:
-                    pool.append((greedy.hypotheses[0], greedy.scores[0]))
+        if how.mode == "sample":
+            pools = self._samples(tokens, prefixes, options, how)
+        else:
+            pools = self._beams(tokens, options, how.beam_width)
         ranked = [
             sorted(
                 ((output, score / length_penalty(len(output), self.length_penalty)) for output, score in pool),
                 key=lambda candidate: -candidate[1],
-            )[:n_best]
+            )[: how.n_best]
             for pool in pools
         ]
         at_limit = sum(1 for candidates in ranked if candidates[0][0][-1:] != [SPECIALS[2]])
@@ -292,3 +321,37 @@ class CTranslate2Translator(BatchTranslator):
             for candidates in ranked
         ]
         return translations, at_limit
+
+    def _beams(self, tokens: list[list[str]], options: dict, beam_width: int) -> list[list[tuple[list[str], float]]]:
+        found = self._translator.translate_batch(tokens, beam_size=beam_width, num_hypotheses=beam_width, **options)
+        pools = [list(zip(result.hypotheses, result.scores)) for result in found]
+        if beam_width > 1:
+            for pool, greedy in zip(pools, self._translator.translate_batch(tokens, beam_size=1, **options)):
+                if greedy.hypotheses[0] not in [hypothesis for hypothesis, _ in pool]:
+                    pool.append((greedy.hypotheses[0], greedy.scores[0]))
+        return pools
+
+    def _samples(self, tokens, prefixes, options: dict, how: Decoding) -> list[list[tuple[list[str], float]]]:
+        """`how.n_best` samples of each sentence (each sentence repeated: one sample a row).
+
+        Drawn by a translator loaded for the call: CTranslate2 seeds a worker thread's generator
+        when the thread first draws, with the seed set then (its issue #1757), so only a fresh
+        worker draws the same samples for the same seed. The load costs what loading the model
+        does (read from the page cache, mostly)."""
+        sampling, samples = how.sampling, how.n_best
+        ctranslate2.set_random_seed(sampling.seed)
+        repeated = [row for row in tokens for _ in range(samples)]
+        prefixed = prefixes and [row for row in prefixes for _ in range(samples)]
+        greedy = sampling.temperature == 0 or sampling.top_k == 1
+        found = self._load().translate_batch(
+            repeated,
+            beam_size=1,
+            sampling_topk=1 if greedy else sampling.top_k,  # 0: CTranslate2 draws among all
+            sampling_topp=sampling.top_p,
+            sampling_temperature=sampling.temperature or 1.0,
+            **{**options, "target_prefix": prefixed},
+        )
+        return [
+            [(result.hypotheses[0], result.scores[0]) for result in found[start : start + samples]]
+            for start in range(0, len(found), samples)
+        ]

@@ -211,6 +211,12 @@ class PairReader:
             return None
 
 
+def directed(pair: tuple[str, str], reverse: bool) -> tuple[str, str]:
+    """A pair of a pairs file as a model reads it: (source, target), or with `reverse` (the
+    `reverse` key, a model of the other direction) (target, source)."""
+    return (pair[1], pair[0]) if reverse else pair
+
+
 def read_pairs(path: Path, on_bad_line: str = "error", limit: int = 0) -> tuple[list[tuple[str, str]], int]:
     """The pairs of one file (at most `limit` unless it is 0) and how many bad lines were skipped (see `PairReader`)."""
     reader = PairReader(on_bad_line)

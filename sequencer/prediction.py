@@ -14,6 +14,7 @@ from typing import BinaryIO, TextIO
 from sequencer.config import Config
 from sequencer.data import decode_line, read_lines, translation_inputs
 from sequencer.devices import configure_device
+from sequencer.errors import DataError
 from sequencer.evaluation import EVAL_FILE, ReferenceSet, record, score, scores_table
 from sequencer.exports import open_export
 from sequencer.files import atomic_path
@@ -65,18 +66,20 @@ class Predictor:
         log.info("translating with the export %s", folder)
         return cls(translator)
 
-    def translate(self, sentences: list[str]) -> list[str]:
+    def translate(self, sentences: list[str], prefixes: list[str] | None = None) -> list[str]:
         """One translation per sentence, in order; an empty sentence gives an empty translation."""
-        return [alternatives[0] for alternatives in self.translate_n_best(sentences)]
+        return [alternatives[0] for alternatives in self.translate_n_best(sentences, prefixes)]
 
-    def translate_n_best(self, sentences: list[str]) -> list[list[str]]:
+    def translate_n_best(self, sentences: list[str], prefixes: list[str] | None = None) -> list[list[str]]:
         """The `n_best` best translations of each sentence, best first (one for greedy decoding)."""
-        return [[text for text, _ in scored] for scored in self.hypotheses(sentences)]
+        return [[text for text, _ in scored] for scored in self.hypotheses(sentences, prefixes)]
 
-    def hypotheses(self, sentences: list[str]) -> list[list[Hypothesis]]:
-        """(translation, score) of the `n_best` best translations of each sentence, best first
-        (see `Translator.translate`), counted for the warnings at the end of a file."""
-        found = self.translator.translate(sentences, progress=self.progress and self.progress.advance)
+    def hypotheses(self, sentences: list[str], prefixes: list[str] | None = None) -> list[list[Hypothesis]]:
+        """(translation, score) of the `n_best` best translations of each sentence, best first,
+        each starting with its prefix if `prefixes` are given (see `BatchTranslator.translate`),
+        counted for the warnings at the end of a file."""
+        advance = self.progress and self.progress.advance
+        found = self.translator.translate(sentences, progress=advance, prefixes=prefixes)
         self.unknown_tokens.update(found.unknown_tokens)
         self.sentences += sum(1 for sentence in sentences if sentence)
         self.empty_translations += sum(1 for sentence, text in zip(sentences, found.best) if sentence and not text)
@@ -89,24 +92,30 @@ class Predictor:
         self.unknown_tokens.update(found.unknown_tokens)
         return scores
 
-    def translate_lines(self, lines: Iterable[str]) -> Iterator[str]:
+    def translate_lines(self, lines: Iterable[str], prefixes: Iterable[str] | None = None) -> Iterator[str]:
         """Output lines for input lines, chunk by chunk: the n-best translations, tab-separated.
 
         A line's source is its first tab column, so a training file can be translated as it is.
+        `prefixes`, if given, are one per line (`PrefixLines`): what its translations start with.
         """
-        lines = iter(lines)
+        lines, prefixes = iter(lines), prefixes and iter(prefixes)
         while chunk := list(islice(lines, CHUNK_LINES)):
-            for alternatives in self.translate_n_best([line.split("\t", 1)[0].strip() for line in chunk]):
+            sources = [line.split("\t", 1)[0].strip() for line in chunk]
+            for alternatives in self.translate_n_best(sources, prefixes and list(islice(prefixes, len(chunk)))):
                 yield "\t".join(alternatives)
 
-    def translate_folder(self, input_dir: Path, output_dir: Path) -> list[Path]:
-        """Translate every `*.txt` in `input_dir` into the file of the same name in `output_dir`."""
+    def translate_folder(self, input_dir: Path, output_dir: Path, prefix_path: Path | None = None) -> list[Path]:
+        """Translate every `*.txt` in `input_dir` into the file of the same name in `output_dir`.
+
+        `prefix_path` (predict.py's `--prefix`) is a file of prefixes when `input_dir` holds one
+        input, or a folder holding a prefix file named as each input that has prefixes."""
         inputs = translation_inputs(input_dir, output_dir)
+        prefix_files = prefix_files_for(inputs, prefix_path)
         output_dir.mkdir(parents=True, exist_ok=True)
         written, scored = [], {}
         for path in inputs:
             written.append(output_dir / path.name)
-            scores = self.translate_file(path, written[-1])
+            scores = self.translate_file(path, written[-1], prefix_files.get(path))
             log.info("wrote %s", written[-1])
             if scores:
                 scored[str(path)] = scores
@@ -118,8 +127,9 @@ class Predictor:
         self.warn_unknown_tokens()
         return written
 
-    def translate_file(self, input_path: Path, output_path: Path) -> dict | None:
-        """Write one translation per line of `input_path` to `output_path`, atomically.
+    def translate_file(self, input_path: Path, output_path: Path, prefix_path: Path | None = None) -> dict | None:
+        """Write one translation per line of `input_path` to `output_path`, atomically; each
+        starting with the line of the same number in `prefix_path`, if given.
 
         When every non-empty line carries a target column (a file in the training format), the
         translations are also scored against the targets, and the scores returned.
@@ -128,13 +138,14 @@ class Predictor:
         pairs: list[tuple[str, str]] = []
         targeted = True
         lines = (text for _, text in read_lines(input_path))
+        prefixes = prefix_path and PrefixLines(prefix_path, input_path)
         with (
             atomic_path(output_path) as temporary,
             open(temporary, "w", encoding="utf-8") as output,
             self._progress(input_path),
         ):
             while chunk := list(islice(lines, CHUNK_LINES)):
-                for line, translation in zip(chunk, self.translate_lines(chunk)):
+                for line, translation in zip(chunk, self.translate_lines(chunk, prefixes)):
                     output.write(translation + "\n")
                     columns = [column.strip() for column in line.split("\t")]
                     if len(columns) > 1 and columns[0] and columns[1]:
@@ -142,20 +153,26 @@ class Predictor:
                         translations[columns[0]] = translation.split("\t", 1)[0]
                     elif columns[0]:
                         targeted = False
+            if prefixes:
+                prefixes.check_ended()
         if not (targeted and pairs):
             return None
         reference_set = ReferenceSet.from_pairs(pairs)
         hypotheses = [translations[source] for source in reference_set.sources]
         return {**score(hypotheses, reference_set.references), "decoding": self.translator.decoding}
 
-    def translate_stream(self, input_stream: BinaryIO, output_stream: TextIO) -> None:
-        """Translate standard-input style lines to an output stream, flushing after every chunk."""
+    def translate_stream(self, input_stream: BinaryIO, output_stream: TextIO, prefix_path: Path | None = None) -> None:
+        """Translate standard-input style lines to an output stream, flushing after every chunk;
+        each translation starting with the line of the same number in `prefix_path`, if given."""
         lines = (decode_line(raw, Path("<stdin>"), number) for number, raw in enumerate(input_stream, start=1))
+        prefixes = prefix_path and PrefixLines(prefix_path, Path("<stdin>"))
         with self._progress(Path("<stdin>")):
-            for count, translation in enumerate(self.translate_lines(lines), start=1):
+            for count, translation in enumerate(self.translate_lines(lines, prefixes), start=1):
                 output_stream.write(translation + "\n")
                 if count % CHUNK_LINES == 0:
                     output_stream.flush()
+            if prefixes:
+                prefixes.check_ended()
         output_stream.flush()
         self.warn_unknown_tokens()
 
@@ -188,3 +205,53 @@ class Predictor:
         """One warning for all the tokens translated as unknown since the last call."""
         warn_of_unknown_tokens(self.unknown_tokens, self.translator.source_unit)
         self.unknown_tokens.clear()
+
+
+class PrefixLines:
+    """The lines of a prefix file, one per line of the input it is aligned with: what each
+    translation starts with (empty: nothing). DataError if the file ends before the input does,
+    or (`check_ended`, once the input has ended) has lines left over."""
+
+    def __init__(self, path: Path, input_name: Path):
+        self.path, self.input_name = path, input_name
+        self._lines = read_lines(path)
+        self._read = 0
+
+    def __iter__(self) -> Iterator[str]:
+        return self
+
+    def __next__(self) -> str:
+        try:
+            number, text = next(self._lines)
+        except StopIteration:
+            raise DataError(
+                f"{self.path} has {self._read} line(s), fewer than {self.input_name}: give one prefix per input "
+                "line (an empty line for none)"
+            ) from None
+        self._read = number
+        return text
+
+    def check_ended(self) -> None:
+        if next(self._lines, None) is not None:
+            raise DataError(
+                f"{self.path} has more lines than the {self._read} of {self.input_name}: give one prefix per "
+                "input line (an empty line for none)"
+            )
+
+
+def prefix_files_for(inputs: list[Path], prefix_path: Path | None) -> dict[Path, Path]:
+    """The prefix file of each input file that has one: `prefix_path` itself for a single input,
+    or the file of the input's name in the folder `prefix_path`. DataError for a missing path, or
+    a single prefix file for several inputs."""
+    if prefix_path is None:
+        return {}
+    if prefix_path.is_dir():
+        return {path: prefix_path / path.name for path in inputs if (prefix_path / path.name).is_file()}
+    if not prefix_path.is_file():
+        raise DataError(f"prefix file {prefix_path} (--prefix) does not exist")
+    if len(inputs) > 1:
+        raise DataError(
+            f"--prefix {prefix_path} is one file for {len(inputs)} input files; give a folder holding a prefix "
+            "file named as each input instead"
+        )
+    return {inputs[0]: prefix_path}

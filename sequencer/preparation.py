@@ -43,11 +43,18 @@ import numpy as np
 from sequencer import __version__, vocabulary
 from sequencer.config import KEYS, Config
 from sequencer.corpus import FORMAT, INDEX_FILE, TEST_FILE, VALID_SHARD, Corpus, vocabulary_digest
-from sequencer.data import PairReader, Sequences, corpus_files, warn_of_skipped_lines
+from sequencer.data import PairReader, Sequences, corpus_files, directed, warn_of_skipped_lines
 from sequencer.errors import DataError
 from sequencer.files import atomic_path, write_json
 from sequencer.text import Progress
-from sequencer.vocabulary import SubwordVocabulary, Vocabulary, count_tokens, save_vocabularies
+from sequencer.vocabulary import (
+    UNK_ID,
+    SubwordVocabulary,
+    Vocabulary,
+    count_tokens,
+    load_vocabularies,
+    save_vocabularies,
+)
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +125,8 @@ class _Counts:
     too_long: int = 0
     over_ratio: int = 0
     duplicates: int = 0
+    unknown: list[int] = field(default_factory=lambda: [0, 0])  # source and target tokens read as unknown
+    tokens: int = 0  # source and target tokens encoded (of the pairs not held out for testing)
     per_corpus: list[int] = field(default_factory=list)  # pairs of each corpus not held out for testing
 
 
@@ -164,6 +173,8 @@ class _Encoded:
     parts: list[tuple[int | None, Sequences, Sequences, np.ndarray]]
     too_long: int
     over_ratio: int
+    unknown: tuple[int, int] = (0, 0)  # source and target tokens read as the unknown id
+    tokens: int = 0  # source and target tokens encoded
 
 
 def encode_chunk(chunk: _Chunk, how: _Encoding) -> _Encoded:
@@ -175,6 +186,7 @@ def encode_chunk(chunk: _Chunk, how: _Encoding) -> _Encoded:
     source_vocab, target_vocab = how.vocabularies
     source = Sequences.encode([chunk.sources[i] for i in rest], source_vocab)
     target = Sequences.encode([chunk.targets[i] for i in rest], target_vocab)
+    unknown = (int(np.count_nonzero(source.values == UNK_ID)), int(np.count_nonzero(target.values == UNK_ID)))
     longer, shorter = np.maximum(source.lengths, target.lengths), np.minimum(source.lengths, target.lengths)
     too_long = longer > how.max_len if how.max_len else np.zeros(len(rest), bool)
     over_ratio = ~too_long & (longer > how.max_len_ratio * shorter) if how.max_len_ratio else np.zeros(len(rest), bool)
@@ -187,7 +199,8 @@ def encode_chunk(chunk: _Chunk, how: _Encoding) -> _Encoded:
         indices = np.flatnonzero(selection)
         if len(indices):
             parts.append((corpus, source.select(indices), target.select(indices), keys[indices]))
-    return _Encoded(parts, int(too_long.sum()), int(over_ratio.sum()))
+    tokens = int(source.lengths.sum() + target.lengths.sum())
+    return _Encoded(parts, int(too_long.sum()), int(over_ratio.sum()), unknown, tokens)
 
 
 _worker_encoding: _Encoding | None = None  # a worker process's, from `_start_worker`
@@ -253,6 +266,7 @@ class Preparation:
                 "over_ratio": self.counts.over_ratio,
                 "duplicates": self.counts.duplicates,
             },
+            unknown_tokens=dict(zip(("source", "target"), self.counts.unknown)),
             seconds=round(time.monotonic() - self.started, 1),
         )
         write_json(folder / INDEX_FILE, index)
@@ -289,14 +303,14 @@ class Preparation:
             warn_of_skipped_lines(reader.skipped, Path(",".join(str(source.path) for source in self.config.train_dir)))
 
     def _pairs(self, reader: PairReader) -> Iterator[tuple[int, str, str]]:
-        limit, read = self.config.num_samples, 0
+        limit, read, reverse = self.config.num_samples, 0, self.config.reverse
         for corpus, files in enumerate(self.inputs.corpora):
             for path in files:
-                for source, target in reader.pairs(path):
+                for pair in reader.pairs(path):
                     if limit and read >= limit:
                         return
                     read += 1
-                    yield corpus, source, target
+                    yield corpus, *directed(pair, reverse)
 
     def _build_vocabularies(self) -> tuple[Vocabulary, Vocabulary]:
         """The vocabularies of the pairs not held out for testing, counted while the pairs are."""
@@ -373,6 +387,8 @@ class Preparation:
         encoded = encoded.result() if isinstance(encoded, Future) else encoded
         self.counts.too_long += encoded.too_long
         self.counts.over_ratio += encoded.over_ratio
+        self.counts.unknown = [before + now for before, now in zip(self.counts.unknown, encoded.unknown)]
+        self.counts.tokens += encoded.tokens
         for corpus, source, target, keys in encoded.parts:
             writer.add(corpus, source, target, keys)
 
@@ -403,7 +419,18 @@ class Preparation:
             f"prepared {counts.read:,} pairs in {index['seconds']:.1f} s ({rate:,.0f} pairs/s): {trained:,} to train "
             f"on in {shards} shard(s), {index['valid']['pairs']:,} to validate, {counts.test:,} to test"
             + (f"; left out: {left_out}" if left_out else "")
+            + self._unknown_report()
         )
+
+    def _unknown_report(self) -> str:
+        """The tokens read as unknown, worth a word: with given vocabularies (a run's, to fine-tune
+        it), new data may hold many that the run never saw."""
+        source, target = self.counts.unknown
+        if not (source or target):
+            return ""
+        share = (source + target) / max(self.counts.tokens, 1)
+        given = " to the given vocabularies" if self.inputs.vocabularies else ""
+        return f"; {source:,} source and {target:,} target token(s) unknown{given} ({share:.2%} of the tokens)"
 
 
 class _Writer:
@@ -512,14 +539,16 @@ class _ShardFile:
 class Preprocessor:
     """The training pairs of a config as a `Corpus`, prepared first if nothing prepared matches.
 
-    `load(vocabularies)` encodes the pairs with given vocabularies (a trained run's, to train it
-    on new data) instead of building them.
+    `load(vocabularies)` encodes the pairs with given vocabularies instead of building them; with
+    `init_from` (fine-tuning a trained run on new data) they are that run's, kept exactly.
     """
 
     def __init__(self, config: Config):
         self.config = config
 
     def load(self, vocabularies: tuple[Vocabulary, Vocabulary] | None = None) -> Corpus:
+        if vocabularies is None and self.config.init_from:
+            vocabularies = load_vocabularies(self.config.init_from)
         folder = prepared_folder(self.config, vocabularies)
         weights = [source.weight or 1.0 for source in self.config.train_dir] if self.config.weighted else None
         return Corpus.open(folder, weights)

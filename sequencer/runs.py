@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 
 from sequencer import builders
 from sequencer.checkpoints import MODEL_FILE, load_model
-from sequencer.config import Config, CorpusSource, config_from_dict, where_to_set
+from sequencer.config import Config, CorpusSource, check_architecture, config_from_dict, where_to_set
 from sequencer.errors import ConfigError, DataError
 from sequencer.files import atomic_path, read_json, unwritable_reason, write_atomically, write_json
 from sequencer.text import first_line
@@ -119,6 +119,26 @@ def mark_latest(run_dir: Path) -> None:
 # The versions whose runs this one translates with but cannot resume, and the commit that can:
 # 0.1 saved other checkpoints; 0.2 drew its splits and batches otherwise (before the prepared corpora).
 _NOT_RESUMABLE = {"0.1.0": "c622279", "0.2.0": "cb6c22a"}
+
+
+# The keys that shape a run's vocabularies: a run fine-tuned from another (init_from) keeps that
+# run's vocabularies, so it must keep these too, and the direction of its pairs.
+VOCABULARY_KEYS = frozenset({"token_level", "max_vocab", "subword_vocab", "subword_model", "joint_vocab", "reverse"})
+
+
+def check_init_from(config: Config) -> Config:
+    """The config of the run `config.init_from` names, after checking that a new run can start
+    from its weights and vocabularies: it has a model, and `config` builds the same model on
+    vocabularies made alike (`check_architecture`, naming the first key that differs)."""
+    run_dir = config.init_from
+    if not (run_dir / CONFIG_FILE).is_file():
+        problem = "does not exist" if not run_dir.exists() else f"is not a run folder: it has no {CONFIG_FILE}"
+        raise ConfigError(f"init_from={run_dir}: the folder {problem}; {where_to_set('init_from')}")
+    if not (run_dir / MODEL_FILE).is_file():
+        raise DataError(f"init_from={run_dir}: the run has no {MODEL_FILE} yet (it has not finished an epoch)")
+    trained = load_config(run_dir)
+    check_architecture(trained, config, builders.settings_of(config.model) | VOCABULARY_KEYS, run_dir)
+    return trained
 
 
 def check_resumable(run_dir: Path) -> None:

@@ -36,9 +36,10 @@ from sequencer.errors import ConfigError, DataError
 from sequencer.exports import check_export_folder, describe, write_description
 from sequencer.files import atomic_path
 from sequencer.runs import VOCAB_FILE, Run, load_vocabularies
+from sequencer.scoring import length_penalty
 from sequencer.search import BeamSearchDecoder, GreedyDecoder
 from sequencer.text import first_line
-from sequencer.translation import BatchTranslator, Hypothesis, Translations, length_penalty
+from sequencer.translation import BatchTranslator, Decoding, DecodingError, Hypothesis, Sampling, Translations
 from sequencer.vocabulary import END_ID, JOINER, PAD_ID, SPECIALS, START_ID, UNK_ID, Vocabulary
 
 # What Python's `\w` matches, as RE2 (TensorFlow's regular expressions) spells it: letters,
@@ -155,7 +156,10 @@ class TranslationGraph(tf.Module):
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
     def translate(self, text):
         source_ids = self.source.encode(text)[:, : self.model.max_positions]  # (B, S)
-        ids, log_probs, lengths = self.search(source_ids, tf.constant(self.max_len), tf.constant(self.min_len))
+        no_prefix = tf.zeros([tf.shape(source_ids)[0], 1], tf.int32)  # a column of padding
+        ids, log_probs, lengths = self.search(
+            source_ids, tf.constant(self.max_len), tf.constant(self.min_len), no_prefix
+        )
         shape = tf.shape(ids)  # (B, n, T)
         # Without leading and trailing white space, as `translation.Translator` gives them.
         translations = tf.strings.strip(tf.reshape(self.target.decode(tf.reshape(ids, [-1, shape[2]])), shape[:2]))
@@ -215,7 +219,12 @@ class SavedModelTranslator(BatchTranslator):
             problem = f"{type(error).__name__}: {first_line(error)}"
             raise DataError(f"{folder}: cannot load the SavedModel ({problem})") from None
         self.name, self.token_level = description["run"], description["token_level"]
-        self.beam_width, self.n_best = description["beam_width"], description["n_best"]
+        if config.decoding == "sample":
+            raise DecodingError(
+                f"decoding=sample: {folder} is a SavedModel export, which decodes by search only; translate with "
+                "its run or a CTranslate2 export to sample"
+            )
+        self.default = Decoding("search", description["beam_width"], description["n_best"], Sampling())
         self.length_penalty = description["length_penalty"]
         self.max_output_len, self.min_output_len = description["max_output_len"], description["min_output_len"]
         self.decode_batch_size = config.decode_batch_size
@@ -226,14 +235,14 @@ class SavedModelTranslator(BatchTranslator):
     def source_unit(self) -> str:
         return self.source_vocab.unit if self.source_vocab else Vocabulary([], self.token_level).unit
 
-    def translate(self, sentences, beam_width=None, n_best=None, progress=None) -> Translations:
+    def translate(self, sentences, beam_width=None, n_best=None, progress=None, **options) -> Translations:
         asked = (beam_width or self.beam_width, n_best or self.n_best)
         if asked != (self.beam_width, self.n_best):
             raise ConfigError(
                 f"beam_width={asked[0]} and n_best={asked[1]}: this export decodes with "
                 f"beam_width={self.beam_width} and n_best={self.n_best} only"
             )
-        return super().translate(sentences, progress=progress)
+        return super().translate(sentences, progress=progress, **options)
 
     def _read(self, sentence: str) -> tuple[str, int, list[str]]:
         """The sentence itself (the graph tokenises it), its length and unknown tokens."""
@@ -242,7 +251,7 @@ class SavedModelTranslator(BatchTranslator):
         _, length, unknown = super()._read(sentence)
         return sentence, length, unknown
 
-    def _decode(self, sources: list[str], beam_width: int, n_best: int) -> tuple[list[list[Hypothesis]], int]:
+    def _decode(self, sources: list[str], prefixes: None, how: Decoding) -> tuple[list[list[Hypothesis]], int]:
         output = self._signature(text=tf.constant(sources, tf.string))
         translations = output["translation"].numpy().reshape(len(sources), -1)  # (B,) or (B, n_best)
         scores = output["score"].numpy().reshape(len(sources), -1)
@@ -264,7 +273,7 @@ class SavedModelTranslator(BatchTranslator):
                 "not export.py's (text: string) and (translation, score)"
             )
         try:
-            self._decode(["Hello."], self.beam_width, self.n_best)
+            self._decode(["Hello."], None, self.default)
         except Exception as error:  # whatever the graph raises, it is the export's
             problem = f"{type(error).__name__}: {first_line(error)}"
             raise DataError(f'{folder}: the SavedModel cannot translate "Hello." ({problem})') from None

@@ -27,7 +27,14 @@ from sequencer.callbacks import (
     RunState,
     ValidationChrF,
 )
-from sequencer.checkpoints import TrainingState, load_checkpoint, new_model, restore, set_seed_states
+from sequencer.checkpoints import (
+    TrainingState,
+    initialize_from,
+    load_checkpoint,
+    new_model,
+    restore,
+    set_seed_states,
+)
 from sequencer.config import Config, check_resume
 from sequencer.corpus import Corpus
 from sequencer.evaluation import EVAL_FILE, record, scores_table
@@ -78,6 +85,9 @@ class Trainer:
             if scratch:
                 self.config = self.config.replace(model_dir=scratch)
             model = self._new_model(corpus)
+            if self.config.init_from:
+                initialize_from(model, self.config, self.strategy)
+                log.info("starting from the weights of %s", self.config.init_from)
             vocabularies = (corpus.source_vocab, corpus.target_vocab)
             run_dir = create_run(self.config, vocabularies, corpus.summary(), corpus.test_file)
             mark_latest(run_dir)

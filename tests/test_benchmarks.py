@@ -27,6 +27,8 @@ TABLES = {
     "transformer_sizes.py": ["| candidate | layers |"],
     "bfloat16_speed.py": ["| mixed_precision | seed |"],
     "ctranslate_speed.py": ["| backend | beam | sentences/s |", "| predict.py with | seconds |"],
+    "decoding_modes.py": ["| model | mode | sentences |", "| run | pairs trained on |"],
+    "backtranslation.py": ["| system | seed | pairs |", "| seed | chrF (a) |"],
 }
 SEPARATOR = re.compile(r"\|( -{3,}:? \|)+")  # the line under a Markdown table's header
 SECONDS = 600  # each takes under a minute and a half on 2 CPU cores; a hung one fails

@@ -1,5 +1,6 @@
 import json
 import logging
+import re
 from pathlib import Path
 
 import pytest
@@ -243,3 +244,17 @@ def test_mixed_precision_takes_true_for_float16_and_a_saved_run_s_boolean(tmp_pa
         assert load_run_config(tmp_path).mixed_precision == read
     with pytest.raises(ConfigError, match="'half' is not allowed; expected one of false, float16, bfloat16"):
         load_config(write(tmp_path, "mixed_precision=half\n"), environ={})
+
+
+def test_sampling_settings_are_checked_with_one_line_each(tmp_path):
+    for text, message in (
+        ("decoding=sample\nbeam_width=4\n", "beam_width=4 is beam search's; decoding=sample draws n_best samples"),
+        ("temperature=-1\n", "temperature"),
+        ("top_p=0\n", "top_p"),
+        ("top_k=-2\n", "top_k"),
+        ("decoding=greedy\n", "'greedy' is not allowed; expected one of search, sample"),
+    ):
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            load_config(write(tmp_path, text), environ={})
+    sampling = load_config(write(tmp_path, "decoding=sample\nn_best=5\n"), environ={})
+    assert (sampling.decoding, sampling.n_best, sampling.beam_width) == ("sample", 5, 1)  # samples, not a beam

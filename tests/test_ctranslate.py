@@ -23,7 +23,7 @@ from sequencer.data import pad_ids, read_pairs
 from sequencer.errors import ConfigError, DataError
 from sequencer.exports import EXPORT_FILE, check_convertible, open_export, read_export
 from sequencer.runs import load_run
-from sequencer.translation import Translator
+from sequencer.translation import Sampling, Translator
 from sequencer.vocabulary import END_ID, PAD_ID, START_ID
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -126,6 +126,36 @@ def test_scores_are_the_log_probabilities_renormalised_over_what_may_be_emitted(
     assert [found.hypotheses[i][0][1] for i in by_length] == pytest.approx(
         [results[i].scores[0] for i in by_length], abs=1e-4
     )
+
+
+def test_an_export_scores_pairs_as_the_run_does(layouts):
+    run, folder = layouts
+    pairs = read_pairs(DATA / "train" / "toy.txt")[0][::15]
+    config = run.config.replace(max_output_len=20, decode_batch_size=7)
+    exported, own = open_export(folder, config).score(pairs), Translator(run, config).score(pairs)
+    assert [pair.tokens for pair in exported.pairs] == [pair.tokens for pair in own.pairs]
+    assert [pair.total for pair in exported.pairs] == pytest.approx([pair.total for pair in own.pairs], abs=1e-3)
+    assert exported.unknown_tokens == own.unknown_tokens
+
+
+def test_an_export_starts_translations_with_their_prefixes_and_samples_reproducibly(layouts):
+    run, folder = layouts
+    translator = open_export(folder, run.config.replace(max_output_len=12))
+    prefixes = ["Je suis", "", "Qui", "Nous"]
+    for how in ({}, {"beam_width": 3, "n_best": 2}, {"decoding": "sample", "n_best": 3}):
+        found = translator.translate(SOURCES[:4], prefixes=prefixes, **how)
+        for prefix, hypotheses in zip(prefixes, found.hypotheses):
+            assert all(text.startswith(prefix) for text, _ in hypotheses), (how, prefix, hypotheses)
+    sampled = [translator.translate(SOURCES[:6], decoding="sample", n_best=3, sampling=Sampling(seed=5)) for _ in "ab"]
+    assert sampled[0].hypotheses == sampled[1].hypotheses
+    greedy = translator.translate(SOURCES[:6]).best
+    assert translator.translate(SOURCES[:6], decoding="sample", sampling=Sampling(top_k=1)).best == greedy
+    extreme = Sampling(temperature=1e-40, top_k=10**9, top_p=1e-300)  # CTranslate2 refuses or overflows these
+    assert translator.translate(SOURCES[:6], decoding="sample", sampling=extreme).best == greedy
+    assert [pair.tokens for pair in translator.score(zip(SOURCES[:2], greedy[:2])).pairs] == [
+        pair.tokens
+        for pair in Translator(run, run.config.replace(max_output_len=12)).score(zip(SOURCES[:2], greedy[:2])).pairs
+    ]  # an iterator of pairs is read once
 
 
 def test_the_export_folder_and_its_replacement(untrained, tmp_path):

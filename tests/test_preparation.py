@@ -122,6 +122,16 @@ def test_given_vocabularies_encode_new_pairs_as_a_trained_run_reads_them(tmp_pat
     assert new.folder != Preprocessor(config).load().folder  # its own vocabularies would differ
     expected = [*new_pairs[:2], (toy[3][0], "<unk> " + toy[3][1])]  # a character the run never saw is unknown
     assert sorted(training_pairs(new)) == sorted(expected)
+    assert new.index["unknown_tokens"] == {"source": 0, "target": 1}
+
+
+def test_reverse_trains_the_other_direction_and_is_prepared_apart(tmp_path):
+    config = tiny_config(tmp_path)  # no test split: both directions train on every pair
+    forward, backward = (Preprocessor(config.replace(reverse=reverse)).load() for reverse in (False, True))
+    assert backward.folder != forward.folder
+    assert (backward.source_vocab, backward.target_vocab) == (forward.target_vocab, forward.source_vocab)
+    swapped = sorted((target, source) for source, target in training_pairs(backward) + validation_pairs(backward))
+    assert swapped == sorted(read_pairs(TOY)[0])
 
 
 def test_num_samples_keeps_the_first_pairs_across_files_in_name_order(tmp_path):

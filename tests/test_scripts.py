@@ -366,3 +366,50 @@ def test_the_library_example_runs_from_any_folder(tmp_path):
     translations, hypotheses = done.stdout.splitlines()[-2:]
     assert translations.startswith("[") and hypotheses.startswith("[[(")
     assert "cuda" not in done.stderr.lower() and "oneDNN" not in done.stderr
+
+
+@pytest.mark.slow
+def test_prefixes_samples_scores_fine_tuning_and_back_translation_from_the_scripts(tmp_path):
+    assert script("train.py", *TRAIN, "--quiet", cwd=tmp_path).returncode == 0
+    [run] = run_folders(tmp_path / "models")
+    before = {path: path.read_bytes() for path in run.rglob("*") if path.is_file()}
+    (tmp_path / "prefixes.txt").write_text("Je\n\nIl fait\n", encoding="utf-8")
+    stdin = "Hello!\n\nI am cold.\n"
+    forced = script("predict.py", *PREDICT, "--prefix", "prefixes.txt", "-", cwd=tmp_path, stdin=stdin)
+    assert forced.returncode == 0, forced.stderr
+    first, empty, third = forced.stdout.splitlines()
+    assert first.startswith("Je") and empty == "" and third.startswith("Il fait")
+    (tmp_path / "short.txt").write_text("Je\n", encoding="utf-8")
+    short = script("predict.py", *PREDICT, "--prefix", "short.txt", "-", cwd=tmp_path, stdin=stdin)
+    assert short.returncode == 2 and short.stderr.splitlines()[-1].startswith("error: short.txt has 1 line(s), fewer")
+
+    sample = ["--decoding", "sample", "--n_best", "3", "--seed", "5", "-"]
+    drawn = [script("predict.py", *PREDICT, *sample, cwd=tmp_path, stdin=stdin) for _ in range(2)]
+    assert drawn[0].returncode == 0 and drawn[0].stdout == drawn[1].stdout
+    assert len(drawn[0].stdout.splitlines()[0].split("\t")) == 3  # n_best samples, tab-separated
+
+    pairs = "Go.\tVa !\nI am cold.\tJ'ai froid.\n\nWho?\tQui ?\n"
+    scored = script("score.py", *TRAIN, "--sort", "-", cwd=tmp_path, stdin=pairs)
+    assert scored.returncode == 0, scored.stderr
+    rows = [line.split("\t") for line in scored.stdout.splitlines()]
+    assert len(rows) == 3 and [float(row[1]) for row in rows] == sorted((float(row[1]) for row in rows), reverse=True)
+    bad = script("score.py", *TRAIN, "-", cwd=tmp_path, stdin="Go.\tVa !\nno tab\n")
+    assert bad.returncode == 2 and "<stdin>:2: no tab between source and target" in bad.stderr
+
+    (tmp_path / "new").mkdir()
+    (tmp_path / "new" / "pairs.txt").write_text("Go.\tVa !\nRun!\tCours !\n" * 30, encoding="utf-8")
+    tuned = script("train.py", *TRAIN, "--init_from", run.name, "--train_dir", "new", "--epochs", "1", cwd=tmp_path)
+    assert tuned.returncode == 0, tuned.stderr
+    assert before == {path: path.read_bytes() for path in run.rglob("*") if path.is_file()}
+    wider = script("train.py", *TRAIN, "--init_from", run.name, "--latent_dim", "8", cwd=tmp_path)
+    assert wider.returncode == 2 and "latent_dim=8 differs from the 32 of" in wider.stderr.splitlines()[-1]
+
+    (tmp_path / "mono.txt").write_text("Je suis là.\nIl fait froid.\n\nVa !\n", encoding="utf-8")
+    backtranslated = script("backtranslate.py", *TRAIN, "--epochs", "1", "mono.txt", cwd=tmp_path)
+    assert backtranslated.returncode == 0, backtranslated.stderr
+    synthetic = (tmp_path / "models" / "backtranslated" / "mono.txt").read_text(encoding="utf-8").splitlines()
+    assert [line.split("\t")[1] for line in synthetic] == ["Je suis là.", "Il fait froid.", "Va !"]
+    assert all(line.startswith("<bt> ") for line in synthetic)
+    reverse, forward = run_folders(tmp_path / "models")[-2:]
+    assert json.loads((reverse / "config.json").read_text())["reverse"] is True
+    assert "in 2 corpora" not in backtranslated.stderr and "mono.txt" in (forward / "config.json").read_text()

@@ -8,7 +8,7 @@ from conftest import tiny_config
 
 from sequencer import builders
 from sequencer.runs import load_run
-from sequencer.search import BeamSearchDecoder, GreedyDecoder, allowed_next
+from sequencer.search import BeamSearchDecoder, GreedyDecoder, SamplingDecoder, allowed_next
 from sequencer.vocabulary import END_ID, PAD_ID, START_ID, Vocabulary
 
 SENTENCES = ["Go.", "I am cold.", "Hello!", "Who are you?", "Run!", "We lost.", "Be nice.", "It's me."]
@@ -160,3 +160,69 @@ def test_a_wide_enough_beam_finds_the_most_probable_output(tmp_path, settings, m
     best = sorted((log_prob(sequence) for sequence in candidates), reverse=True)[:width]
     beams = BeamSearchDecoder(model, width, 0.0).beams(source, max_len, min_len)
     assert beams.log_probs[0] == pytest.approx(best, abs=1e-4)
+
+
+def prefixes(run, texts, width=None):
+    """Target prefixes as the decoders take them: ids padded with PAD_ID."""
+    encoded = [run.target_vocab.encode(text) for text in texts]
+    matrix = np.zeros((len(encoded), width or max(1, *map(len, encoded))), np.int32)
+    for row, ids in enumerate(encoded):
+        matrix[row, : len(ids)] = ids
+    return encoded, matrix
+
+
+def test_every_decoder_keeps_a_forced_prefix_and_goes_on_from_it(run, model):
+    _, batch = padded(run.source_vocab, SENTENCES)
+    texts = ["Je ", "", "Il", "Qui", "Cou", "N", "S", "C'est"]
+    encoded, prefix = prefixes(run, texts)
+    outputs = {
+        "greedy": GreedyDecoder(model)(batch, 20, 0, prefix).ids[:, 0],
+        "beam": BeamSearchDecoder(model, 3, 0.6)(batch, 20, 0, 1, prefix).ids[:, 0],
+        "sample": SamplingDecoder(model, 0.6)(batch, 20, 0, prefix, seed=3).ids[:, 0],
+    }
+    for name, ids in outputs.items():
+        for row, forced_ids in zip(ids, encoded):
+            assert list(row[: len(forced_ids)]) == list(forced_ids), name
+    # Greedy after a prefix is the step-by-step greedy continuation of it.
+    reference = step_by_step_after(model, batch[0], encoded[0], 20)
+    assert list(outputs["greedy"][0][: len(reference)]) == reference
+
+
+def step_by_step_after(model, source_ids, forced_ids, max_len):
+    ids = tf.TensorSpec([None, None], tf.int32)
+    call = tf.function(lambda inputs: model(inputs, training=False), input_signature=[[ids, ids]])
+    source_ids = source_ids[source_ids != PAD_ID]
+    prefix = [START_ID, *forced_ids]
+    while len(prefix) <= max_len:
+        probabilities = call([source_ids[None, :], np.array([prefix], np.int32)])
+        token = int(np.argmax(allowed_next(probabilities[0, -1:], len(prefix) - 1, 0)[0]))
+        prefix.append(token)
+        if token == END_ID:
+            break
+    return prefix[1:]
+
+
+def test_sampling_at_temperature_zero_or_top_k_one_is_greedy_and_a_seed_repeats_its_samples(run, model):
+    _, batch = padded(run.source_vocab, SENTENCES)
+    greedy = GreedyDecoder(model)(batch, 20)
+    sampler = SamplingDecoder(model, 0.6)
+    for settings in ({"temperature": 0.0}, {"top_k": 1}, {"top_p": 1e-6}):
+        found = sampler(batch, 20, seed=5, **settings)
+        np.testing.assert_array_equal(found.ids[:, 0], greedy.ids[:, 0])
+        assert np.allclose(found.log_probs, greedy.log_probs, atol=1e-4)
+    hot = {"temperature": 2.0, "samples": 4}
+    first, again, other = (sampler(batch, 20, seed=seed, **hot) for seed in (7, 7, 8))
+    np.testing.assert_array_equal(first.ids, again.ids)
+    assert first.ids.shape[:2] == (len(SENTENCES), 4) and not np.array_equal(first.ids, other.ids)
+    assert (np.diff(first.scores(0.6), axis=1) <= 1e-6).all()  # best first
+    assert sampler._decode.experimental_get_tracing_count() == 1  # one trace for every setting
+
+
+def test_top_k_draws_only_among_the_k_most_probable_tokens(run):
+    model, max_len = run.model, 1
+    source = run.source_vocab.encode("Who are you?")[None, :]
+    probabilities = allowed_next(model.step(tf.constant([START_ID]), model.encode(source, max_len), 0)[0], 0, 1)[0]
+    top3 = set(np.argsort(probabilities.numpy())[-3:].tolist())
+    sampler = SamplingDecoder(model, 0.0)
+    drawn = {int(sampler(source, max_len, 1, seed=seed, top_k=3, temperature=5.0).ids[0, 0, 0]) for seed in range(40)}
+    assert drawn <= top3 and len(drawn) > 1

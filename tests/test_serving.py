@@ -17,6 +17,7 @@ import time
 import urllib.error
 import urllib.request
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -28,8 +29,9 @@ from sequencer.errors import DataError
 from sequencer.exports import EXPORT_FILE
 from sequencer.runs import load_run
 from sequencer.savedmodel import export
+from sequencer.scoring import PairScore
 from sequencer.serving import TranslatorBackend, body_limit, create_app, read_export
-from sequencer.translation import Translator
+from sequencer.translation import Decoding, Sampling, Translator
 
 ROOT = Path(__file__).resolve().parents[1]
 SENTENCES = ["Hello!", "I am cold.", "Who are you? Ж🐞", "It's me, Tom."]
@@ -127,7 +129,11 @@ def test_health_page_and_docs(client, run):
         (b"", "the body is not JSON"),
         (b"[" * 100_000, "the body nests JSON arrays or objects too deeply to read"),
         (b'["Hello."]', 'the body must be a JSON object such as {"text": ["Hello."]}, not ["Hello."]'),
-        (b'{"text": ["Hello."], "beam": 2}', 'unknown field "beam"; a request has text, beam_width and n_best'),
+        (
+            b'{"text": ["Hello."], "beam": 2}',
+            'unknown field "beam"; a request has text, prefix, beam_width, n_best, decoding, temperature, top_k, '
+            "top_p and seed",
+        ),
         (b'{"beam_width": 2}', 'text is missing; send {"text": ["a sentence", ...]}'),
         (b'{"text": "Hello."}', 'text must be a list of sentences (strings), not "Hello."'),
         (b'{"text": ["Hello.", 42]}', "text[1] must be a string, not 42"),
@@ -170,7 +176,7 @@ def test_limits(backend, config):
         oversized = b'{"text": ["' + b"a" * body_limit(small) + b'"]}'
         declared = client.post("/translate", content=oversized)
         assert declared.status_code == 413 and declared.json()["error"].startswith(
-            "the body is larger than 4,504 bytes"
+            "the body is larger than 4,912 bytes"
         )
         streamed = client.post("/translate", content=(oversized[i : i + 1000] for i in range(0, len(oversized), 1000)))
         assert "content-length" not in streamed.request.headers
@@ -203,6 +209,16 @@ def test_the_export_backend_translates_with_its_own_beam_only(exported, backend,
         )
         fewer = client.post("/translate", json={"text": ["Hi."], "n_best": 1})
         assert fewer.status_code == 400 and fewer.json()["error"].startswith("n_best must be 2 (this export decodes")
+        only = "is not possible: this server's model is a SavedModel export, which"
+        for body, message in [
+            ({"decoding": "sample"}, f'decoding "sample" {only} decodes by search only'),
+            ({"temperature": 0.5}, f"temperature {only} decodes by search only"),
+            ({"prefix": ["Je"]}, f"prefix {only} cannot start a translation with a prefix"),
+        ]:
+            refused = client.post("/translate", json={"text": ["Hi."], **body})
+            assert (refused.status_code, refused.json()) == (400, {"error": message})
+        scored = client.post("/score", json={"source": ["Hi."], "target": ["Salut."]})
+        assert (scored.status_code, scored.json()) == (400, {"error": f"POST /score {only} only translates"})
 
 
 def test_an_export_folder_is_checked_before_tensorflow_loads_it(exported, tmp_path):
@@ -271,6 +287,19 @@ def test_a_ctranslate2_export_is_served_with_any_beam_width_up_to_the_limit(ctra
         ]
         wider = client.post("/translate", json={"text": ["Hi."], "beam_width": 5})
         assert wider.json()["error"] == "beam_width must be an integer from 1 to 4 (max_beam_width), not 5"
+        translator = backend.translator
+        prefixed = client.post("/translate", json={"text": SENTENCES[:2], "prefix": ["on", ""]})
+        assert prefixed.json()["translations"] == translator.translate(SENTENCES[:2], prefixes=["on", ""]).best
+        assert prefixed.json()["translations"][0].startswith("on")
+        body = {"text": SENTENCES, "decoding": "sample", "n_best": 2, "seed": 3, "top_k": 1000}  # top_k: all of 66
+        drawn = [client.post("/translate", json=body).json()["translations"] for _ in range(2)]
+        sampling = Sampling(1.0, 66, 1.0, 3)
+        expected = translator.translate(SENTENCES, n_best=2, decoding="sample", sampling=sampling).hypotheses
+        assert drawn[0] == drawn[1] == [[text for text, _ in found] for found in expected]
+        targets = ["on", "Bonjour !", "x", "Qui ?"]
+        scored = client.post("/score", json={"source": SENTENCES, "target": targets})
+        totals = [pair.total for pair in translator.score(list(zip(SENTENCES, targets))).pairs]
+        assert scored.json()["scores"] == pytest.approx(totals, abs=1e-4)
 
 
 def test_a_request_costing_more_than_max_request_tokens_is_a_413(backend, config):
@@ -288,10 +317,23 @@ def test_a_request_costing_more_than_max_request_tokens_is_a_413(backend, config
         assert client.post("/translate", json={"text": ["a" * 1000] * 3, "beam_width": 2}).status_code == 200
 
 
-class Recorder:
-    """A stub backend that records the sentences of each decoding call, and takes a while for each."""
+@dataclass(frozen=True)
+class Call:
+    """One call of a `Recorder`: what it translated (or scored, `how` "score") and how."""
 
-    name, beam_width, n_best = "stub", 1, 1
+    items: list
+    how: str | int  # a beam width, "sample" or "score"
+    prefixes: list[str] | None = None
+    sampling: Sampling | None = None
+
+
+class Recorder:
+    """A stub backend that records each decoding call, and takes a while for each: a sentence
+    translates to itself in capitals after its prefix, a pair scores minus its target's length."""
+
+    name, max_output_len = "stub", 10
+    default = Decoding("search", 1, 1, Sampling(1.0, 0, 1.0, 7))
+    can_sample = can_force = can_score = True
 
     def __init__(self, seconds=0.05, failure=None):
         self.calls = []
@@ -304,12 +346,25 @@ class Recorder:
     def source_tokens(self, sentences):
         return sum(len(sentence) for sentence in sentences)
 
-    def translate(self, sentences, beam_width, n_best):
-        self.calls.append((list(sentences), beam_width))
+    def target_tokens(self, texts):
+        return [len(text) for text in texts]
+
+    def translate(self, sentences, beam_width, n_best, *, prefixes=None, sampling=None):
+        self._record(Call(list(sentences), "sample" if sampling else beam_width, prefixes, sampling))
+        return [
+            [(prefix + sentence.upper(), -1.0)] * n_best
+            for sentence, prefix in zip(sentences, prefixes or [""] * len(sentences))
+        ]
+
+    def score(self, pairs):
+        self._record(Call(list(pairs), "score"))
+        return [PairScore(-float(len(target)), len(target) + 1) for _, target in pairs]
+
+    def _record(self, call):
+        self.calls.append(call)
         time.sleep(self.seconds)
         if self.failure:
             raise self.failure
-        return [[(sentence.upper(), -1.0)] * n_best for sentence in sentences]
 
 
 def test_a_decoding_failure_is_a_500_without_its_traceback(config, caplog):

@@ -1,13 +1,14 @@
 import csv
 import json
 import logging
+import re
 import textwrap
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import run_folders, tiny_config
+from conftest import DATA, run_folders, tiny_config
 
 from sequencer import Predictor, Preprocessor, Trainer, builders, devices
 from sequencer.averaging import validation_score
@@ -513,3 +514,45 @@ def test_steps_per_epoch_makes_epochs_of_that_many_updates(tmp_path):
     summary = json.loads((run_dir / "summary.json").read_text())
     assert (summary["epochs_completed"], summary["updates"], summary["batches"]) == (3, 9, 18)
     assert len(metrics_rows(run_dir)) == 3
+
+
+def folder_contents(folder):
+    return {path.relative_to(folder): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+def fine_tuning_pairs(folder):
+    """Pairs the toy run never trained on: the toy's, recombined, and some with a character it never saw."""
+    lines = (DATA / "train" / "toy.txt").read_text(encoding="utf-8").splitlines()[::3]
+    pairs = [line.split("\t")[:2] for line in lines]
+    recombined = [f"{source}\t{pairs[(i + 1) % len(pairs)][1]}" for i, (source, _) in enumerate(pairs)]
+    folder.mkdir()
+    (folder / "new.txt").write_text("\n".join(recombined + ["Go Ж.\tVa Ж."] * 4) + "\n", encoding="utf-8")
+    return folder
+
+
+def test_fine_tuning_starts_from_a_run_keeps_its_vocabularies_and_leaves_it_untouched(trained_run, tmp_path, caplog):
+    before = folder_contents(trained_run)
+    new_data = fine_tuning_pairs(tmp_path / "new")
+    # A learning rate that changes nothing: the new run's weights are the trained run's.
+    settings = {"train_dir": str(new_data), "epochs": "1", "learning_rate": "1e-30"}
+    config = tiny_config(tmp_path, init_from=str(trained_run), **settings)
+    with caplog.at_level(logging.INFO, logger="sequencer"):
+        tuned = train(config)
+    assert folder_contents(trained_run) == before
+    assert (tuned / "vocab.json").read_bytes() == before[type(tuned)("vocab.json")]
+    assert load_config(tuned).init_from == trained_run  # the new run says where it came from
+    assert same_weights(load_run(tuned).model, load_run(trained_run).model, tolerance=1e-6)
+    unknown = re.search(r"(\d+) source and (\d+) target token\(s\) unknown to the given vocabularies", caplog.text)
+    assert unknown and int(unknown[1]) > 0 and int(unknown[2]) > 0  # "Ж" among them
+    assert f"starting from the weights of {trained_run}" in caplog.text
+    assert json.loads((tuned / "summary.json").read_text())["updates"] < 10  # a fresh optimizer: counted from 0
+
+
+def test_fine_tuning_a_run_of_another_model_or_vocabulary_is_one_line_naming_the_key(trained_run, tmp_path):
+    from sequencer.runs import check_init_from
+
+    for flags, key in (({"latent_dim": "48"}, "latent_dim"), ({"token_level": "word"}, "token_level")):
+        with pytest.raises(ConfigError, match=rf"^{key}=\S+ differs from the \S+ of {trained_run}, .*; set {key}="):
+            check_init_from(tiny_config(tmp_path, init_from=str(trained_run), **flags))
+    with pytest.raises(ConfigError, match=r"init_from=.*nowhere: the folder does not exist; set init_from"):
+        check_init_from(tiny_config(tmp_path, init_from=str(tmp_path / "nowhere")))

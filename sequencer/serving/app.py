@@ -1,4 +1,4 @@
-"""The FastAPI app: `POST /translate`, `GET /health`, the page at `/`, the docs at `/docs`, and JSON errors.
+"""The FastAPI app: `POST /translate` and `/score`, `GET /health`, the page at `/`, the docs at `/docs`, JSON errors.
 
 `create_app(backend, config)` wires the parts of this package together: the request checks of
 `requests`, the `Batcher` the app's lifespan runs, the guard against other sites' pages, and a
@@ -17,6 +17,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Literal
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
@@ -26,10 +27,18 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sequencer import __version__
 from sequencer.config import Config
+from sequencer.scoring import PairScore
 from sequencer.serving.backends import Backend, Hypothesis
 from sequencer.serving.batching import Batcher
 from sequencer.serving.guard import RefuseOtherSites
-from sequencer.serving.requests import ServingError, body_limit, method_and_path, parse_request, read_body
+from sequencer.serving.requests import (
+    ServingError,
+    body_limit,
+    method_and_path,
+    parse_request,
+    parse_score_request,
+    read_body,
+)
 
 log = logging.getLogger(__name__)
 
@@ -57,11 +66,65 @@ class TranslateBody(BaseModel):
         "characters; an empty one translates to an empty string",
         examples=[["Hello.", "I am cold."]],
     )
+    prefix: list[str] | None = Field(
+        None,
+        description='one per sentence ("" for none): target text its translation starts with, taken as it is; '
+        "shorter than max_output_len target tokens (not with a SavedModel export)",
+        examples=[["Bonjour", ""]],
+    )
+    decoding: Literal["search", "sample"] | None = Field(
+        None,
+        description="search (greedy or beam) or sample (draw n_best translations); default: the config's "
+        "(a SavedModel export searches only)",
+    )
     beam_width: int | None = Field(
-        None, ge=1, description="1 decodes greedily; default: the config's (an export takes its own only)"
+        None,
+        ge=1,
+        description="decoding=search: 1 decodes greedily; at most max_beam_width; default: the config's "
+        "(a SavedModel export takes its own only)",
     )
     n_best: int | None = Field(
-        None, ge=1, description="translations per sentence, at most beam_width (an export takes its own only)"
+        None,
+        ge=1,
+        description="translations per sentence: with decoding=search at most beam_width (a SavedModel export takes "
+        "its own only), with decoding=sample the samples drawn, at most max_beam_width",
+    )
+    temperature: float | None = Field(
+        None, ge=0, description="decoding=sample: divides the log-probabilities (0 is greedy); default: the config's"
+    )
+    top_k: int | None = Field(
+        None,
+        ge=0,
+        description="decoding=sample: draw among this many most probable tokens (0: all); default: the config's",
+    )
+    top_p: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="decoding=sample: draw among the fewest most probable tokens whose probabilities add up to this "
+        "(1: all); default: the config's",
+    )
+    seed: int | None = Field(
+        None,
+        ge=0,
+        le=2**32 - 1,
+        description="decoding=sample: the same seed, sentences and settings draw the same; default: the config's",
+    )
+
+
+class ScoreBody(BaseModel):
+    """The body of POST /score (for the docs: the endpoint reads and checks the body itself)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: list[str] = Field(
+        description="source sentences: at least one, at most max_request_sentences, each at most max_sentence_chars "
+        "characters and not empty",
+        examples=[["Hello."]],
+    )
+    target: list[str] = Field(
+        description="a translation of each source sentence, to score (cut at max_output_len - 1 tokens)",
+        examples=[["Bonjour."]],
     )
 
 
@@ -74,6 +137,17 @@ class Translations(BaseModel):
         "(the others of probability 0 are left out of an n-best list)"
     )
     model: str = Field(description="the run translated with")
+
+
+class Scored(BaseModel):
+    """A score per pair, in order: null for a pair of probability 0."""
+
+    scores: list[float | None] = Field(
+        description="the log-probability of the target given the source: its tokens' and its end marker's"
+    )
+    per_token: list[float | None] = Field(description="the score divided by tokens, comparable across lengths")
+    tokens: list[int] = Field(description="the target tokens scored, the end marker included")
+    model: str = Field(description="the run that scored")
 
 
 class Health(BaseModel):
@@ -125,23 +199,29 @@ def _lifespan(backend: Backend, config: Config):
 
 
 def _add_endpoints(app: FastAPI, backend: Backend, config: Config) -> None:
-    """`POST /translate` and `GET /health` (and `HEAD /health`)."""
+    """`POST /translate`, `POST /score` and `GET /health` (and `HEAD /health`)."""
     limit = body_limit(config)
-    body_schema = TranslateBody.model_json_schema()
 
-    @app.post(
-        "/translate",
-        response_model=Translations,
-        responses={code: {"model": ErrorBody} for code in (400, 413, 500, 503)},
-        openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": body_schema}}}},
-    )
+    @app.post("/translate", response_model=Translations, **_documented(TranslateBody))
     async def translate(request: Request) -> dict:
-        """Translate sentences: `{"text": ["Hello.", "I am cold."]}`; `beam_width` and `n_best` are optional
-        (a run's server takes any beam width up to its max_beam_width, an export only its own)."""
+        """Translate sentences: `{"text": ["Hello.", "I am cold."]}`. The other fields are optional: by search
+        (`beam_width`, `n_best`; a run's server or a CTranslate2 export's takes any beam width up to its
+        max_beam_width, a SavedModel export only its own) or `"decoding": "sample"` (`n_best` samples drawn with
+        `temperature`, `top_k`, `top_p` and `seed`), from a `prefix` per sentence or not."""
         asked = parse_request(await read_body(request, limit), backend, config)
         request.state.sentences = len(asked.sentences)
-        found = await request.app.state.batcher.translate(asked.sentences, asked.beam_width, asked.n_best)
+        found = await request.app.state.batcher.translate(
+            asked.sentences, asked.beam_width, asked.n_best, prefixes=asked.prefixes, sampling=asked.sampling
+        )
         return _answer(found, asked.n_best, backend.name)
+
+    @app.post("/score", response_model=Scored, **_documented(ScoreBody))
+    async def score(request: Request) -> dict:
+        """Score given translations: `{"source": ["Hello."], "target": ["Bonjour."]}`, each pair's log-probability
+        under the model (a run's server or a CTranslate2 export's; a SavedModel export cannot)."""
+        pairs = parse_score_request(await read_body(request, limit), backend, config)
+        request.state.pairs = len(pairs)
+        return _scored(await request.app.state.batcher.score(pairs), backend.name)
 
     @app.get("/health", response_model=Health)
     async def health() -> dict:
@@ -149,6 +229,15 @@ def _add_endpoints(app: FastAPI, backend: Backend, config: Config) -> None:
         return {"status": "ok", "model": backend.name}
 
     app.head("/health", include_in_schema=False)(health)  # what some health checks send
+
+
+def _documented(body: type[BaseModel]) -> dict:
+    """The OpenAPI description of an endpoint that reads `body` itself, and of its errors."""
+    content = {"application/json": {"schema": body.model_json_schema()}}
+    return {
+        "responses": {code: {"model": ErrorBody} for code in (400, 413, 500, 503)},
+        "openapi_extra": {"requestBody": {"required": True, "content": content}},
+    }
 
 
 def _answer(found: list[list[Hypothesis]], n_best: int, model: str) -> dict:
@@ -159,6 +248,20 @@ def _answer(found: list[list[Hypothesis]], n_best: int, model: str) -> dict:
     if n_best == 1:
         translations, scores = [row[0] for row in translations], [row[0] for row in scores]
     return {"translations": translations, "scores": scores, "model": model}
+
+
+def _scored(scores: list[PairScore], model: str) -> dict:
+    """The JSON of `Scored`; JSON has no -inf, so a pair of probability 0 scores null."""
+
+    def finite(value: float) -> float | None:
+        return value if math.isfinite(value) else None
+
+    return {
+        "scores": [finite(score.total) for score in scores],
+        "per_token": [finite(score.per_token) for score in scores],
+        "tokens": [score.tokens for score in scores],
+        "model": model,
+    }
 
 
 def _page(content: bytes, media: str):
@@ -180,8 +283,9 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     async def http_error(request: Request, error: HTTPException) -> JSONResponse:
         where = method_and_path(request.method, request.url.path)
+        endpoints = "POST /translate, POST /score, GET /health, GET / and GET /docs"
         message = {
-            404: f"{where}: there is nothing here; the endpoints are POST /translate, GET /health, GET / and GET /docs",
+            404: f"{where}: there is nothing here; the endpoints are {endpoints}",
             405: f"{where}: the method is not allowed here",
         }.get(error.status_code, f"{where}: {error.detail}")
         request.state.error = message
@@ -197,7 +301,7 @@ def _add_error_handlers(app: FastAPI) -> None:
 
 class RequestLog:
     """An ASGI middleware that logs one line per request: `POST /translate 200: 3 sentences, 41 ms`,
-    and the error if there was one (from the request's state: `sentences`, `error`).
+    and the error if there was one (from the request's state: `sentences` or `pairs`, `error`).
 
     Plain ASGI rather than FastAPI's `@app.middleware("http")`, which wraps every request and
     response in extra tasks and streams: under load that cost a sixth of the throughput.
@@ -223,9 +327,10 @@ class RequestLog:
         finally:
             state = scope.get("state", {})
             parts = [f"{(time.perf_counter() - started) * 1000:.0f} ms"]
-            sentences = state.get("sentences")
-            if sentences is not None:
-                parts.insert(0, f"{sentences} sentence{'' if sentences == 1 else 's'}")
+            for noun in ("sentence", "pair"):
+                count = state.get(noun + "s")
+                if count is not None:
+                    parts.insert(0, f"{count} {noun}{'' if count == 1 else 's'}")
             error = state.get("error")
             line = f"{method_and_path(scope['method'], scope['path'])} {status}: {', '.join(parts)}"
             log.info("%s", line + (f" ({error})" if error else ""))
