@@ -4,7 +4,7 @@
 `Predictor` translates with a saved run. TensorFlow is imported on first use of the latter two.
 """
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 
 from sequencer.config import Config, load_config
 from sequencer.errors import ConfigError, DataError, SequencerError
