@@ -33,6 +33,11 @@ def export(config, args):
     out_dir = args.out_dir.absolute()
     if args.quantization and args.format != "ctranslate2":
         raise ConfigError("--quantization applies to --format ctranslate2 only (a SavedModel keeps float32 weights)")
+    if config.decoding == "sample" and args.format != "ctranslate2":
+        raise ConfigError(
+            "decoding=sample: a SavedModel decodes by search only (beam_width); a CTranslate2 export samples "
+            "when it translates (--format ctranslate2)"
+        )
     check_convertible(args.format, load_config(run_dir).model, run_dir)
     check_export_folder(out_dir, args.force)
     import_tensorflow()
@@ -50,7 +55,7 @@ def export(config, args):
             from sequencer.savedmodel import export
 
             export(run, config, out_dir, force=args.force)
-    logging.getLogger("sequencer.export").info("exported %s to %s (%s)", run_dir.name, out_dir, args.format)
+    logging.getLogger("sequencer.exports").info("exported %s to %s (%s)", run_dir.name, out_dir, args.format)
 
 
 class ExportParser(Parser):

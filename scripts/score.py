@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a clone
 from sequencer.cli import DEVICE_KEYS, TranslatingParser, chosen_export, import_tensorflow, run_script
 
 USES = ("model_dir", "run", "on_bad_line", "decode_batch_size", *DEVICE_KEYS)
-CHUNK_LINES = 8192  # pairs scored at a time: standard input of any length in bounded memory
+CHUNK_LINES = 8192  # pairs scored at a time: input of any length in bounded memory (but with --sort)
 
 
 def score(config, args):
@@ -27,35 +27,40 @@ def score(config, args):
     from sequencer.runs import find_trained_run, load_config
 
     export = chosen_export(args)  # the model and the file are checked before TensorFlow starts
+    if export and export[1]["format"] == "savedmodel":
+        raise DataError(f"{export[0]} is a SavedModel export, which cannot score pairs; score with its run")
     run_dir = None if export else find_trained_run(config.model_dir, config.run)
-    if args.file != "-" and not Path(args.file).is_file():
-        raise DataError(f"pair file {args.file} {'is a folder' if Path(args.file).is_dir() else 'does not exist'}")
+    path = Path(args.file)
+    if args.file != "-" and (path.is_dir() or not path.exists()):  # a pipe will do: score.py <(head pairs.txt)
+        raise DataError(f"pair file {args.file} {'is a folder, not a file' if path.is_dir() else 'does not exist'}")
     translator = load_translator(config, run_dir, export)
     reverse = run_dir is not None and load_config(run_dir).reverse  # a run of the other direction
     rows = scored_rows(translator, read_pairs(args.file, config.on_bad_line, reverse))
     if args.sort:
         rows = sorted((row for row in rows if row), key=lambda row: row[1].per_token, reverse=True)
+    scored = 0
     for row in rows:
         if row is None:
             print()
             continue
         (source, target), pair_score = row
         print(f"{pair_score.total:.4f}\t{pair_score.per_token:.4f}\t{source}\t{target}")
+        scored += 1
+    if not scored:
+        raise DataError(f"{'standard input' if args.file == '-' else args.file} holds no source<TAB>target pairs")
 
 
 def load_translator(config, run_dir, export):
-    """The translator that scores: the run's, or the export's (a SavedModel is refused when it opens)."""
-    if export and export[1]["format"] != "savedmodel":
+    """The translator that scores: the run's, or a CTranslate2 export's."""
+    if export:
         from sequencer.exports import open_export
 
         return open_export(export[0], config)
     import_tensorflow()
     from sequencer.devices import configure_device
     from sequencer.runs import load_run
-    from sequencer.translation import DecodingError, Translator
+    from sequencer.translation import Translator
 
-    if export:
-        raise DecodingError(f"{export[0]} is a SavedModel export, which cannot score pairs; score with its run")
     configure_device(config.device, config.threads)
     return Translator(load_run(run_dir), config)
 
@@ -63,11 +68,11 @@ def load_translator(config, run_dir, export):
 def read_pairs(file: str, on_bad_line: str, reverse: bool):
     """Each line's (source, target) as the model reads them (`reverse`: the run's), or None for a
     blank line or a malformed one skipped; DataError naming the file and line of a malformed one otherwise."""
-    from sequencer.data import decode_line, directed, parse_pair
+    from sequencer.data import decode_line, directed, open_binary, parse_pair
     from sequencer.errors import DataError
 
     name = "<stdin>" if file == "-" else file
-    stream = sys.stdin.buffer if file == "-" else open(file, "rb")  # noqa: SIM115 -- stdin is not ours to close
+    stream = sys.stdin.buffer if file == "-" else open_binary(Path(file))
     for number, raw in enumerate(stream, start=1):
         text = decode_line(raw, Path(name), number)
         if not text.strip():

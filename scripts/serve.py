@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Serve translations over HTTP: POST /translate, GET /health, a page at / and the API docs at /docs."""
+"""Serve translations over HTTP: POST /translate, POST /score, GET /health, a page at / and the API docs at /docs."""
 
 import sys
 from pathlib import Path

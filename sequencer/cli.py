@@ -149,7 +149,7 @@ class Parser(argparse.ArgumentParser):
 
 class TranslatingParser(Parser):
     """The parser of the scripts that translate with a run or, with `--export DIR`, an export of
-    scripts/export.py (predict.py, evaluate.py, serve.py). A flag of a key that the export's format
+    scripts/export.py (predict.py, evaluate.py, serve.py, score.py). A flag of a key that the export's format
     fixes (a SavedModel's decoding settings) is ignored, with a warning."""
 
     def __init__(self, description: str, uses: Collection[str]):
@@ -158,7 +158,7 @@ class TranslatingParser(Parser):
             "--export",
             type=Path,
             metavar="DIR",
-            help="translate with an export of scripts/export.py instead of a run: a SavedModel (its own decoding "
+            help="use an export of scripts/export.py instead of a run: a SavedModel (its own decoding "
             "settings only) or a CTranslate2 model",
         )
 

@@ -129,13 +129,18 @@ class Key:
                 raise ValueError
             return items
         value = int(text) if self.kind == "int" else float(text)
-        if not math.isfinite(value):
-            raise ValueError
-        if self.low is not None and (value < self.low or (self.low_open and value == self.low)):
-            raise ValueError
-        if self.high is not None and (value > self.high or (self.high_open and value == self.high)):
+        if not self.within(value):
             raise ValueError
         return value
+
+    def within(self, value: float) -> bool:
+        """Whether a number is one this key allows: finite, and within its bounds (also what the
+        server checks a request's sampling fields by)."""
+        if not math.isfinite(value):
+            return False
+        if self.low is not None and (value < self.low or (self.low_open and value == self.low)):
+            return False
+        return self.high is None or not (value > self.high or (self.high_open and value == self.high))
 
     def format(self, value: Any) -> str:
         """The text of a value as it is written in `config.txt`."""

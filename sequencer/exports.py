@@ -48,7 +48,10 @@ FORMAT_KEYS = {
 }
 # The config keys that do not apply to translating with an export of each format, and why.
 FIXED_KEYS = {
-    "savedmodel": ((*KEYS_IN_EXPORT, "max_beam_width"), "an export, which decodes as it was exported"),
+    "savedmodel": (
+        (*KEYS_IN_EXPORT, "max_beam_width", "temperature", "top_k", "top_p", "seed"),
+        "an export, which decodes as it was exported",
+    ),
     "ctranslate2": (("device",), "a CTranslate2 export, which decodes on the CPU"),
 }
 # The models each format can express: CTranslate2 has the Transformer, not this project's LSTMs.

@@ -246,7 +246,10 @@ def prefix_files_for(inputs: list[Path], prefix_path: Path | None) -> dict[Path,
     if prefix_path is None:
         return {}
     if prefix_path.is_dir():
-        return {path: prefix_path / path.name for path in inputs if (prefix_path / path.name).is_file()}
+        found = {path: prefix_path / path.name for path in inputs if (prefix_path / path.name).is_file()}
+        if not found:
+            raise DataError(f"--prefix {prefix_path} holds no file named as an input file; name each prefix file so")
+        return found
     if not prefix_path.is_file():
         raise DataError(f"prefix file {prefix_path} (--prefix) does not exist")
     if len(inputs) > 1:

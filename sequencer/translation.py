@@ -386,7 +386,8 @@ def unknown_tokens(vocab: Vocabulary, sentence: str, ids: np.ndarray) -> list[st
 
 
 def warn_of_unknown_tokens(unknown: Counter[str], unit: str) -> None:
-    """One warning for all the source tokens translated as unknown (`unit`: the vocabulary's)."""
+    """One warning for all the tokens read as unknown (`unit`: the source vocabulary's), those of
+    sources, prefixes and scored targets alike."""
     if unknown:
         examples = " ".join(repr(token) for token, _ in unknown.most_common(5))
         total = sum(unknown.values())

@@ -121,6 +121,7 @@ SAMPLE = '"text": ["a"], "decoding": "sample"'
                 ("NaN", "NaN"),
                 ("Infinity", "Infinity"),
                 ("1e400", "Infinity"),
+                ("1" + "0" * 400, "1" + "0" * 36 + "..."),  # an integer beyond floats: a 400, not a 500
                 ("[1]", "[1]"),
             ]
         ),

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -20,7 +19,7 @@ from urllib.parse import quote
 
 from starlette.requests import ClientDisconnect, Request
 
-from sequencer.config import Config
+from sequencer.config import KEYS_BY_NAME, Config
 from sequencer.errors import SequencerError
 from sequencer.translation import Sampling
 
@@ -298,18 +297,28 @@ def _is_number(value: Any) -> bool:
     return type(value) in (int, float)
 
 
-# What each sampling field must be (as the configuration's key), said and checked.
+def _number_within(field: str, integer: bool) -> Callable[[Any], bool]:
+    """Whether a value is a JSON number (an integer if `integer`) that the configuration key
+    `field` allows: one rule for a config file's value and a request's."""
+    key = KEYS_BY_NAME[field]
+
+    def accepts(value: Any) -> bool:
+        if not (_is_integer(value) if integer else _is_number(value)):
+            return False
+        try:
+            return key.within(float(value))
+        except OverflowError:  # an integer of hundreds of digits, which JSON allows
+            return False
+
+    return accepts
+
+
+# What each sampling field must be, said and checked (as the configuration's key).
 SAMPLING_RULES: dict[str, tuple[str, Callable[[Any], bool]]] = {
-    "temperature": (
-        "a finite number of 0 or more (0 decodes greedily)",
-        lambda value: _is_number(value) and math.isfinite(value) and value >= 0,
-    ),
-    "top_k": ("an integer of 0 or more (0 draws among all tokens)", lambda value: _is_integer(value) and value >= 0),
-    "top_p": (
-        "a number above 0 and at most 1 (1 draws among all tokens)",
-        lambda value: _is_number(value) and 0 < value <= 1,  # NaN fails both comparisons
-    ),
-    "seed": (f"an integer from 0 to {2**32 - 1:,}", lambda value: _is_integer(value) and 0 <= value < 2**32),
+    "temperature": ("a finite number of 0 or more (0 decodes greedily)", _number_within("temperature", False)),
+    "top_k": ("an integer of 0 or more (0 draws among all tokens)", _number_within("top_k", True)),
+    "top_p": ("a number above 0 and at most 1 (1 draws among all tokens)", _number_within("top_p", False)),
+    "seed": (f"an integer from 0 to {2**32 - 1:,}", _number_within("seed", True)),
 }
 
 
