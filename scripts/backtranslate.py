@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a clone
 
 from sequencer.cli import TRAINING_KEYS, Parser, import_tensorflow, keys_of, run_script
 
-USES = (*TRAINING_KEYS, *keys_of("Prediction"))
+USES = TRAINING_KEYS  # the Prediction keys among them: how the reverse run samples
 
 
 def backtranslate(config, args):
@@ -46,7 +46,9 @@ def backtranslate(config, args):
     from sequencer.backtranslation import forward_config, write_synthetic_pairs
 
     if not reverse_dir:
-        reverse = config.replace(reverse=True, run_name=config.run_name and f"{config.run_name}-reverse")
+        # A model of its own: from random weights, even where the forward run starts from another (init_from).
+        names = {"run_name": config.run_name and f"{config.run_name}-reverse"}
+        reverse = config.replace(reverse=True, init_from="", keep_optimizer=False, **names)
         reverse_dir = Trainer(reverse).train(Preprocessor(reverse).load())
     if synthetic.exists():
         print(f"using the synthetic pairs already in {synthetic} (delete it to translate again)", file=sys.stderr)
@@ -72,7 +74,7 @@ def reverse_translator(reverse_dir, config, search: bool):
 
     configure_device(config.device, config.threads)
     run = load_run(reverse_dir)
-    prediction = {name: getattr(config, name) for name in keys_of("Prediction")}
+    prediction = {name: getattr(config, name) for name in keys_of("Prediction") if name != "n_best"}
     sampling = {"decoding": "sample", "beam_width": 1}  # one sample a sentence
     settings = {**prediction, **({"decoding": "search"} if search else sampling), "n_best": 1, "seed": config.seed}
     return Translator(run, run.config.replace(**settings))

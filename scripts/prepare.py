@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a clone
 
 from sequencer.cli import Parser, keys_of, run_script
 
-USES = ("train_dir", "model_dir", "prepared_dir", *keys_of("Data"))
+USES = ("train_dir", "model_dir", "prepared_dir", *keys_of("Data"), "init_from")  # init_from: that run's vocabularies
 
 
 def prepare(config, args):

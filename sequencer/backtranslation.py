@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sequencer.config import Config, CorpusSource
-from sequencer.data import decode_line
+from sequencer.data import decode_line, open_binary
 from sequencer.errors import DataError
 from sequencer.files import atomic_path
 from sequencer.text import Progress
@@ -47,14 +47,14 @@ def write_synthetic_pairs(translator: BatchTranslator, monolingual: Path, output
     """
     blank = empty = pairs = 0
     with (
-        open(monolingual, "rb") as lines,
+        open_binary(monolingual) as lines,
         atomic_path(output) as partial,
         open(partial, "w", encoding="utf-8") as written,
         Progress("back-translating lines") as progress,
     ):
         chunk: list[str] = []
         for number, raw in enumerate(lines, start=1):
-            text = decode_line(raw, monolingual, number).rstrip("\r\n")
+            text = decode_line(raw, monolingual, number)
             if "\t" in text:
                 raise DataError(f"{monolingual}:{number}: a tab in a monolingual line; one sentence per line, no tabs")
             if not text.strip():

@@ -59,6 +59,7 @@ DEVICE_KEYS = ("device", "threads")
 TRAINING_KEYS = (
     "train_dir",
     "model_dir",
+    "prepared_dir",
     "run_name",
     *keys_of("Data", "Model", "Training"),
     *(name for name in keys_of("Prediction") if name != "n_best"),

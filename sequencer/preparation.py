@@ -352,7 +352,11 @@ class Preparation:
         read, trainable = self.counts.read, sum(self.counts.per_corpus)
         if read < 2:
             where = ",".join(str(source.path) for source in self.config.train_dir)
-            taken = f"num_samples={self.config.num_samples} takes" if self.config.num_samples == read else ""
+            taken = (
+                f"num_samples={self.config.num_samples} takes"
+                if self.config.num_samples and self.config.num_samples == read
+                else ""
+            )
             raise DataError(f"{taken or f'train_dir {where} holds'} {read} pair(s); training needs at least 2")
         if trainable < 2:
             split = f"test_split={self.config.test_split}"

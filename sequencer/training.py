@@ -84,10 +84,7 @@ class Trainer:
         with devices.worker_scratch(self.strategy) as scratch:
             if scratch:
                 self.config = self.config.replace(model_dir=scratch)
-            model = self._new_model(corpus)
-            if self.config.init_from:
-                initialize_from(model, self.config, self.strategy)
-                log.info("starting from the weights of %s", self.config.init_from)
+            model = self._starting_model(corpus)
             vocabularies = (corpus.source_vocab, corpus.target_vocab)
             run_dir = create_run(self.config, vocabularies, corpus.summary(), corpus.test_file)
             mark_latest(run_dir)
@@ -110,7 +107,7 @@ class Trainer:
                 run_dir = Path(shutil.copytree(run_dir, scratch / run_dir.name))
             checkpoint = load_checkpoint(run_dir, saved_config)
             if checkpoint is None:  # interrupted before its first epoch ended: start it again
-                return self._fit(self._new_model(corpus), run_dir, corpus, TrainingState())
+                return self._fit(self._starting_model(corpus), run_dir, corpus, TrainingState())
             saved_model, state = checkpoint
             finished = state.finished(self.config)
             if finished:
@@ -195,12 +192,18 @@ class Trainer:
         """Batches per epoch and epochs: `steps_per_epoch` updates, or one pass over the training
         pairs; `epochs`, or as many as `train_steps` updates need (the last may end early)."""
         config = self.config
-        steps = (
-            config.steps_per_epoch * config.accumulate_steps or dataset.BatchStream(config, corpus).batches_per_pass()
-        )
+        steps = config.steps_per_epoch * config.accumulate_steps or self._batches_per_pass(corpus)
         if config.train_steps:
             return steps, -(-config.train_steps * config.accumulate_steps // steps)
         return steps, config.epochs
+
+    def _starting_model(self, corpus: Corpus) -> keras.Model:
+        """A new run's model: built and compiled, with the weights of the run `init_from` names, if any."""
+        model = self._new_model(corpus)
+        if self.config.init_from:
+            initialize_from(model, self.config, self.strategy)
+            log.info("starting from the weights of %s", self.config.init_from)
+        return model
 
     def _batches_per_pass(self, corpus: Corpus) -> int:
         """Batches of one pass over the corpus (the batcher plans every shard to count them: once)."""
